@@ -1,0 +1,95 @@
+"""The label set a model is trained for: garment types, attribute keys and values, keypoint names.
+
+It is built from the dataset (its file wins over the built-in FashionAI taxonomy), saved as ``labels.json`` in
+every run folder, and read back by ``predict``, so value order (the order of ``probs``) never has to be remembered.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fashion2stage import taxonomy
+from fashion2stage.errors import DataError
+
+
+@dataclass
+class LabelSet:
+    garment_types: list[str] = field(default_factory=list)
+    # attribute key -> its values, in the order of the model's probabilities
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    # attribute key -> garment types that carry it; a key absent here is carried by every type
+    attribute_types: dict[str, list[str]] = field(default_factory=dict)
+    # the union keypoint set; a garment's keypoints array has one row per name
+    keypoints: list[str] = field(default_factory=list)
+    # garment type -> the subset of ``keypoints`` it has; a type absent here has all of them
+    keypoints_per_type: dict[str, list[str]] = field(default_factory=dict)
+    # garment type -> the two points whose distance normalises NE; a type absent here uses the box diagonal
+    ne_normaliser: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def fashionai(cls) -> "LabelSet":
+        """The built-in FashionAI label set: 5 types, 8 attribute keys, 24 keypoints with per-type subsets."""
+        return cls(
+            garment_types=list(taxonomy.GARMENT_TYPES),
+            attributes={k: list(v) for k, v in taxonomy.FASHIONAI_ATTRIBUTES.items()},
+            attribute_types={k: list(v) for k, v in taxonomy.FASHIONAI_ATTRIBUTE_TYPES.items()},
+            keypoints=list(taxonomy.FASHIONAI_KEYPOINTS),
+            keypoints_per_type={k: list(v) for k, v in taxonomy.FASHIONAI_KEYPOINTS_PER_TYPE.items()},
+            ne_normaliser={k: list(v) for k, v in taxonomy.FASHIONAI_NE_NORMALISER.items()},
+        )
+
+    def types_for_key(self, key: str) -> list[str]:
+        return list(self.attribute_types.get(key, self.garment_types))
+
+    def keys_for_type(self, garment_type: str) -> list[str]:
+        """Attribute keys whose heads apply to a garment of this type."""
+        return [k for k in self.attributes if garment_type in self.types_for_key(k)]
+
+    def keypoint_indices(self, garment_type: str) -> list[int]:
+        """Indices into ``keypoints`` of the points this garment type has."""
+        names = self.keypoints_per_type.get(garment_type)
+        if names is None:
+            return list(range(len(self.keypoints)))
+        index = {n: i for i, n in enumerate(self.keypoints)}
+        return [index[n] for n in names]
+
+    def flip_permutation(self) -> list[int]:
+        return taxonomy.flip_permutation(self.keypoints)
+
+    def merged(self, other: "LabelSet") -> "LabelSet":
+        """Union of two label sets (for one model trained on several datasets). Shared keys must agree on values."""
+        out = LabelSet(**json.loads(json.dumps(asdict(self))))
+        for t in other.garment_types:
+            if t not in out.garment_types:
+                out.garment_types.append(t)
+        for k, values in other.attributes.items():
+            if k in out.attributes and out.attributes[k] != values:
+                raise ValueError(f"attribute {k!r} has different values in the two label sets: "
+                                 f"{out.attributes[k]} vs {values}")
+            out.attributes[k] = list(values)
+        out.attribute_types.update({k: list(v) for k, v in other.attribute_types.items()})
+        for n in other.keypoints:
+            if n not in out.keypoints:
+                out.keypoints.append(n)
+        out.keypoints_per_type.update({k: list(v) for k, v in other.keypoints_per_type.items()})
+        out.ne_normaliser.update({k: list(v) for k, v in other.ne_normaliser.items()})
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelSet":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def save(self, path: str | Path) -> None:
+        from fashion2stage.io import write_json_atomic  # noqa: PLC0415  (keeps this module import-light)
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LabelSet":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as e:
+            raise DataError(path, f"cannot read label set: {e}") from e

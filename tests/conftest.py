@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# One thread per test worker: the suite runs under pytest-xdist on 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+BENCH = Path(os.environ.get("FASHION_BENCH", Path(__file__).resolve().parents[1].parent / "shared/data/fashion-bench"))
+
+
+@pytest.fixture(scope="session")
+def bench() -> Path:
+    """The real fashion-bench data folder; tests that use it skip cleanly when it is absent (a user's clone)."""
+    if not BENCH.is_dir():
+        pytest.skip(f"fashion-bench data not found at {BENCH}")
+    return BENCH
