@@ -1,0 +1,131 @@
+"""Trustworthy image loading: every readable photo becomes (H, W, 3) uint8 RGB, upright; everything else fails loudly.
+
+The pixel frame of every box and keypoint in the project is the image *after* EXIF orientation, so both
+:func:`load_image` and :func:`image_size` apply it. A file that cannot be decoded raises
+:class:`~fashion2stage.errors.ImageReadError` with one line naming the file and the problem, never a PIL traceback.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fashion2stage.errors import ImageReadError
+
+# Larger images are refused from the header, before any pixel is decoded (a decompression bomb: a few KB of PNG
+# can claim 10^10 pixels). Kept below PIL's own warning threshold (Image.MAX_IMAGE_PIXELS, ~89.5 MP) so that this
+# check is the one users normally meet; PIL's warning is still turned into an error as a backstop.
+MAX_PIXELS = 80_000_000
+
+_EXIF_ORIENTATION_TAG = 0x0112
+_SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees (width and height trade places)
+
+
+def _open(path: Path) -> Image.Image:
+    """Open lazily (header only) and refuse missing, empty, non-image and too-large files."""
+    if not path.exists():
+        raise ImageReadError(path, "file not found")
+    if not path.is_file():
+        raise ImageReadError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(path, f"cannot open image: {e}") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        im.close()
+        raise ImageReadError(path, f"image has zero size {w}x{h}")
+    if w * h > MAX_PIXELS:
+        im.close()
+        raise ImageReadError(path, f"image too large: {w}x{h} = {w * h:,} pixels > MAX_PIXELS {MAX_PIXELS:,}")
+    return im
+
+
+def _orientation(im: Image.Image, path: Path) -> int:
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except Exception as e:  # noqa: BLE001  (PIL raises many types on malformed EXIF)
+        raise ImageReadError(path, f"unreadable EXIF data: {e}") from None
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of the image after EXIF orientation, read from the header only (no pixel decoding)."""
+    path = Path(path)
+    with _open(path) as im:
+        w, h = im.size
+        if _orientation(im, path) in _SWAPS_SIDES:
+            w, h = h, w
+    return w, h
+
+
+def _to_uint8_gray(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float single-channel images to 8-bit "L".
+
+    ``I;16*`` spans 0..65535 and is divided by 257. ``I`` (how PIL often opens 16-bit PNGs) is taken as 8-bit
+    if its values fit, as 16-bit if they fit that, else stretched from its min to its max. ``F`` is taken as
+    0..1 if its values fit, else clipped to 0..255.
+    """
+    a = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16"):
+        a = a / 257.0
+    elif im.mode == "I":
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0 or hi > 65535:
+            a = (a - lo) / max(hi - lo, 1.0) * 255.0
+        elif hi > 255:
+            a = a / 257.0
+    elif im.mode == "F":
+        a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
+        if a.size and a.min() >= 0 and a.max() <= 1.0:
+            a = a * 255.0
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB; transparency is composited on white (a transparent product shot has a white page)."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        im = _to_uint8_gray(im)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to an array (H, W, 3) uint8 RGB in the upright (EXIF-oriented) pixel frame."""
+    path = Path(path)
+    with _open(path) as im:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageReadError(path, f"corrupt or truncated image: {e}") from None
+        _orientation(im, path)  # malformed EXIF is refused the same way image_size refuses it
+        try:
+            upright = ImageOps.exif_transpose(im)
+        except Exception as e:  # noqa: BLE001
+            raise ImageReadError(path, f"cannot apply EXIF orientation: {e}") from None
+        try:
+            rgb = _to_rgb(upright)
+        except (OSError, ValueError) as e:
+            raise ImageReadError(path, f"cannot convert {upright.mode} image to RGB: {e}") from None
+        out = np.asarray(rgb, dtype=np.uint8)
+    if out.ndim != 3 or out.shape[2] != 3:
+        raise ImageReadError(path, f"decoded to an unexpected shape {out.shape}")
+    return np.ascontiguousarray(out)
