@@ -123,7 +123,10 @@ class BoxErrorStats:
             out["components"][name] = {
                 "mean": float(e[:, j].mean()), "std": float(e[:, j].std(ddof=1)) if len(e) > 1 else 0.0,
                 **{f"q{p:02d}": float(v) for p, v in zip((5, 25, 50, 75, 95), q)}}
-        out["correlation"] = np.corrcoef(e.T).round(4).tolist() if len(e) > 2 else None
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant component has no correlation: null
+            corr = np.corrcoef(e.T).round(4) if len(e) > 2 else None
+        out["correlation"] = None if corr is None else [[None if np.isnan(v) else float(v) for v in row]
+                                                         for row in corr]
         return out
 
     def to_dict(self) -> dict:
@@ -280,7 +283,8 @@ class JitterSampler:
         if kind == "bootstrap":
             return cls(kind=kind, errors=np.asarray(d["errors"], dtype=np.float64), bandwidth=float(d["bandwidth"]))
         if kind == "default":
-            return cls(kind=kind, shift=float(d.get("shift", DEFAULT_SHIFT)), scale=float(d.get("scale", DEFAULT_SCALE)))
+            return cls(kind=kind, shift=float(d.get("shift", DEFAULT_SHIFT)),
+                       scale=float(d.get("scale", DEFAULT_SCALE)))
         return cls(kind=kind)
 
 

@@ -53,7 +53,8 @@ def test_attribute_report_topk_confusion_and_map():
     k3, k5 = rep["keys"]["k3"], rep["keys"]["k5"]
     assert k3["n"] == 6 and k3["accuracy"] == pytest.approx(3 / 6) and "top3" not in k3
     assert (k5["top1"], k5["top3"], k5["top5"]) == (pytest.approx(.25), pytest.approx(.75), pytest.approx(1.0))
-    assert k5["confusion_matrix"][1][0] == 1 and k5["confusion_matrix"][0][0] == 1 and np.sum(k5["confusion_matrix"]) == 4
+    cm = np.array(k5["confusion_matrix"])
+    assert cm[1, 0] == 1 and cm[0, 0] == 1 and cm[4, 0] == 1 and cm[3, 2] == 1 and cm.sum() == 4
     assert [(c["true"], c["predicted"]) for c in k5["most_confused"]] == [("B", "A"), ("D", "C"), ("E", "A")]
     # k5: conf .5 right, .4 wrong, .3 wrong, .6 wrong -> sorted W(.6) C(.5) W(.4) W(.3): (0 + 1/2 + 1/3 + 1/4) / 4
     assert k5["ap"] == pytest.approx((0 + 1 / 2 + 1 / 3 + 1 / 4) / 4)

@@ -58,7 +58,8 @@ def soft_targets(marks: str) -> np.ndarray:
     if marks.count("y") != 1 or set(marks) - set("ynm"):
         raise ValueError(f"marks {marks!r} must be y/n/m with exactly one 'y'")
     m = [i for i, c in enumerate(marks) if c == "m"]
-    y_share, m_each = {0: (1.0, 0.0), 1: (0.8, 0.2), 2: (0.7, 0.15), 3: (0.7, 0.1)}.get(len(m), (0.6, 0.4 / max(len(m), 1)))
+    recipe = {0: (1.0, 0.0), 1: (0.8, 0.2), 2: (0.7, 0.15), 3: (0.7, 0.1)}
+    y_share, m_each = recipe.get(len(m), (0.6, 0.4 / max(len(m), 1)))
     t = np.zeros(len(marks))
     t[marks.index("y")] = y_share
     t[m] = m_each
