@@ -1,0 +1,88 @@
+import os
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from fashion2stage.formats.yolo import export_yolo
+from fashion2stage.labels import LabelSet
+from fashion2stage.records import Dataset, Garment, ImageRecord
+
+
+def make_data(tmp_path):
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (100, 50)).save(root / "sub" / "a.jpg")
+    Image.new("RGB", (40, 80)).save(root / "b.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80x40, upright 40x80: the label must use the upright size
+    Image.new("RGB", (80, 40)).save(root / "c.jpg", exif=exif)
+    labels = LabelSet(garment_types=["blouse", "skirt"])
+    train = Dataset(root=root, labels=labels, records=[
+        ImageRecord("sub/a.jpg", root, 100, 50, [Garment("skirt", np.array([10.0, 5, 30, 45])),
+                                                 Garment("blouse", np.array([0.0, 0, 100, 50]))]),
+        ImageRecord("b.jpg", root, 40, 80),
+    ])
+    val = Dataset(root=root, labels=labels, records=[
+        ImageRecord("c.jpg", root, None, None, [Garment("blouse", np.array([4.0, 8, 36, 72]))])])
+    return root, train, val
+
+
+def test_export_layout_and_labels(tmp_path):
+    root, train, val = make_data(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    data_yaml = export_yolo(train, val, tmp_path / "yolo")
+    out = tmp_path / "yolo"
+    assert data_yaml == out / "data.yaml"
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data == {"path": str(out), "train": "images/train", "val": "images/val", "names": {0: "blouse", 1: "skirt"}}
+    assert (out / "labels/train/sub__a.txt").read_text() == \
+        "1 0.200000 0.500000 0.200000 0.800000\n0 0.500000 0.500000 1.000000 1.000000\n"
+    assert (out / "labels/train/b.txt").read_text() == ""
+    assert (out / "labels/val/c.txt").read_text() == "0 0.500000 0.500000 0.800000 0.800000\n"
+    link = out / "images/train/sub__a.jpg"
+    assert link.is_symlink() and os.path.samefile(link, root / "sub/a.jpg")
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written beside the data
+    # a re-export replaces the previous one (no stale files)
+    train.records = train.records[:1]
+    export_yolo(train, val, out)
+    assert not (out / "labels/train/b.txt").exists()
+
+
+def test_ultralytics_reads_the_export(tmp_path):
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    _, train, val = make_data(tmp_path)
+    data = check_det_dataset(str(export_yolo(train, val, tmp_path / "yolo")), autodownload=False)
+    assert data["nc"] == 2
+    ds = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False, imgsz=64)
+    by_file = {os.path.basename(lb["im_file"]): lb for lb in ds.labels}
+    assert by_file["sub__a.jpg"]["cls"].ravel().tolist() == [1, 0]
+    np.testing.assert_allclose(by_file["sub__a.jpg"]["bboxes"][0], [0.2, 0.5, 0.2, 0.8], atol=1e-6)
+    assert len(by_file["b.jpg"]["cls"]) == 0
+
+
+def test_refuses_to_write_near_the_data_or_over_other_folders(tmp_path):
+    root, train, val = make_data(tmp_path)
+    with pytest.raises(ValueError, match="inside or around the dataset root"):
+        export_yolo(train, val, root / "yolo")
+    with pytest.raises(ValueError, match="inside or around the dataset root"):
+        export_yolo(train, val, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a previous YOLO export"):
+        export_yolo(train, val, other)
+
+
+def test_unknown_type_and_colliding_names(tmp_path):
+    root, train, val = make_data(tmp_path)
+    val.records[0].garments[0].type = "hat"
+    with pytest.raises(ValueError, match="'hat' is not one of the training types"):
+        export_yolo(train, val, tmp_path / "y1")
+    Image.new("RGB", (4, 4)).save(root / "b.png")
+    train.records.append(ImageRecord("b.png", root, 4, 4))
+    with pytest.raises(ValueError, match="same YOLO label file b.txt"):
+        export_yolo(train, val, tmp_path / "y2")
