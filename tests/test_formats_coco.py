@@ -80,6 +80,7 @@ def bad(**changes):
     (bad(drop_ann_key="bbox"), r"ann.json:2: annotation 2 lacks 'bbox'"),
     (bad(image={"file_name": "../../etc/passwd"}), r"escapes the dataset root"),
     (bad(image={"width": 0}), r"width/height 0/60 are not positive integers"),
+    (bad(image={"file_name": "a.jpg"}), r"images\[1\]: a.jpg is listed twice \(ids 10 and 11\)"),
     (bad(categories=[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]), r"duplicate ids"),
     ({"images": [], "categories": []}, r"ann.json: the file lacks 'annotations'"),
     ("", r"ann.json: empty file"),

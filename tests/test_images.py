@@ -140,3 +140,11 @@ def test_max_pixels_is_checked_before_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 10**8)
     with pytest.raises(ImageReadError, match="corrupt or truncated"):  # now it is decoded, and fails on the data
         load_image(p)
+
+
+def test_pils_own_bomb_warning_is_an_error(tmp_path, monkeypatch):
+    p = tmp_path / "warn.png"
+    p.write_bytes(png_header_only(10_000, 9_000))  # 90 MP: above PIL's warning threshold, below its error one
+    monkeypatch.setattr(images, "MAX_PIXELS", 10**9)
+    with pytest.raises(ImageReadError, match="decompression bomb"):
+        image_size(p)

@@ -133,6 +133,7 @@ def _read_images(data: dict, root: Path, source: Path) -> dict:
     if not isinstance(data["images"], list):
         raise DataError(source, "'images' is not a list")
     records: dict = {}
+    files: dict[str, object] = {}
     for i, im in enumerate(data["images"]):
         _require(im, ("id", "file_name"), f"images[{i}]", source)
         w, h = im.get("width"), im.get("height")
@@ -142,6 +143,9 @@ def _read_images(data: dict, root: Path, source: Path) -> dict:
         if im["id"] in records:
             raise DataError(source, f"images[{i}]: duplicate image id {im['id']!r}")
         file = safe_relpath(im["file_name"], source, im["id"] if isinstance(im["id"], int) else None)
+        if file in files:
+            raise DataError(source, f"images[{i}]: {file} is listed twice (ids {files[file]!r} and {im['id']!r})")
+        files[file] = im["id"]
         records[im["id"]] = ImageRecord(file=file, root=root, width=w, height=h, id=im["id"])
     return records
 
@@ -238,6 +242,7 @@ def dataset_to_coco(dataset: Dataset) -> dict:
     label-set order, ``attribute_ids`` from the ``y`` of each mark string, flat keypoints over the union set.
 
     Width and height come from the record, else from the image header (:func:`fashion2stage.images.image_size`).
+    ``area`` is the box area (COCO's small/medium/large ranges then refer to boxes, not masks).
     """
     from fashion2stage.images import image_size  # noqa: PLC0415  (only needed when a record lacks its size)
 
