@@ -86,3 +86,14 @@ def test_unknown_type_and_colliding_names(tmp_path):
     train.records.append(ImageRecord("b.png", root, 4, 4))
     with pytest.raises(ValueError, match="same YOLO label file b.txt"):
         export_yolo(train, val, tmp_path / "y2")
+
+
+def test_copies_where_symlinks_fail(tmp_path, monkeypatch):
+    root, train, val = make_data(tmp_path)
+
+    def no_symlinks(src, dst):
+        raise OSError("symlinks not supported here")
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    out = export_yolo(train, val, tmp_path / "yolo").parent
+    copy = out / "images/train/sub__a.jpg"
+    assert not copy.is_symlink() and copy.read_bytes() == (root / "sub/a.jpg").read_bytes()
