@@ -1,0 +1,130 @@
+"""The two-stage pipeline: detector -> padded crops -> attribute heads and keypoint model -> records.
+
+Data flow for one batch of decoded images (all frames are image pixels unless a name says ``_crop``):
+
+    detector.predict(images) -> garments (type, score, box_xyxy)
+    crop(image, box_xyxy, head.crop_spec) for every garment of the batch -> one array per head
+    attributes.predict(all crops)   -> probs per key; a garment keeps only the keys its type carries
+    keypoints.predict(all crops, types) -> points in the crop frame -> CropTransform.to_image
+    image-level answer per key: choose_garment (fashion2stage/choice.py), else a crop of the whole image
+
+Any of the three models may be absent (``None``); without a detector no garment is found and every image-level
+answer comes from the whole image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashion2stage.choice import choose_garment
+from fashion2stage.geometry import crop
+from fashion2stage.records import Garment
+
+
+@dataclass
+class Pipeline:
+    detector: object | None = None  # detectors.load.Detector
+    attributes: object | None = None  # classifiers.attributes.AttributePredictor
+    keypoints: object | None = None  # classifiers.keypoints.KeypointPredictor
+    conf: float = 0.25
+    max_garments: int = 20  # per image, highest scores first: bounds the work a cluttered photo can cause
+    flip_tta: bool = False
+
+    def detect(self, images: list[np.ndarray]) -> list[list[Garment]]:
+        if self.detector is None:
+            return [[] for _ in images]
+        found = self.detector.predict(images, conf=self.conf, batch_size=max(1, len(images)))
+        return [sorted(g, key=lambda x: -x.score)[: self.max_garments] for g in found]
+
+    def __call__(self, images: list[np.ndarray]) -> list[dict]:
+        """Predict one batch. Returns per image ``{"garments": [...], "attributes": {...}}`` (the output contract
+        of DESIGN.md without the file fields, which the caller adds)."""
+        garments = self.detect(images)
+        out = [{"garments": [_garment_dict(g) for g in gs], "attributes": {}} for gs in garments]
+        owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
+        if self.attributes is not None:
+            self._attributes(images, garments, owners, out)
+        if self.keypoints is not None and owners:
+            self._keypoints(images, garments, owners, out)
+        return out
+
+    def _attributes(self, images, garments, owners, out) -> None:
+        labels = self.attributes.labels
+        spec = self.attributes.crop_spec
+        # one crop per garment, plus a whole-image crop for every image with a key no garment answers
+        crops = [crop(images[i], garments[i][j].box_xyxy, spec)[0] for i, j in owners]
+        whole_needed = [i for i, gs in enumerate(garments)
+                        if any(choose_garment(gs, k, labels) is None for k in labels.attributes)]
+        for i in whole_needed:
+            h, w = images[i].shape[:2]
+            crops.append(crop(images[i], [0.0, 0.0, float(w), float(h)], spec)[0])
+        if not crops:
+            return
+        probs = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
+        row_of_garment = {owner: r for r, owner in enumerate(owners)}
+        row_of_whole = {i: len(owners) + r for r, i in enumerate(whole_needed)}
+        for (i, j), r in row_of_garment.items():
+            g = garments[i][j]
+            out[i]["garments"][j]["attributes"] = {
+                k: _answer(labels.attributes[k], probs[k][r]) for k in labels.keys_for_type(g.type)}
+        for i, gs in enumerate(garments):
+            for k in labels.attributes:
+                j = choose_garment(gs, k, labels)
+                r = row_of_whole[i] if j is None else row_of_garment[(i, j)]
+                out[i]["attributes"][k] = {**_answer(labels.attributes[k], probs[k][r]), "garment": j}
+
+    def _keypoints(self, images, garments, owners, out) -> None:
+        labels = self.keypoints.labels
+        spec = self.keypoints.crop_spec
+        crops, transforms, types = [], [], []
+        for i, j in owners:
+            c, t = crop(images[i], garments[i][j].box_xyxy, spec)
+            crops.append(c)
+            transforms.append(t)
+            types.append(garments[i][j].type)
+        pts_crop = self.keypoints.predict(np.stack(crops), types)  # (N, K, 3) x, y, score; NaN outside a type's subset
+        for (i, j), t, p in zip(owners, transforms, pts_crop):
+            p_image = t.to_image(p)
+            out[i]["garments"][j]["keypoints"] = {
+                name: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                for name, (x, y, s) in zip(labels.keypoints, p_image) if np.isfinite(x)}
+
+
+def _garment_dict(g: Garment) -> dict:
+    return {"type": g.type, "score": round(float(g.score), 4),
+            "box": [round(float(v), 2) for v in g.box_xyxy], "attributes": {}, "keypoints": {}}
+
+
+def _answer(values: list[str], probs: np.ndarray) -> dict:
+    k = int(np.argmax(probs))
+    return {"value": values[k], "score": round(float(probs[k]), 4), "probs": [round(float(p), 4) for p in probs]}
+
+
+def default_bundle() -> Path:
+    """The model bundle shipped with the package (detector, attributes, keypoints run folders)."""
+    return Path(__file__).resolve().parent / "default_model"
+
+
+def load_pipeline(detector: str | Path | None = None, attributes: str | Path | None = None,
+                  keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
+                  **options) -> Pipeline:
+    """Load the run folders given; any not given comes from the shipped bundle when ``use_default``."""
+    from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
+    from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
+    from detectors.load import load_detector  # noqa: PLC0415
+
+    bundle = default_bundle()
+    runs = {}
+    for stage, given in (("detector", detector), ("attributes", attributes), ("keypoints", keypoints)):
+        if given is None and use_default and (bundle / stage / "config.json").is_file():
+            given = bundle / stage
+        runs[stage] = given
+    if all(v is None for v in runs.values()):
+        raise FileNotFoundError(f"no model given and no default bundle at {bundle}: pass --detector/--classifier/--keypoints")
+    return Pipeline(
+        detector=load_detector(runs["detector"], device) if runs["detector"] else None,
+        attributes=load_attribute_model(runs["attributes"], device) if runs["attributes"] else None,
+        keypoints=load_keypoint_model(runs["keypoints"], device) if runs["keypoints"] else None,
+        **options)

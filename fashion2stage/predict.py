@@ -1,0 +1,151 @@
+"""``predict`` over a folder: list images, decode in the background, run the pipeline in batches, stream JSONL.
+
+Memory stays flat however many images there are: only the file list and one window of decoded images are held;
+each batch's lines are written (and flushed) before the next batch is decoded. Lines are written in input order.
+``resume`` keeps the lines already written (a torn last line from a killed run is dropped) and skips those images.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from fashion2stage.errors import ImageReadError
+from fashion2stage.images import load_image
+from fashion2stage.io import write_text_atomic
+from fashion2stage.pipeline import Pipeline
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def list_images(folder: str | Path, shard: tuple[int, int] = (0, 1)) -> list[str]:
+    """Image paths under ``folder`` (recursive), relative POSIX, sorted; ``shard=(i, n)`` keeps every n-th from i."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    i, n = shard
+    return files[i::n]
+
+
+def _decode(root: Path, rel: str) -> tuple[str, np.ndarray | None, str | None]:
+    try:
+        return rel, load_image(root / rel), None
+    except ImageReadError as e:
+        return rel, None, e.problem
+
+
+def decoded(root: Path, files: list[str], window: int, workers: int = 2) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """Decode files in background threads (PIL and cv2 release the GIL), at most ``window`` ahead, in order."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = []
+        it = iter(files)
+        for rel in it:
+            pending.append(pool.submit(_decode, root, rel))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(_decode, root, nxt))
+            yield result
+
+
+def read_done(jsonl: Path) -> list[str]:
+    """Lines of a previous run that parse (a torn last line from an interrupted run is dropped)."""
+    if not jsonl.exists():
+        return []
+    good = []
+    for line in jsonl.read_text().splitlines():
+        try:
+            json.loads(line)
+            good.append(line)
+        except json.JSONDecodeError:
+            break
+    return good
+
+
+@dataclass
+class PredictSummary:
+    images: int = 0
+    skipped: int = 0  # already in the output (resume)
+    garments: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.images / self.seconds if self.seconds else 0.0
+        s = (f"{self.images} images ({rate:.1f} img/s), {self.garments} garments, {len(self.errors)} unreadable"
+             + (f", {self.skipped} already done" if self.skipped else ""))
+        return s
+
+
+def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Path, batch_size: int = 8,
+                   resume: bool = False, shard: tuple[int, int] = (0, 1), progress: bool = True,
+                   on_batch=None) -> PredictSummary:
+    """Write ``out_dir/predictions.jsonl`` (one line per image, input order). ``on_batch(records, images)`` sees
+    each batch after it is written (for the optional writers; ``images[i]`` is None where decoding failed)."""
+    root = Path(images_dir)
+    files = list_images(root, shard)
+    if not files:
+        raise FileNotFoundError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "predictions.jsonl"
+    summary = PredictSummary()
+    if resume:
+        done_lines = read_done(jsonl)
+        write_text_atomic(jsonl, "".join(l + "\n" for l in done_lines))  # drop a torn tail before appending
+        done = {json.loads(l)["image"] for l in done_lines}
+        summary.skipped = sum(f in done for f in files)
+        files = [f for f in files if f not in done]
+    elif jsonl.exists():
+        jsonl.unlink()
+
+    from tqdm import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=len(files), unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    start = time.perf_counter()
+    with jsonl.open("a", encoding="utf-8") as f:
+        batch: list[tuple[str, np.ndarray | None, str | None]] = []
+        for item in decoded(root, files, window=2 * batch_size):
+            batch.append(item)
+            if len(batch) == batch_size:
+                _run_batch(pipeline, batch, f, summary, on_batch)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _run_batch(pipeline, batch, f, summary, on_batch)
+            bar.update(len(batch))
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run_batch(pipeline: Pipeline, batch, f, summary: PredictSummary, on_batch) -> None:
+    ok = [(rel, img) for rel, img, err in batch if img is not None]
+    results = iter(pipeline([img for _, img in ok]) if ok else [])
+    lines = []
+    for rel, img, err in batch:
+        if img is None:
+            rec = {"image": rel, "error": err}
+            summary.errors.append((rel, err))
+        else:
+            r = next(results)
+            rec = {"image": rel, "width": int(img.shape[1]), "height": int(img.shape[0]), **r}
+            summary.garments += len(r["garments"])
+        lines.append(rec)
+    # one write per batch, then flush: a killed run leaves whole lines (at worst one torn line, dropped on resume)
+    f.write("".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in lines))
+    f.flush()
+    summary.images += len(batch)
+    if on_batch is not None:
+        on_batch(lines, [img for _, img, _ in batch])
