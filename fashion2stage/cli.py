@@ -11,33 +11,226 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Two-stage garment reading: detect garments, then read attributes and landmarks from padded crops.")
 
 
+def _fail(message: str) -> None:
+    """One clear line on stderr, exit code 1."""
+    typer.echo(f"fashion2stage: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
 def _not_built(stage: str) -> None:
     typer.echo(f"fashion2stage: {stage} is not built yet in this version.", err=True)
     raise typer.Exit(code=2)
 
 
 @app.command("detect-train")
-def detect_train() -> None:
+def detect_train(
+    data: Path = typer.Option(..., help="Training set: COCO detection json, or a dataset YAML (train/val/images)."),
+    val: Optional[Path] = typer.Option(None, help="Validation COCO json (default: the YAML's val entry)."),
+    images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
+    detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN, offline) or yolo."),
+    weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .pt checkpoint (default: yolo11n.yaml "
+                                          "from scratch); faster-rcnn: 'coco' (torchvision, needs the internet)."),
+    epochs: int = typer.Option(12),
+    batch: int = typer.Option(4),
+    image_size: int = typer.Option(416, help="faster-rcnn: shorter image side at inference; yolo: imgsz."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the backend's)."),
+    project: Path = typer.Option(Path("runs/detect"), help="Folder that holds run folders."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: detector-<timestamp>)."),
+    resume: bool = typer.Option(False, help="Continue project/name from its last checkpoint."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    trainable_stages: int = typer.Option(4, help="faster-rcnn: backbone blocks (of 7, from the top) to train."),
+) -> None:
     """Train a garment detector (YOLO or Faster R-CNN) on COCO boxes; writes a self-describing run folder."""
-    _not_built("detect-train")
+    from detectors.train import DetectTrainConfig, train_detector
+
+    cfg = DetectTrainConfig(data=str(data), val=str(val) if val else None, images=str(images) if images else None,
+                            detector=detector, weights=weights, epochs=epochs, batch=batch, image_size=image_size,
+                            lr=lr, project=str(project), name=name, resume=resume, threads=threads,
+                            extra={"trainable_stages": trainable_stages})
+    run = train_detector(cfg)
+    typer.echo(f"run folder: {run}")
+
+
+@app.command("detect-val")
+def detect_val(
+    run: Path = typer.Argument(..., help="A detect-train run folder."),
+    data: Path = typer.Option(..., help="Labelled COCO detection json (or a dataset YAML: its val entry)."),
+    images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
+    out: Optional[Path] = typer.Option(None, help="Where metrics.json etc. go (default: the run folder)."),
+    batch: int = typer.Option(8),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+) -> None:
+    """Evaluate a detector run on a labelled set: COCO mAP@[.5:.95] / mAP@.5 per type, box errors."""
+    from detectors.train import validate_run
+
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    m = validate_run(run, str(data), str(images) if images else None, out, batch)
+    typer.echo(f"mAP@[.5:.95] {m['map']:.4f}  mAP@.5 {m['map50']:.4f}")
+    for t, v in m["per_class"].items():
+        typer.echo(f"  {t:10s} mAP {v['map']:.4f}  mAP@.5 {v['map50']:.4f}  ({v['n_gt']} boxes)")
 
 
 @app.command("classify-train")
-def classify_train() -> None:
+def classify_train(
+    data: list[Path] = typer.Option(..., help="Training labels: COCO detection json (garment boxes + attributes) or "
+                                    "FashionAI label.csv (image-level, no boxes). Repeat to train one model on several."),
+    val: list[Path] = typer.Option(..., help="Validation labels, one per --data, same order."),
+    schema: Optional[Path] = typer.Option(None, help="attributes.json {key: [values]} for label CSVs (default: the "
+                                          "one beside the CSV, else FashionAI's)."),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run: crops of boxless images come from its "
+                                            "boxes (cached in the run folder); validation garments use its matched boxes."),
+    box_errors: Optional[Path] = typer.Option(None, help="box_errors.json for the ground-truth box jitter (default: "
+                                              "the --detector run's)."),
+    jitter: Optional[str] = typer.Option(None, help="detector | default (shift 0.1, scale 0.25) | none "
+                                         "(default: detector when box errors exist, else default)."),
+    key_types: list[str] = typer.Option([], help="key=type1,type2: garment types that carry an attribute key."),
+    crop: str = typer.Option("two-stage", help="two-stage (detector crops) or whole (image-level labels read the "
+                             "whole image: the ablation)."),
+    epochs: int = typer.Option(10),
+    image_size: int = typer.Option(224, help="Square crop side, pixels."),
+    batch_size: int = typer.Option(32),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights) or a timm name."),
+    pretrained: bool = typer.Option(True, help="Start from pretrained backbone weights."),
+    lr: float = typer.Option(1e-3, help="Heads' learning rate; the backbone gets lr x --backbone-lr-mult."),
+    backbone_lr_mult: float = typer.Option(0.1),
+    schedule: str = typer.Option("cosine", help="cosine (with warm-up) or onecycle."),
+    freeze_epochs: int = typer.Option(1, help="Epochs with a frozen backbone (heads only) first."),
+    balance: str = typer.Option("none", help="none or weights (inverse-sqrt-frequency class weights per key)."),
+    select: str = typer.Option("mAP", help="Validation metric choosing the best epoch: mAP or mean_accuracy."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Validate on the mean of the crop and its mirror image."),
+    project: Path = typer.Option(Path("runs/attributes"), help="Folder that holds run folders."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: attributes-<timestamp>)."),
+    resume: bool = typer.Option(False, help="Continue --project/--name from its last.pt (--epochs may extend it)."),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    device: str = typer.Option("cpu"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    seed: int = typer.Option(0),
+) -> None:
     """Train the attribute heads (one backbone, one head per key) on padded, detector-jittered garment crops."""
-    _not_built("classify-train")
+    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
+    from classifiers.train_attributes import AttributeTrainConfig, train  # noqa: PLC0415
+
+    if threads:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(threads)
+    types = {}
+    for item in key_types:
+        key, sep, names = item.partition("=")
+        if not sep or not key or not names:
+            _fail(f"--key-types must be key=type1,type2, got {item!r}")
+        types[key] = [t for t in names.split(",") if t]
+    cfg = AttributeTrainConfig(
+        data=[str(p) for p in data], val=[str(p) for p in val], schema=str(schema) if schema else None,
+        detector=str(detector) if detector else None, box_errors=str(box_errors) if box_errors else None,
+        jitter=jitter, key_types=types, crop=crop, epochs=epochs, image_size=image_size, batch_size=batch_size,
+        backbone=backbone, pretrained=pretrained, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
+        freeze_epochs=freeze_epochs, balance=balance, select=select, flip_tta=flip_tta, workers=workers,
+        device=device, seed=seed, project=str(project), name=name)
+    if resume and not name:
+        _fail("--resume needs --name (the run folder under --project to continue)")
+    try:
+        run = train(cfg, resume=project / name if resume else None)
+    except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"run folder: {run}")
 
 
 @app.command("keypoints-train")
-def keypoints_train() -> None:
+def keypoints_train(
+    data: Path = typer.Option(..., help="Training keypoints: COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder."),
+    val: Optional[Path] = typer.Option(None, help="Validation keypoints, same formats (best epoch by its NE)."),
+    images: Optional[Path] = typer.Option(None, help="Image root of --data (default: the format's usual place)."),
+    val_images: Optional[Path] = typer.Option(None, help="Image root of --val."),
+    box_errors: Optional[Path] = typer.Option(None, help="A detector's box_errors.json: jitter crops the way it errs."),
+    jitter: str = typer.Option("default", help="Without --box-errors: 'default' (shift 0.1, scale 0.25) or 'none'."),
+    epochs: int = typer.Option(60),
+    image_size: str = typer.Option("192x256", help="Crop WIDTHxHEIGHT, multiples of 32 (heatmaps are 1/4 of it)."),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(1e-3),
+    sigma: float = typer.Option(2.0, help="Gaussian sigma of the target heatmaps, heatmap pixels."),
+    pretrained: bool = typer.Option(True, help="Start from the offline ImageNet EfficientNet-Lite0 weights."),
+    flip_test: bool = typer.Option(True, help="Average predictions of the crop and its mirror image."),
+    project: Path = typer.Option(Path("runs/keypoints")),
+    name: Optional[str] = typer.Option(None),
+    resume: bool = typer.Option(False, help="Continue the run folder --project/--name from its last.pt."),
+    device: str = typer.Option("cpu"),
+    seed: int = typer.Option(0),
+) -> None:
     """Train the heatmap keypoint model on padded, detector-jittered garment crops."""
-    _not_built("keypoints-train")
+    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
+    from classifiers.train_keypoints import KeypointTrainConfig, keypoints_train_run  # noqa: PLC0415
+
+    try:
+        width, height = (int(v) for v in image_size.lower().split("x"))
+    except ValueError:
+        typer.echo(f"fashion2stage: --image-size must be WIDTHxHEIGHT, got {image_size!r}", err=True)
+        raise typer.Exit(code=2) from None
+    cfg = KeypointTrainConfig(width=width, height=height, epochs=epochs, batch_size=batch_size, lr=lr, sigma=sigma,
+                              pretrained=pretrained, flip_test=flip_test, seed=seed, device=device)
+    try:
+        run, metrics = keypoints_train_run(data, val, project, name, cfg, box_errors, jitter, resume, images, val_images)
+    except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
+        typer.echo(f"fashion2stage: {e}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(str(run))
+    for split in ("val_gt_boxes", "val_jittered_boxes"):
+        if split in metrics:
+            typer.echo(f"{split}: NE {metrics[split]['ne']:.2f}%  PCK@0.1 {metrics[split]['pck@0.1']:.3f}")
 
 
 @app.command("predict")
-def predict() -> None:
+def predict(
+    images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output folder: predictions.jsonl and the files asked for."),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
+    classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
+    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
+    no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(8, min=1, help="Images per batch; all garments of a batch go through the heads together."),
+    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
+    resume: bool = typer.Option(False, "--resume", help="Keep predictions.jsonl and skip the images already in it."),
+    shard: str = typer.Option("0/1", help="i/n: process every n-th image starting at i (split a folder over machines)."),
+    coco: bool = typer.Option(False, "--coco", help="Also write detections_coco.json (COCO results)."),
+    fashionai_csv: bool = typer.Option(False, "--fashionai-csv", help="Also write the FashionAI attribute submission CSV."),
+    keypoint_csv: bool = typer.Option(False, "--keypoint-csv", help="Also write the FashionAI keypoint CSV."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also draw boxes, attributes and landmarks into out/overlays/."),
+) -> None:
     """Detect garments in every image of a folder and read their attributes and landmarks (predictions.jsonl)."""
-    _not_built("predict")
+    from fashion2stage.outputs import PredictionWriters  # noqa: PLC0415
+    from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
+    from fashion2stage.predict import predict_folder  # noqa: PLC0415
+
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+        if not 0 <= i < n:
+            raise ValueError
+    except ValueError:
+        _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
+    try:
+        pipe = load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
+                             conf=conf, flip_tta=flip_tta)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    garment_types = pipe.detector.labels.garment_types if pipe.detector is not None else []
+    writers = PredictionWriters(out, garment_types, pipe.keypoints.labels if pipe.keypoints else None,
+                                coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv,
+                                overlays=overlays)
+    try:
+        summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=(i, n),
+                                 on_batch=writers)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    written = writers.close()
+    for rel, problem in summary.errors[:20]:
+        typer.echo(f"skipped {rel}: {problem}", err=True)
+    if len(summary.errors) > 20:
+        typer.echo(f"... and {len(summary.errors) - 20} more unreadable files (see 'error' lines in predictions.jsonl)", err=True)
+    typer.echo(f"{summary.line()} -> {out / 'predictions.jsonl'}"
+               + "".join(f", {p}" for p in written))
 
 
 @app.command("evaluate")

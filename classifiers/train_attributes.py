@@ -1,0 +1,373 @@
+"""``classify-train``: train the attribute heads on padded garment crops and write a self-describing run folder.
+
+Run folder: config.json (kind "attributes", backbone, keys, crop spec, jitter, the training settings),
+labels.json, weights.safetensors (best epoch on validation), last.pt (resume), results.csv (one row per epoch),
+metrics.json (the best epoch's full validation report), detections_*.json (cached detector boxes),
+box_errors.json (the detector error statistics used for jitter), loss.png and confusion_<key>.png.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from classifiers.attribute_data import (CROP_MODES, CropDataset, build_samples, detect_cached,
+                                        needs_detections)
+from classifiers.attributes import (WEIGHTS_FILE, AttributeModel, inverse_frequency_weights,
+                                    masked_soft_cross_entropy, to_input)
+from fashion2stage.geometry import CropSpec
+from fashion2stage.io import write_json_atomic
+from fashion2stage.jitter import BoxErrorStats, JitterSampler
+from fashion2stage.labels import LabelSet
+from fashion2stage.metrics.attributes import attribute_report
+from fashion2stage.records import Dataset
+from fashion2stage.runs import (append_results, load_checkpoint, load_config, new_run_dir, save_checkpoint,
+                                save_config, save_labels, save_weights, truncate_results)
+
+JITTER_CHOICES = ("detector", "default", "none")
+SCHEDULES = ("cosine", "onecycle")
+BALANCE = ("none", "weights")
+
+
+@dataclass
+class AttributeTrainConfig:
+    data: list[str]
+    val: list[str]
+    schema: str | None = None
+    detector: str | None = None  # detector run folder: pseudo-boxes for boxless data, detector crops for val
+    box_errors: str | None = None  # BoxErrorStats JSON; default: the detector run's box_errors.json
+    jitter: str | None = None  # detector | default | none; None: detector when box errors exist, else default
+    key_types: dict[str, list[str]] = field(default_factory=dict)  # attribute key -> garment types carrying it
+    crop: str = "two-stage"  # or "whole": image-level labels read the whole image (ablation)
+    epochs: int = 10
+    image_size: int = 224
+    padding: float = 1.25
+    batch_size: int = 32
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_mult once unfrozen
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    freeze_epochs: int = 1  # backbone frozen (heads only) for the first epochs
+    balance: str = "none"  # "weights": per-key inverse-sqrt-frequency class weights in the loss
+    select: str = "mAP"  # validation metric for the best checkpoint: mAP or mean_accuracy
+    flip_tta: bool = False
+    workers: int = 0
+    device: str = "cpu"
+    conf: float = 0.25  # detector confidence threshold for pseudo-boxes (as predict)
+    seed: int = 0
+    project: str = "runs/attributes"
+    name: str | None = None
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+def read_dataset(path: str, schema: str | None, key_types: dict[str, list[str]]) -> Dataset:
+    """A COCO detection JSON (garment boxes, Fashionpedia-style attributes) or a FashionAI label CSV."""
+    from fashion2stage.formats.coco import read_coco_detection  # noqa: PLC0415
+    from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
+
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        return read_coco_detection(p)
+    if p.suffix.lower() == ".csv":
+        return read_attribute_csv(p, schema=schema, attribute_types=key_types or None)
+    raise ValueError(f"{path}: expected a COCO .json or a FashionAI label .csv")
+
+
+def merged_labels(datasets: list[Dataset], key_types: dict[str, list[str]]) -> LabelSet:
+    labels = datasets[0].labels
+    for d in datasets[1:]:
+        labels = labels.merged(d.labels)
+    for k, types in key_types.items():
+        if k not in labels.attributes:
+            raise ValueError(f"--key-types names {k!r}, which no dataset has (keys: {', '.join(labels.attributes)})")
+        labels.attribute_types[k] = list(types)
+        labels.garment_types += [t for t in types if t not in labels.garment_types]
+    return labels
+
+
+def jitter_sampler(cfg: AttributeTrainConfig) -> tuple[JitterSampler, str | None]:
+    """The jitter for ground-truth boxes and the box-error file it came from."""
+    errors = cfg.box_errors
+    if errors is None and cfg.detector is not None and (Path(cfg.detector) / "box_errors.json").is_file():
+        errors = str(Path(cfg.detector) / "box_errors.json")
+    kind = cfg.jitter or ("detector" if errors else "default")
+    if kind not in JITTER_CHOICES:
+        raise ValueError(f"--jitter must be one of {JITTER_CHOICES}, got {kind!r}")
+    if kind == "none":
+        return JitterSampler.none(), None
+    if kind == "default":
+        return JitterSampler.default(), None
+    if errors is None:
+        raise ValueError("--jitter detector needs --box-errors or a --detector run with box_errors.json")
+    return JitterSampler.from_stats(BoxErrorStats.load(errors)), errors
+
+
+def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: LabelSet, force: bool):
+    """Cached detector garments per dataset (None where not needed or no detector)."""
+    need = [force or needs_detections(d, labels) for d in datasets]
+    if cfg.detector is None or not any(need):
+        return [None] * len(datasets)
+    from detectors import load_detector  # noqa: PLC0415  (the detector stack loads only when used)
+
+    detector = load_detector(cfg.detector, cfg.device)
+    out = []
+    for i, (d, n) in enumerate(zip(datasets, need)):
+        if not n:
+            out.append(None)
+            continue
+        with tqdm(total=len(d.records), desc=f"detect {split}[{i}]", mininterval=10) as bar:
+            out.append(detect_cached(detector, d.records, run / f"detections_{split}_{i}.json", conf=cfg.conf,
+                                     progress=bar.update))
+    return out
+
+
+# --- optimisation ----------------------------------------------------------------------------------------------
+
+def _optimizer(model: AttributeModel, cfg: AttributeTrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([
+        {"params": list(model.heads.parameters()), "lr": cfg.lr},
+        {"params": list(model.backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_mult},
+    ], weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt, cfg: AttributeTrainConfig, steps_per_epoch: int):
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                   total_steps=total, pct_start=0.25)
+    warm = max(int(cfg.warmup_epochs * steps_per_epoch), 1)
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine to zero
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min((step - warm) / max(total - warm, 1), 1.0)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _set_frozen(model: AttributeModel, frozen: bool) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad_(not frozen)
+
+
+def train_one_epoch(model, loader, opt, sched, device, class_weights, frozen: bool, desc: str) -> dict:
+    model.train()
+    if frozen:
+        model.backbone.eval()  # keep ImageNet BatchNorm statistics while only the heads learn
+    total, n, t0 = 0.0, 0, time.time()
+    bar = tqdm(loader, desc=desc, mininterval=10, leave=False)
+    for x, targets, mask in bar:
+        x = x.to(device)
+        targets = {k: v.to(device) for k, v in targets.items()}
+        mask = {k: v.to(device) for k, v in mask.items()}
+        loss = masked_soft_cross_entropy(model(x), targets, mask, class_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss) * len(x)
+        n += len(x)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    seconds = time.time() - t0
+    return {"train_loss": total / max(n, 1), "train_images_per_s": n / max(seconds, 1e-9), "train_seconds": seconds}
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, keys: list[str], flip_tta: bool = False) -> tuple[dict, float]:
+    """Probabilities and marks per key over the labelled samples, and the mean masked loss."""
+    model.eval()
+    probs = {k: [] for k in keys}
+    losses, count = 0.0, 0.0
+    for x, targets, mask in loader:
+        x = x.to(device)
+        logits = model(x)
+        if flip_tta:
+            logits_f = model(torch.flip(x, dims=[3]))
+            p = {k: (torch.softmax(logits[k], 1) + torch.softmax(logits_f[k], 1)) / 2 for k in keys}
+        else:
+            p = {k: torch.softmax(logits[k], 1) for k in keys}
+        for k in keys:
+            m = mask[k].bool()
+            probs[k].append(p[k][m.to(device)].cpu().numpy())
+            t = targets[k][m].to(device)
+            losses += float(-(t * torch.log(p[k][m.to(device)].clamp_min(1e-12))).sum())
+            count += float(m.sum())
+    probs = {k: np.concatenate(v) if v else np.zeros((0, 1)) for k, v in probs.items()}
+    return probs, losses / max(count, 1.0)
+
+
+def _marks_by_key(ds: CropDataset, keys: list[str]) -> dict[str, list[str]]:
+    return {k: [s.marks[k] for s in ds.samples if k in s.marks] for k in keys}
+
+
+# --- plots -----------------------------------------------------------------------------------------------------
+
+def save_plots(run: Path, report: dict, history: list[dict]) -> None:
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    if history:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ep = [h["epoch"] for h in history]
+        ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
+        ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
+        ax.set_xlabel("epoch")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(run / "loss.png", dpi=100)
+        plt.close(fig)
+    for key, r in report.get("keys", {}).items():
+        cm = np.asarray(r["confusion_matrix"], dtype=np.float64)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        n = len(r["values"])
+        fig, ax = plt.subplots(figsize=(2 + 0.45 * n, 1.5 + 0.45 * n))
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(n), r["values"], rotation=90, fontsize=7)
+        ax.set_yticks(range(n), r["values"], fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{key}: accuracy {r['accuracy']:.3f}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(run / f"confusion_{key.replace('/', '_')}.png", dpi=100)
+        plt.close(fig)
+
+
+# --- the command -----------------------------------------------------------------------------------------------
+
+def _run_config(cfg: AttributeTrainConfig, labels: LabelSet, keys: list[str], spec: CropSpec,
+                sampler: JitterSampler, errors_file: str | None) -> dict:
+    return {"kind": "attributes", "backbone": cfg.backbone, "keys": keys, "dropout": cfg.dropout,
+            "crop_spec": spec.to_dict(), "jitter": {k: v for k, v in sampler.to_dict().items() if k != "errors"},
+            "box_errors": "box_errors.json" if errors_file else None, "train": asdict(cfg)}
+
+
+def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
+    """Train (or resume) and return the run folder."""
+    if resume is not None:
+        run = Path(resume)
+        saved = load_config(run, kind="attributes")["train"]
+        cfg = AttributeTrainConfig(**{**saved, "epochs": cfg.epochs or saved["epochs"]})
+    if cfg.crop not in CROP_MODES or cfg.schedule not in SCHEDULES or cfg.balance not in BALANCE:
+        raise ValueError(f"crop {cfg.crop!r} / schedule {cfg.schedule!r} / balance {cfg.balance!r} not one of "
+                         f"{CROP_MODES} / {SCHEDULES} / {BALANCE}")
+    if len(cfg.val) != len(cfg.data):
+        raise ValueError(f"give one --val per --data ({len(cfg.data)} --data, {len(cfg.val)} --val)")
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    train_sets = [read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.data]
+    val_sets = [read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.val]
+    labels = merged_labels(train_sets, cfg.key_types)
+    keys = list(labels.attributes)
+    spec = CropSpec(width=cfg.image_size, height=cfg.image_size, padding=cfg.padding)
+    sampler, errors_file = jitter_sampler(cfg)
+    if resume is None:
+        run = new_run_dir(cfg.project, cfg.name, "attributes")
+        save_config(run, _run_config(cfg, labels, keys, spec, sampler, errors_file))
+        save_labels(run, labels)
+        if errors_file:
+            shutil.copyfile(errors_file, run / "box_errors.json")
+
+    det_train = _detections(cfg, run, train_sets, "train", labels, force=False)
+    det_val = _detections(cfg, run, val_sets, "val", labels, force=True)
+    train_samples, val_samples, missed = [], [], 0
+    for d, det in zip(train_sets, det_train):
+        train_samples += build_samples(d, labels, det, cfg.crop)[0]
+    for d, det in zip(val_sets, det_val):
+        s, m = build_samples(d, labels, det, cfg.crop, match_gt_to_detections=True)
+        val_samples += s
+        missed += m
+    if not train_samples or not val_samples:
+        raise ValueError(f"no labelled samples: {len(train_samples)} train, {len(val_samples)} val "
+                         f"(keys {', '.join(keys)})")
+
+    def normalise(crops):
+        return to_input(crops, cfg.backbone)
+    train_ds = CropDataset(train_samples, labels, keys, spec, normalise, sampler, train=True, seed=cfg.seed)
+    val_ds = CropDataset(val_samples, labels, keys, spec, normalise, train=False)
+    loader_args = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "persistent_workers": cfg.workers > 0}
+    train_loader = torch.utils.data.DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
+                                               generator=torch.Generator().manual_seed(cfg.seed), **loader_args)
+    val_loader = torch.utils.data.DataLoader(val_ds, shuffle=False, **loader_args)
+    class_weights = None
+    if cfg.balance == "weights":
+        class_weights = {k: torch.tensor(inverse_frequency_weights(train_ds.label_counts(k)), dtype=torch.float32,
+                                         device=device) for k in keys}
+
+    model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
+                           pretrained=cfg.pretrained and resume is None, dropout=cfg.dropout).to(device)
+    opt = _optimizer(model, cfg)
+    sched = _scheduler(opt, cfg, len(train_loader))
+    start, best, best_epoch, history = 0, -math.inf, 0, []
+    if resume is not None and (run / "last.pt").is_file():
+        state = load_checkpoint(run / "last.pt")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, best, best_epoch = int(state["epoch"]), float(state["best"]), int(state["best_epoch"])
+        truncate_results(run, start)
+
+    val_marks = _marks_by_key(val_ds, keys)
+    eval_keys = [k for k in keys if val_marks[k]]
+    best_report = None
+    for epoch in range(start, cfg.epochs):
+        train_ds.set_epoch(epoch)
+        frozen = epoch < cfg.freeze_epochs
+        _set_frozen(model, frozen)
+        row = {"epoch": epoch + 1, "frozen_backbone": int(frozen)}
+        row.update(train_one_epoch(model, train_loader, opt, sched, device, class_weights, frozen,
+                                   f"epoch {epoch + 1}/{cfg.epochs}"))
+        probs, val_loss = evaluate(model, val_loader, device, keys, cfg.flip_tta)
+        report = attribute_report({k: probs[k] for k in eval_keys}, {k: val_marks[k] for k in eval_keys},
+                                  {k: labels.attributes[k] for k in eval_keys})
+        row.update({"val_loss": val_loss, "val_mAP": report["mAP"], "val_mean_accuracy": report["mean_accuracy"],
+                    "lr": opt.param_groups[0]["lr"]})
+        for k in eval_keys:
+            row[f"val_acc/{k}"] = report["keys"][k]["accuracy"]
+            if "top3" in report["keys"][k]:
+                row[f"val_top3/{k}"] = report["keys"][k]["top3"]
+        score = report[cfg.select]
+        improved = not math.isnan(score) and score > best
+        if improved:
+            best, best_epoch, best_report = score, epoch + 1, report
+            save_weights(run / WEIGHTS_FILE, model)
+        append_results(run, row)
+        history.append(row)
+        save_checkpoint(run / "last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
+                                          "best_epoch": best_epoch})
+        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
+                   f"({row['train_images_per_s']:.1f} img/s), val loss {val_loss:.4f}, mAP {report['mAP']:.4f}, "
+                   f"mean acc {report['mean_accuracy']:.4f}{' *' if improved else ''}")
+    if not (run / WEIGHTS_FILE).is_file():  # no epoch had a defined score: keep the last weights
+        save_weights(run / WEIGHTS_FILE, model)
+    if best_report is None:  # resumed after the best epoch, or no defined score: report the saved weights
+        from fashion2stage.runs import load_weights  # noqa: PLC0415
+        load_weights(run / WEIGHTS_FILE, model, device)
+        probs, _ = evaluate(model, val_loader, device, keys, cfg.flip_tta)
+        best_report = attribute_report({k: probs[k] for k in eval_keys}, {k: val_marks[k] for k in eval_keys},
+                                       {k: labels.attributes[k] for k in eval_keys})
+    sources = {}
+    for s in train_samples:
+        sources[s.source] = sources.get(s.source, 0) + 1
+    write_json_atomic(run / "metrics.json", {
+        "best_epoch": best_epoch, "select": cfg.select, "flip_tta": cfg.flip_tta, "val": best_report,
+        "n_train_samples": len(train_samples), "n_val_samples": len(val_samples),
+        "train_crop_sources": sources, "val_garments_missed_by_detector": missed})
+    save_plots(run, best_report, history)
+    return run
