@@ -6,7 +6,6 @@ The pixel frame of every box and keypoint in the project is the image *after* EX
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from fashion2stage.errors import ImageReadError
 
 # Larger images are refused from the header, before any pixel is decoded (a decompression bomb: a few KB of PNG
 # can claim 10^10 pixels). Kept below PIL's own warning threshold (Image.MAX_IMAGE_PIXELS, ~89.5 MP) so that this
-# check is the one users normally meet; PIL's warning is still turned into an error as a backstop.
+# check is the one users normally meet; PIL's own limit is still enforced below as a backstop.
 MAX_PIXELS = 80_000_000
 
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -32,9 +31,7 @@ def _open(path: Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+        im = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
     except UnidentifiedImageError:
@@ -48,6 +45,12 @@ def _open(path: Path) -> Image.Image:
     if w * h > MAX_PIXELS:
         im.close()
         raise ImageReadError(path, f"image too large: {w}x{h} = {w * h:,} pixels > MAX_PIXELS {MAX_PIXELS:,}")
+    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+        # PIL's own bomb limit as a backstop when MAX_PIXELS was raised above it. Compared here rather than by
+        # turning PIL's warning into an error: warnings.catch_warnings is not thread-safe and predict decodes in threads.
+        im.close()
+        raise ImageReadError(path, f"image too large (decompression bomb?): {w}x{h} = {w * h:,} pixels "
+                                   f"> PIL.Image.MAX_IMAGE_PIXELS {Image.MAX_IMAGE_PIXELS:,}")
     return im
 
 
@@ -109,9 +112,7 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     with _open(path) as im:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im.load()
+            im.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -1,0 +1,138 @@
+"""Score a ``predictions.jsonl`` against labelled data: the numbers users get are the numbers of their outputs.
+
+- Boxes (COCO detection JSON): COCO mAP@[.5:.95] and mAP@.5 per class (pycocotools).
+- Garment-level attributes (COCO ``attribute_ids``, e.g. ccp fine category): every ground-truth garment is matched to a
+  predicted garment of the same type (IoU >= 0.5, greedy by score); its attribute probabilities are scored. A missed
+  garment is scored as a wrong answer (uniform probabilities), so detection misses cost what they cost in use.
+- Image-level attributes (FashionAI / cad ``label.csv``): the image-level ``attributes`` of each line.
+- Keypoints (COCO keypoints JSON): matched as above; NE and PCK (METRICS.md); a missed garment's points are missing
+  predictions (100% error each).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fashion2stage.errors import DataError
+from fashion2stage.jitter import match_detections
+from fashion2stage.records import Dataset, Garment, ImageRecord
+
+
+def read_predictions(jsonl: str | Path) -> dict[str, dict]:
+    """``predictions.jsonl`` -> {image relative path: record}; lines with ``error`` are kept (they score as misses)."""
+    out = {}
+    for n, line in enumerate(Path(jsonl).read_text().splitlines(), 1):
+        try:
+            rec = json.loads(line)
+            out[rec["image"]] = rec
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(jsonl, f"not a predictions line: {e}", n) from e
+    return out
+
+
+def _pred_record(rec: dict | None, file: str) -> ImageRecord:
+    garments = [] if rec is None else [
+        Garment(type=g["type"], box_xyxy=np.asarray(g["box"], float), score=float(g["score"]))
+        for g in rec.get("garments", [])]
+    return ImageRecord(file=file, root=Path("."), garments=garments)
+
+
+def _check_coverage(gt: Dataset, preds: dict[str, dict]) -> int:
+    missing = [r.file for r in gt.records if r.file not in preds]
+    if len(missing) == len(gt.records):
+        raise DataError(gt.source, "no image of this label file is in the predictions (wrong --images folder?)")
+    return len(missing)
+
+
+def _matches(gt_rec: ImageRecord, pred: dict | None) -> dict[int, dict]:
+    """gt garment index -> the predicted garment dict matched to it (same type, IoU >= 0.5, greedy by score)."""
+    gs = [] if pred is None else pred.get("garments", [])
+    if not gs or not gt_rec.garments:
+        return {}
+    pairs = match_detections([g["box"] for g in gs], [g["score"] for g in gs], [g["type"] for g in gs],
+                             [g.box_xyxy for g in gt_rec.garments], [g.type for g in gt_rec.garments])
+    return {gi: gs[pi] for pi, gi in pairs}
+
+
+def evaluate_boxes(gt: Dataset, preds: dict[str, dict]) -> dict:
+    from fashion2stage.metrics import coco_detection_eval  # noqa: PLC0415
+
+    missing = _check_coverage(gt, preds)
+    report = coco_detection_eval(gt, [_pred_record(preds.get(r.file), r.file) for r in gt.records])
+    report.pop("log", None)
+    report["images_without_prediction"] = missing
+    return report
+
+
+def evaluate_garment_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
+    from fashion2stage.metrics import attribute_report  # noqa: PLC0415
+
+    _check_coverage(gt, preds)
+    probs: dict[str, list] = {k: [] for k in gt.labels.attributes}
+    marks: dict[str, list] = {k: [] for k in gt.labels.attributes}
+    missed = 0
+    for rec in gt.records:
+        matched = _matches(rec, preds.get(rec.file))
+        for gi, g in enumerate(rec.garments):
+            p = matched.get(gi)
+            missed += p is None
+            for k, m in g.attributes.items():
+                n = len(gt.labels.attributes[k])
+                a = None if p is None else p.get("attributes", {}).get(k)
+                probs[k].append(np.full(n, 1.0 / n) if a is None else np.asarray(a["probs"], float))
+                marks[k].append(m)
+    keys = [k for k in probs if probs[k]]
+    report = attribute_report({k: np.stack(probs[k]) for k in keys}, {k: marks[k] for k in keys},
+                              {k: gt.labels.attributes[k] for k in keys})
+    report["garments_missed"] = missed
+    return report
+
+
+def evaluate_image_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
+    from fashion2stage.metrics import attribute_report  # noqa: PLC0415
+
+    missing = _check_coverage(gt, preds)
+    probs: dict[str, list] = {}
+    marks: dict[str, list] = {}
+    for rec in gt.records:
+        answers = (preds.get(rec.file) or {}).get("attributes", {})
+        for k, m in rec.attributes.items():
+            n = len(gt.labels.attributes[k])
+            a = answers.get(k)
+            if a is not None and len(a["probs"]) != n:
+                raise DataError(gt.source, f"{k}: predictions have {len(a['probs'])} values, labels {n} "
+                                           "(model trained on another label set?)")
+            probs.setdefault(k, []).append(np.full(n, 1.0 / n) if a is None else np.asarray(a["probs"], float))
+            marks.setdefault(k, []).append(m)
+    report = attribute_report({k: np.stack(v) for k, v in probs.items()}, marks,
+                              {k: gt.labels.attributes[k] for k in probs})
+    report["images_without_prediction"] = missing
+    return report
+
+
+def evaluate_keypoints(gt: Dataset, preds: dict[str, dict]) -> dict:
+    from fashion2stage.metrics import keypoint_report  # noqa: PLC0415
+
+    _check_coverage(gt, preds)
+    names = gt.labels.keypoints
+    pred_xy, gt_k, types, boxes = [], [], [], []
+    missed = 0
+    for rec in gt.records:
+        matched = _matches(rec, preds.get(rec.file))
+        for gi, g in enumerate(rec.garments):
+            if g.keypoints is None:
+                continue
+            p = matched.get(gi)
+            missed += p is None
+            kp = {} if p is None else p.get("keypoints", {})
+            pred_xy.append([kp[n][:2] if n in kp else [np.nan, np.nan] for n in names])
+            gt_k.append(g.keypoints)
+            types.append(g.type)
+            boxes.append(g.box_xyxy)
+    if not gt_k:
+        raise DataError(gt.source, "no garment with keypoints to evaluate")
+    report = keypoint_report(np.asarray(pred_xy, float), np.stack(gt_k), types, np.stack(boxes), gt.labels)
+    report["garments_missed"] = missed
+    return report
