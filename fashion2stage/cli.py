@@ -234,9 +234,69 @@ def predict(
 
 
 @app.command("evaluate")
-def evaluate() -> None:
-    """Evaluate a run folder on a labelled set: detection mAP, attribute accuracy / AP, keypoint NE."""
-    _not_built("evaluate")
+def evaluate(
+    predictions: Optional[Path] = typer.Option(None, help="predictions.jsonl to score (else --images is predicted first)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder to predict when no --predictions is given."),
+    out: Path = typer.Option(Path("out"), "--out", help="Where predictions.jsonl and evaluation.json go."),
+    boxes: Optional[Path] = typer.Option(None, help="COCO detection JSON: box mAP, and garment attributes it labels."),
+    attribute_labels: Optional[Path] = typer.Option(None, help="FashionAI label.csv of image-level attributes."),
+    schema: Optional[Path] = typer.Option(None, help="Value names for --attribute-labels (default: attributes.json beside it)."),
+    keypoint_labels: Optional[Path] = typer.Option(None, help="COCO keypoints JSON: NE and PCK."),
+    images_root: Optional[Path] = typer.Option(None, help="Image folder the label files' paths are relative to."),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
+    classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
+    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(8, min=1),
+    conf: float = typer.Option(0.05, min=0.0, max=1.0,
+                               help="Detector threshold when predicting here (low: mAP integrates over all scores)."),
+) -> None:
+    """Score predictions against labelled data: detection mAP, attribute accuracy / AP, keypoint NE and PCK."""
+    from fashion2stage import evaluate as ev  # noqa: PLC0415
+    from fashion2stage.errors import DataError  # noqa: PLC0415
+    from fashion2stage.formats.coco import read_coco_detection, read_coco_keypoints  # noqa: PLC0415
+    from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
+    from fashion2stage.io import write_json_atomic  # noqa: PLC0415
+
+    if not (boxes or attribute_labels or keypoint_labels):
+        _fail("nothing to evaluate against: give --boxes, --attribute-labels and/or --keypoint-labels")
+    if predictions is None:
+        if images is None:
+            _fail("give --predictions FILE, or --images DIR to predict first")
+        predict(images=images, out=out, detector=detector, classifier=classifier, keypoints=keypoints,
+                no_default=False, device=device, batch_size=batch_size, conf=conf,
+                flip_tta=False, resume=False, shard="0/1", coco=False, fashionai_csv=False, keypoint_csv=False,
+                overlays=False)
+        predictions = out / "predictions.jsonl"
+    report = {}
+    try:
+        preds = ev.read_predictions(predictions)
+        if boxes:
+            gt = read_coco_detection(boxes, images_root)
+            report["detection"] = ev.evaluate_boxes(gt, preds)
+            if gt.labels.attributes:
+                report["garment_attributes"] = ev.evaluate_garment_attributes(gt, preds)
+        if attribute_labels:
+            report["image_attributes"] = ev.evaluate_image_attributes(
+                read_attribute_csv(attribute_labels, images_root, schema=schema), preds)
+        if keypoint_labels:
+            report["keypoints"] = ev.evaluate_keypoints(read_coco_keypoints(keypoint_labels, images_root), preds)
+    except (DataError, FileNotFoundError) as e:
+        _fail(str(e))
+    path = Path(predictions).parent / "evaluation.json"
+    write_json_atomic(path, report)
+    if "detection" in report:
+        d = report["detection"]
+        typer.echo(f"detection: mAP@[.5:.95] {d['map']:.3f}  mAP@.5 {d['map50']:.3f}")
+    for part in ("garment_attributes", "image_attributes"):
+        if part in report:
+            a = report[part]
+            typer.echo(f"{part}: mAP {a['mAP']:.3f}  mean accuracy {a['mean_accuracy']:.3f}  ("
+                       + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in a["keys"].items()) + ")")
+    if "keypoints" in report:
+        k = report["keypoints"]
+        typer.echo(f"keypoints: NE {k['ne']:.2f}%  PCK@0.1 {k['pck@0.1']:.3f}")
+    typer.echo(f"-> {path}")
 
 
 @app.command("export")
