@@ -175,9 +175,9 @@ def train_one_epoch(model, loader, opt, sched, device, class_weights, frozen: bo
         loss.backward()
         opt.step()
         sched.step()
-        total += float(loss) * len(x)
+        total += float(loss.detach()) * len(x)
         n += len(x)
-        bar.set_postfix(loss=f"{total / n:.4f}")
+        bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
     seconds = time.time() - t0
     return {"train_loss": total / max(n, 1), "train_images_per_s": n / max(seconds, 1e-9), "train_seconds": seconds}
 

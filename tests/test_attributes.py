@@ -181,3 +181,27 @@ def test_tiny_training_run_is_loadable_and_resumable(tmp_path):
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert rows[0]["frozen_backbone"] == "1" and rows[1]["frozen_backbone"] == "0"
+
+
+@pytest.mark.slow
+def test_cli_classify_train_with_the_pretrained_default(tmp_path):
+    from typer.testing import CliRunner
+
+    from fashion2stage.cli import app
+
+    cad = tmp_path / "cad"
+    args = ["classify-train", "--data", str(_csv_dataset(cad, "train")), "--val", str(_csv_dataset(cad, "val", 4)),
+            "--crop", "whole", "--epochs", "1", "--image-size", "64", "--batch-size", "4",
+            "--project", str(tmp_path / "runs"), "--name", "cli"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "cli"
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "attributes" and config["train"]["pretrained"] is True
+    assert config["jitter"] == {"kind": "default", "shift": 0.1, "scale": 0.25}
+    assert load_attribute_model(run).predict(np.zeros((1, 64, 64, 3), np.uint8))["sleeve_length"].shape == (1, 2)
+    # the same name again is refused with one clear line; a bad --key-types too
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "not empty" in again.output
+    bad = CliRunner().invoke(app, args[:-1] + ["other", "--key-types", "sleeve_length"])
+    assert bad.exit_code == 1 and "key=type1,type2" in bad.output
