@@ -8,7 +8,7 @@ scale about the crop centre (the same affine on pixels and points), and colour j
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import albumentations as A
@@ -65,6 +65,12 @@ def garment_crop(image: np.ndarray, garment: Garment, spec: CropSpec, jitter: Ji
     kpts_crop = t.to_crop(kpts)
     kpts_crop[kpts[:, 2] <= 0] = 0.0
     return out, t, kpts_crop
+
+
+def can_flip(labels: LabelSet) -> bool:
+    """Whether mirroring is safe: the label set names its left/right pairs. A union set with symmetric points but
+    no left/right names (DeepFashion2's numbered points) would learn mirrored points under the wrong names."""
+    return any(i != j for i, j in enumerate(labels.flip_permutation()))
 
 
 def flip_crop(crop_img: np.ndarray, kpts_crop: np.ndarray, flip_perm: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +134,8 @@ class KeypointCrops(torch.utils.data.Dataset):
         self.jitter, self.augment = jitter, augment
         self.mean, self.std = mean, std
         self.flip_perm = dataset.labels.flip_permutation()
+        if augment is not None and not can_flip(dataset.labels):
+            self.augment = replace(augment, flip=0.0)
         self.rng = np.random.default_rng(seed)
         self.color = A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=1.0)
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from classifiers.backbones import create_backbone, normalisation
 from classifiers.heatmaps import decode
-from classifiers.keypoint_data import to_tensor, type_mask
+from classifiers.keypoint_data import can_flip, to_tensor, type_mask
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.runs import load_config, load_labels, load_weights
@@ -77,7 +77,9 @@ class KeypointPredictor:
     batch_size: int = 32
 
     def heatmaps(self, crops: np.ndarray, flip_test: bool = True) -> np.ndarray:
-        """(N, H, W, 3) uint8 crops -> (N, K, Hh, Wh) heatmaps; flip test averages in the mirrored crop's maps."""
+        """(N, H, W, 3) uint8 crops -> (N, K, Hh, Wh) heatmaps; flip test averages in the mirrored crop's maps
+        (skipped for label sets without left/right pairs, see ``can_flip``)."""
+        flip_test = flip_test and can_flip(self.labels)
         self.model.eval()
         out = []
         perm = self.labels.flip_permutation()

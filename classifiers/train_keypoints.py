@@ -16,16 +16,16 @@ import numpy as np
 import torch
 
 from classifiers.backbones import normalisation
-from classifiers.keypoint_data import Augment, KeypointCrops, garment_crop, keypoint_samples
+from classifiers.keypoint_data import Augment, KeypointCrops, garment_crop, keypoint_samples, read_keypoint_dataset
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
-from fashion2stage.io import write_json_atomic
+from fashion2stage.io import write_bytes_atomic, write_json_atomic
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.metrics import keypoint_report
 from fashion2stage.records import Dataset
-from fashion2stage.runs import (append_results, load_checkpoint, save_checkpoint, save_config, save_labels,
-                                save_weights, truncate_results)
+from fashion2stage.runs import (append_results, load_checkpoint, load_config, load_weights, new_run_dir,
+                                save_checkpoint, save_config, save_labels, save_weights, truncate_results)
 
 
 @dataclass
@@ -52,7 +52,6 @@ class KeypointTrainConfig:
 
 def resume_config(run: Path, epochs: int | None = None, device: str | None = None) -> KeypointTrainConfig:
     """The training settings a run folder was started with (``epochs`` / ``device`` may change on resume)."""
-    from fashion2stage.runs import load_config  # noqa: PLC0415
     cfg = KeypointTrainConfig(**load_config(run, kind="keypoints")["train"])
     if epochs is not None:
         cfg.epochs = epochs
@@ -143,8 +142,7 @@ def draw_crops(path: Path, kept: list, columns: int = 4) -> None:
     while len(tiles) % columns:
         tiles.append(np.full_like(tiles[0], 255))
     rows = [np.concatenate(tiles[i:i + columns], axis=1) for i in range(0, len(tiles), columns)]
-    ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
-    from fashion2stage.io import write_bytes_atomic  # noqa: PLC0415
+    _, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
     write_bytes_atomic(path, buf.tobytes())
 
 
@@ -235,7 +233,6 @@ def train_keypoints(train: Dataset, val: Dataset | None, run: Path, cfg: Keypoin
     metrics = {"best_epoch": best["epoch"], "jitter": jitter.to_dict()["kind"],
                "note": "NE in percent: FashionAI normaliser where the label set has one, else the GT box diagonal"}
     if val is not None:
-        from fashion2stage.runs import load_weights  # noqa: PLC0415
         load_weights(run / "weights.safetensors", model, cfg.device)
         metrics["val_gt_boxes"], kept = evaluate_keypoints(predictor, val, JitterSampler.none(),
                                                            flip_test=cfg.flip_test, keep=8)
@@ -253,9 +250,6 @@ def keypoints_train_run(data: Path, val: Path | None, project: Path, name: str |
     The jitter is the detector's (``box_errors``, a saved BoxErrorStats) when given, else ``jitter_kind``
     ("default" or "none"). On ``resume`` the run's saved settings win, except ``cfg.epochs`` and ``cfg.device``.
     """
-    from fashion2stage.runs import load_config, new_run_dir  # noqa: PLC0415
-    from classifiers.keypoint_data import read_keypoint_dataset  # noqa: PLC0415
-
     if resume:
         run = Path(project) / (name or "")
         if not name or not (run / "last.pt").exists():
