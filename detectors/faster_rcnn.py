@@ -1,0 +1,148 @@
+"""Faster R-CNN on an FPN over the offline ImageNet EfficientNet-Lite0 (default), and its inference class.
+
+Data flow (torchvision's ``GeneralizedRCNN``): RGB [0, 1] image -> resize to ``min_size``/``max_size`` and normalise
+with mean = std = 0.5 -> EfficientNet-Lite0 feature stages at strides 8, 16, 32 -> FPN (+ max-pool level) ->
+RPN -> RoIAlign -> two-layer box head. Boxes go in and come out as ``[x1, y1, x2, y2]`` pixels of the original image
+(the transform maps them back). Label 0 is background; label ``i`` is ``labels.garment_types[i - 1]``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+from fashion2stage.labels import LabelSet
+from fashion2stage.records import Garment
+
+
+@dataclass
+class FasterRCNNConfig:
+    """Everything needed to rebuild the model; saved in the run folder's ``config.json`` under ``"model"``."""
+    num_classes: int  # garment types + background
+    backbone: str = "efficientnet_lite0"  # or "mobilenet_v3_large" (torchvision's COCO detector, --weights coco)
+    min_size: tuple[int, ...] = (320, 352, 384, 416)  # training picks one at random per batch; inference the last
+    max_size: int = 640
+    fpn_channels: int = 128
+    trainable_stages: int = 4  # of the backbone's 5 stages, counted from the top; the rest (and all BN) frozen
+    rpn_batch_size_per_image: int = 128
+    box_batch_size_per_image: int = 128
+    rpn_pre_nms_top_n_train: int = 1000
+    rpn_post_nms_top_n_train: int = 500
+    rpn_pre_nms_top_n_test: int = 500
+    rpn_post_nms_top_n_test: int = 300
+    box_detections_per_img: int = 50
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FasterRCNNConfig":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "min_size" in d:
+            d["min_size"] = tuple(d["min_size"]) if isinstance(d["min_size"], (list, tuple)) else (int(d["min_size"]),)
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TimmFPN(nn.Module):
+    """timm feature stages (strides 8, 16, 32) -> FPN maps '0', '1', '2' and 'pool' (stride 64), all ``fpn_channels``."""
+
+    def __init__(self, name: str, pretrained: bool, fpn_channels: int, trainable_stages: int):
+        super().__init__()
+        from classifiers.backbones import create_backbone  # noqa: PLC0415
+        from timm.layers import freeze_batch_norm_2d  # noqa: PLC0415
+
+        body = create_backbone(name, pretrained=pretrained, features_only=True, out_indices=(2, 3, 4))
+        # batch statistics of 2-4 images per step are noise: keep the ImageNet ones (as torchvision does)
+        self.body = freeze_batch_norm_2d(body)
+        self._freeze(trainable_stages)
+        in_channels = self.body.feature_info.channels()
+        self.fpn = FeaturePyramidNetwork(in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = fpn_channels
+
+    def _freeze(self, trainable_stages: int) -> None:
+        """Freeze the stem and the lowest blocks; the top ``trainable_stages`` of timm's 7 blocks stay trainable."""
+        first_trainable = len(self.body.blocks) - trainable_stages
+        for name, p in self.body.named_parameters():
+            p.requires_grad_(name.startswith("blocks.") and int(name.split(".")[1]) >= first_trainable)
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        feats = self.body(x)
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
+
+
+def build_faster_rcnn(cfg: FasterRCNNConfig, pretrained_backbone: bool = True) -> FasterRCNN:
+    """The detector, ready to train; ``pretrained_backbone=False`` when weights will be loaded from a run folder."""
+    common = dict(
+        min_size=cfg.min_size, max_size=cfg.max_size,
+        rpn_batch_size_per_image=cfg.rpn_batch_size_per_image, box_batch_size_per_image=cfg.box_batch_size_per_image,
+        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        box_detections_per_img=cfg.box_detections_per_img, box_score_thresh=0.001)
+    if cfg.backbone == "mobilenet_v3_large":
+        return _torchvision_coco(cfg, pretrained_backbone, common)
+    backbone = TimmFPN(cfg.backbone, pretrained_backbone, cfg.fpn_channels, cfg.trainable_stages)
+    # garments are mostly taller than wide (aspect ratio here is height / width)
+    anchors = AnchorGenerator(sizes=((32, 48), (64, 96), (128, 192), (256, 384)),
+                              aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    from classifiers.backbones import normalisation  # noqa: PLC0415
+    mean, std = normalisation(cfg.backbone)
+    return FasterRCNN(backbone, num_classes=cfg.num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+                      image_mean=list(mean), image_std=list(std), **common)
+
+
+def _torchvision_coco(cfg: FasterRCNNConfig, download: bool, common: dict) -> FasterRCNN:
+    """torchvision's ``fasterrcnn_mobilenet_v3_large_fpn``; with ``download`` its COCO weights (needs the internet),
+    box predictor replaced for our classes."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn  # noqa: PLC0415
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor  # noqa: PLC0415
+
+    weights = "COCO_V1" if download else None
+    model = fasterrcnn_mobilenet_v3_large_fpn(weights=weights, weights_backbone=None,
+                                              trainable_backbone_layers=min(cfg.trainable_stages + 1, 6), **common)
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, cfg.num_classes)
+    return model
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float [0, 1]."""
+    # a copy: PIL arrays are read-only, flipped views have negative strides
+    return torch.from_numpy(np.array(image, dtype=np.uint8, order="C")).permute(2, 0, 1).float().div_(255.0)
+
+
+class FasterRCNNDetector:
+    """Inference: ``predict(images) -> list[list[Garment]]`` with boxes in original image pixels."""
+
+    def __init__(self, model: FasterRCNN, labels: LabelSet, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.labels = labels
+        self.device = device
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "FasterRCNNDetector":
+        from fashion2stage.runs import load_weights  # noqa: PLC0415
+        model = build_faster_rcnn(FasterRCNNConfig.from_dict(config["model"]), pretrained_backbone=False)
+        load_weights(Path(run_dir) / config.get("weights", "weights.safetensors"), model)
+        return cls(model, labels, device)
+
+    @torch.inference_mode()
+    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+        """images: (H, W, 3) uint8 RGB each. Returns per image the garments scoring at least ``conf``."""
+        out: list[list[Garment]] = []
+        for i in range(0, len(images), max(1, batch_size)):
+            batch = [to_tensor(im).to(self.device) for im in images[i:i + batch_size]]
+            for det in self.model(batch):
+                keep = det["scores"] >= conf
+                boxes, scores, cls = (det[k][keep].cpu().numpy() for k in ("boxes", "scores", "labels"))
+                out.append([Garment(type=self.labels.garment_types[int(c) - 1], box_xyxy=b.astype(np.float64),
+                                    score=float(s)) for b, s, c in zip(boxes, scores, cls)])
+        return out

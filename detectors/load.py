@@ -1,0 +1,46 @@
+"""``load_detector(run_dir) -> Detector``: the one inference interface of both backends (used by ``predict``,
+``detect-val`` and the classifier's pseudo-box step)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from fashion2stage.labels import LabelSet
+from fashion2stage.records import Garment
+from fashion2stage.runs import load_config, load_labels
+
+
+class Detector(Protocol):
+    labels: LabelSet
+
+    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+        """images: (H, W, 3) uint8 RGB. Per image, garments with ``box_xyxy`` in its pixels, ``type``, ``score``."""
+        ...
+
+
+def _faster_rcnn(run: Path, config: dict, labels: LabelSet, device: str) -> Detector:
+    from detectors.faster_rcnn import FasterRCNNDetector  # noqa: PLC0415
+    return FasterRCNNDetector.from_run(run, config, labels, device)
+
+
+def _yolo(run: Path, config: dict, labels: LabelSet, device: str) -> Detector:
+    from detectors.yolo import YoloDetector  # noqa: PLC0415  (imports ultralytics, offline-safe)
+    return YoloDetector.from_run(run, config, labels, device)
+
+
+BUILDERS = {"faster-rcnn": _faster_rcnn, "yolo": _yolo}
+
+
+def load_detector(run_dir: str | Path, device: str = "cpu") -> Detector:
+    """Rebuild the detector a ``detect-train`` run folder describes (``config.json`` + ``labels.json`` + weights)."""
+    run = Path(run_dir)
+    config = load_config(run, kind="detector")
+    backend = config.get("backend")
+    if backend not in BUILDERS:
+        raise ValueError(f"{run}: unknown detector backend {backend!r} (known: {', '.join(BUILDERS)})")
+    weights = run / config.get("weights", "")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{run}: weights file {config.get('weights')!r} not found (training not finished?)")
+    return BUILDERS[backend](run, config, load_labels(run), device)

@@ -1,0 +1,174 @@
+"""``detect-train`` and ``detect-val``: the steps both backends share.
+
+Read and check the data -> open (or resume) the run folder -> the backend trains -> the SAME evaluator for both
+backends (our predictions -> :func:`fashion2stage.metrics.coco_detection_eval`) -> box errors on the validation
+split (:func:`fashion2stage.jitter.collect_box_errors`, what ``classify-train`` jitters its crops with) -> plots.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from detectors.data import read_detection_data
+from detectors.load import Detector, load_detector
+from fashion2stage.images import load_image
+from fashion2stage.io import write_json_atomic
+from fashion2stage.records import Dataset, ImageRecord
+from fashion2stage.runs import load_config, new_run_dir, save_config, save_labels
+
+BACKENDS = ("faster-rcnn", "yolo")
+EVAL_CONF = 0.001  # COCO mAP integrates over all scores: keep nearly every detection
+BOX_ERROR_CONF = 0.25  # box errors are measured at the operating threshold `predict` uses by default
+
+
+@dataclass
+class DetectTrainConfig:
+    """``detect-train`` options after parsing; saved (resolved) in the run folder's ``config.json``."""
+    data: str
+    val: str | None = None
+    images: str | None = None  # image root for COCO json files not in the <x>/annotations + <x>/images layout
+    detector: str = "faster-rcnn"
+    weights: str | None = None  # faster-rcnn: "coco" (torchvision, online) / "none" (random); yolo: a .pt file
+    epochs: int = 12
+    batch: int = 4
+    image_size: int = 416  # faster-rcnn: shorter side at inference; yolo: imgsz
+    lr: float | None = None
+    project: str = "runs/detect"
+    name: str | None = None
+    resume: bool = False
+    threads: int | None = None
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # backend options (e.g. trainable_stages) from the CLI
+
+
+def _log(run: Path):
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with (run / "train.log").open("a") as f:
+            f.write(line + "\n")
+    return log
+
+
+def predict_dataset(detector: Detector, dataset: Dataset, conf: float, batch_size: int = 8) -> list[ImageRecord]:
+    """Run the detector on every image of ``dataset``; one prediction record per image, paired by ``file``."""
+    out = []
+    for i in range(0, len(dataset.records), batch_size):
+        recs = dataset.records[i:i + batch_size]
+        garments = detector.predict([load_image(r.path) for r in recs], conf=conf, batch_size=batch_size)
+        out += [ImageRecord(file=r.file, root=r.root, width=r.width, height=r.height, garments=g, id=r.id)
+                for r, g in zip(recs, garments)]
+    return out
+
+
+def evaluate(detector: Detector, dataset: Dataset, batch_size: int = 8) -> tuple[dict, list[ImageRecord]]:
+    """COCO mAP of ``detector`` on a labelled dataset, plus its predictions (all scores >= EVAL_CONF)."""
+    from fashion2stage.metrics import coco_detection_eval  # noqa: PLC0415
+    t0 = time.perf_counter()
+    preds = predict_dataset(detector, dataset, EVAL_CONF, batch_size)
+    seconds = time.perf_counter() - t0
+    metrics = coco_detection_eval(dataset, preds)
+    metrics.pop("log", None)
+    metrics["predict_img_per_s"] = len(dataset.records) / seconds
+    return metrics, preds
+
+
+def validate_run(run: str | Path, data: str, images: str | None = None, out: str | Path | None = None,
+                 batch_size: int = 8, device: str = "cpu") -> dict:
+    """``detect-val``: evaluate a detector run on a labelled COCO set; writes ``metrics.json`` (and
+    ``box_errors.json``, ``predictions_coco.json``, ``pr_curve.png``) into ``out`` (default: the run folder)."""
+    run = Path(run)
+    detector = load_detector(run, device=device)
+    dataset = read_detection_data(data, images, labels=detector.labels, split="val")
+    return _final_evaluation(detector, dataset, Path(out) if out else run, batch_size)
+
+
+def _final_evaluation(detector: Detector, dataset: Dataset, out: Path, batch_size: int) -> dict:
+    from fashion2stage.formats.coco import detections_to_coco_results, write_coco_results  # noqa: PLC0415
+    from fashion2stage.jitter import collect_box_errors  # noqa: PLC0415
+    from detectors.plots import plot_pr_curves  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics, preds = evaluate(detector, dataset, batch_size)
+    confident = [ImageRecord(file=r.file, root=r.root, width=r.width, height=r.height, id=r.id,
+                             garments=[g for g in r.garments if g.score >= BOX_ERROR_CONF]) for r in preds]
+    stats = collect_box_errors(dataset.records, confident, iou_threshold=0.5)
+    stats.save(out / "box_errors.json")
+    metrics["box_errors"] = {"conf": BOX_ERROR_CONF, **stats.summary()}
+    metrics["data"] = dataset.source
+    write_coco_results(out / "predictions_coco.json", detections_to_coco_results(preds, dataset))
+    write_json_atomic(out / "metrics.json", metrics)
+    plot_pr_curves(dataset, preds, out / "pr_curve.png")
+    return metrics
+
+
+def train_detector(cfg: DetectTrainConfig) -> Path:
+    """Train one detector and write its self-describing run folder; returns the folder."""
+    import torch  # noqa: PLC0415
+    if cfg.detector not in BACKENDS:
+        raise ValueError(f"--detector must be one of {BACKENDS}, got {cfg.detector!r}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train = read_detection_data(cfg.data, cfg.images, split="train")
+    val = read_detection_data(cfg.val or cfg.data, cfg.images, labels=train.labels, split="val") \
+        if cfg.val or str(cfg.data).endswith((".yaml", ".yml")) else None
+    if cfg.resume:
+        run = Path(cfg.project) / cfg.name if cfg.name else None
+        if run is None or not (run / "config.json").exists():
+            raise FileNotFoundError(f"--resume needs --project/--name of an existing run folder (got {run})")
+        saved = load_config(run, kind="detector")
+        if saved["backend"] != cfg.detector:
+            raise ValueError(f"{run}: was trained with {saved['backend']}, not {cfg.detector}")
+    else:
+        run = new_run_dir(cfg.project, cfg.name, "detector")
+    log = _log(run)
+    log(f"train: {len(train)} images, {sum(len(r.garments) for r in train.records)} boxes from {train.source}; "
+        f"val: {len(val) if val else 0} images")
+    save_labels(run, train.labels)
+    config = {"kind": "detector", "backend": cfg.detector, "image_size": cfg.image_size, "train": asdict(cfg),
+              "train_data": train.source, "val_data": val.source if val else None}
+    t0 = time.perf_counter()
+    if cfg.detector == "faster-rcnn":
+        config.update(_train_faster_rcnn(run, cfg, train, val, config, log))
+    else:
+        config.update(_train_yolo(run, cfg, train, val, config, log))
+    config["train_wall_seconds"] = config.get("train_wall_seconds", 0.0) + time.perf_counter() - t0
+    save_config(run, config)
+    from detectors.plots import plot_results  # noqa: PLC0415
+    plot_results(run / "results.csv", run / "results.png")
+    if val is not None:
+        metrics = _final_evaluation(load_detector(run), val, run, cfg.batch)
+        log(f"val mAP@[.5:.95] {metrics['map']:.4f} mAP@.5 {metrics['map50']:.4f} "
+            + " ".join(f"{k} {v['map50']:.3f}" for k, v in metrics["per_class"].items()))
+    return run
+
+
+def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, val: Dataset | None, config: dict,
+                       log) -> dict:
+    from detectors.faster_rcnn import FasterRCNNConfig  # noqa: PLC0415
+    from detectors.faster_rcnn_train import fit  # noqa: PLC0415
+
+    if cfg.resume:
+        model_cfg = FasterRCNNConfig.from_dict(load_config(run)["model"])
+    else:
+        sizes = tuple(s for s in (cfg.image_size - 96, cfg.image_size - 64, cfg.image_size - 32) if s >= 64)
+        model_cfg = FasterRCNNConfig(
+            num_classes=len(train.labels.garment_types) + 1,
+            backbone="mobilenet_v3_large" if cfg.weights == "coco" else "efficientnet_lite0",
+            min_size=sizes + (cfg.image_size,), max_size=int(cfg.image_size * 1.6),
+            **{k: v for k, v in cfg.extra.items() if k in FasterRCNNConfig.__dataclass_fields__})
+    # the config is written before training so an interrupted run can be resumed and inspected
+    config.update({"model": model_cfg.to_dict(), "weights": "weights.safetensors"})
+    save_config(run, config)
+    val_eval = (lambda det: evaluate(det, val, cfg.batch)[0]) if val is not None else None
+    summary = fit(run, train, model_cfg, cfg.epochs, cfg.batch, cfg.lr or 0.01, val_eval, cfg.resume,
+                  init_weights=cfg.weights, seed=cfg.seed, log=log)
+    return {"train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["train_cpu_seconds"]}
+
+
+def _train_yolo(run: Path, cfg: DetectTrainConfig, train: Dataset, val: Dataset | None, config: dict, log) -> dict:
+    from detectors.yolo_train import fit_yolo  # noqa: PLC0415
+    save_config(run, {**config, "weights": "ultralytics/weights/best.pt"})
+    summary = fit_yolo(run, train, val, cfg, log)
+    return {k: summary[k] for k in ("weights", "train_seconds", "train_cpu_seconds")}

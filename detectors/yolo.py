@@ -1,0 +1,41 @@
+"""The YOLO backend's inference class (ultralytics, imported offline-safe through :mod:`detectors.offline`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fashion2stage.labels import LabelSet
+from fashion2stage.records import Garment
+
+
+class YoloDetector:
+    """``predict(images) -> list[list[Garment]]``; class id ``i`` is ``labels.garment_types[i]``."""
+
+    def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu"):
+        names = [model.names[i] for i in sorted(model.names)]
+        if names != list(labels.garment_types):
+            raise ValueError(f"YOLO checkpoint classes {names} differ from the run's label set {labels.garment_types}")
+        self.model, self.labels, self.image_size, self.device = model, labels, image_size, device
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
+        from detectors.offline import import_ultralytics  # noqa: PLC0415
+        import_ultralytics()
+        from ultralytics import YOLO  # noqa: PLC0415
+        return cls(YOLO(str(Path(run_dir) / config["weights"])), labels, int(config["image_size"]), device)
+
+    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+        """images: (H, W, 3) uint8 RGB each; boxes come back in each image's own pixels."""
+        out: list[list[Garment]] = []
+        for i in range(0, len(images), max(1, batch_size)):
+            # ultralytics reads numpy arrays as BGR (OpenCV's order)
+            batch = [np.ascontiguousarray(im[..., ::-1]) for im in images[i:i + batch_size]]
+            results = self.model.predict(batch, conf=conf, imgsz=self.image_size, device=self.device,
+                                         batch=len(batch), verbose=False, max_det=100)
+            for r in results:
+                xyxy, scores, cls = (r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
+                                     r.boxes.cls.cpu().numpy().astype(int))
+                out.append([Garment(type=self.labels.garment_types[c], box_xyxy=b.astype(np.float64), score=float(s))
+                            for b, s, c in zip(xyxy, scores, cls)])
+        return out
