@@ -7,6 +7,7 @@ box_errors.json (the detector error statistics used for jitter), loss.png and co
 """
 from __future__ import annotations
 
+import csv
 import math
 import shutil
 import time
@@ -132,6 +133,25 @@ def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: Lab
     return out
 
 
+def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], val_sets: list[Dataset],
+             labels: LabelSet) -> tuple[list, list, int]:
+    """Train samples (jittered ground-truth boxes, detector boxes for boxless labels), validation samples (with a
+    detector: garments cut from their matched detections, as at inference) and the garments the detector missed."""
+    det_train = _detections(cfg, run, train_sets, "train", labels, force=False)
+    det_val = _detections(cfg, run, val_sets, "val", labels, force=True)
+    train_samples, val_samples, missed = [], [], 0
+    for d, det in zip(train_sets, det_train):
+        train_samples += build_samples(d, labels, det, cfg.crop)[0]
+    for d, det in zip(val_sets, det_val):
+        s, m = build_samples(d, labels, det, cfg.crop, match_gt_to_detections=True)
+        val_samples += s
+        missed += m
+    if not train_samples or not val_samples:
+        raise ValueError(f"no labelled samples: {len(train_samples)} train, {len(val_samples)} val "
+                         f"(keys {', '.join(labels.attributes)})")
+    return train_samples, val_samples, missed
+
+
 # --- optimisation ----------------------------------------------------------------------------------------------
 
 def _optimizer(model: AttributeModel, cfg: AttributeTrainConfig) -> torch.optim.Optimizer:
@@ -219,9 +239,9 @@ def save_plots(run: Path, report: dict, history: list[dict]) -> None:
 
     if history:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ep = [h["epoch"] for h in history]
-        ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
-        ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
+        ep = [int(h["epoch"]) for h in history]
+        ax.plot(ep, [float(h["train_loss"]) for h in history], label="train loss")
+        ax.plot(ep, [float(h["val_loss"]) for h in history], label="val loss")
         ax.set_xlabel("epoch")
         ax.legend()
         fig.tight_layout()
@@ -283,18 +303,7 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
         if errors_file:
             shutil.copyfile(errors_file, run / "box_errors.json")
 
-    det_train = _detections(cfg, run, train_sets, "train", labels, force=False)
-    det_val = _detections(cfg, run, val_sets, "val", labels, force=True)
-    train_samples, val_samples, missed = [], [], 0
-    for d, det in zip(train_sets, det_train):
-        train_samples += build_samples(d, labels, det, cfg.crop)[0]
-    for d, det in zip(val_sets, det_val):
-        s, m = build_samples(d, labels, det, cfg.crop, match_gt_to_detections=True)
-        val_samples += s
-        missed += m
-    if not train_samples or not val_samples:
-        raise ValueError(f"no labelled samples: {len(train_samples)} train, {len(val_samples)} val "
-                         f"(keys {', '.join(keys)})")
+    train_samples, val_samples, missed = _samples(cfg, run, train_sets, val_sets, labels)
 
     def normalise(crops):
         return to_input(crops, cfg.backbone)
@@ -313,12 +322,14 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
                            pretrained=cfg.pretrained and resume is None, dropout=cfg.dropout).to(device)
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, len(train_loader))
-    start, best, best_epoch, history = 0, -math.inf, 0, []
+    start, best, best_epoch = 0, -math.inf, 0
     if resume is not None and (run / "last.pt").is_file():
         state = load_checkpoint(run / "last.pt")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):  # --epochs may have grown since
+            sched.total_steps = max(cfg.epochs * len(train_loader), sched.total_steps)
         start, best, best_epoch = int(state["epoch"]), float(state["best"]), int(state["best_epoch"])
         truncate_results(run, start)
 
@@ -347,7 +358,6 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
             best, best_epoch, best_report = score, epoch + 1, report
             save_weights(run / WEIGHTS_FILE, model)
         append_results(run, row)
-        history.append(row)
         save_checkpoint(run / "last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                           "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
                                           "best_epoch": best_epoch})
@@ -369,5 +379,6 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
         "best_epoch": best_epoch, "select": cfg.select, "flip_tta": cfg.flip_tta, "val": best_report,
         "n_train_samples": len(train_samples), "n_val_samples": len(val_samples),
         "train_crop_sources": sources, "val_garments_missed_by_detector": missed})
-    save_plots(run, best_report, history)
+    with (run / "results.csv").open() as f:  # the whole history, also across a resume
+        save_plots(run, best_report, list(csv.DictReader(f)))
     return run
