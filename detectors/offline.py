@@ -2,8 +2,9 @@
 
 Call :func:`import_ultralytics` instead of ``import ultralytics``: before the first import it sets
 ``YOLO_OFFLINE=1`` (no online checks, no analytics), ``YOLO_AUTOINSTALL=0`` (no pip installs) and
-``YOLO_CONFIG_DIR`` to a folder this package controls, and puts matplotlib's DejaVuSans.ttf there as ``Arial.ttf``
-and ``Arial.Unicode.ttf`` (ultralytics otherwise downloads Arial on every train / val for its plots).
+``YOLO_CONFIG_DIR`` to a folder this package controls, and puts matplotlib's DejaVuSans.ttf as ``Arial.ttf`` and
+``Arial.Unicode.ttf`` where ultralytics looks for them (``<YOLO_CONFIG_DIR>/Ultralytics`` in 8.4, the folder itself
+in older releases); ultralytics otherwise downloads Arial on every train / val for its plots.
 Variables the user did set are left alone.
 """
 from __future__ import annotations
@@ -39,7 +40,9 @@ def prepare_offline_environment() -> Path:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    _install_fonts(folder)
+    for where in (folder, folder / "Ultralytics"):
+        where.mkdir(exist_ok=True)
+        _install_fonts(where)
     return folder
 
 
