@@ -52,7 +52,8 @@ class FasterRCNNConfig:
 
 
 class TimmFPN(nn.Module):
-    """timm feature stages (strides 8, 16, 32) -> FPN maps '0', '1', '2' and 'pool' (stride 64), all ``fpn_channels``."""
+    """timm feature stages (strides 8, 16, 32) -> FPN maps '0', '1', '2' and 'pool' (stride 64), ``fpn_channels``
+    each."""
 
     def __init__(self, name: str, pretrained: bool, fpn_channels: int, trainable_stages: int):
         super().__init__()

@@ -73,7 +73,8 @@ def train_one_epoch(model, loader, optimizer, epoch: int, steps_per_epoch: int, 
         losses = model(list(images), list(targets))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"epoch {epoch + 1} step {i}: loss is {loss.item()} ({ {k: v.item() for k, v in losses.items()} })")
+            parts = {k: round(v.item(), 4) for k, v in losses.items()}
+            raise FloatingPointError(f"epoch {epoch + 1} step {i}: loss is {loss.item()} ({parts}); try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -114,7 +115,8 @@ def fit(run: Path, train: Dataset, model_cfg: FasterRCNNConfig, epochs: int, bat
     steps = len(loader)
     warmup = min(200, steps * epochs // 10)
     for epoch in range(start_epoch, epochs):
-        row = {"epoch": epoch + 1, **train_one_epoch(model, loader, optimizer, epoch, steps, steps * epochs, lr, warmup, log)}
+        row = {"epoch": epoch + 1,
+               **train_one_epoch(model, loader, optimizer, epoch, steps, steps * epochs, lr, warmup, log)}
         train_seconds += row["train_seconds"]
         cpu_seconds += row["train_cpu_seconds"]
         score = row["loss"] * -1.0
@@ -130,4 +132,5 @@ def fit(run: Path, train: Dataset, model_cfg: FasterRCNNConfig, epochs: int, bat
                                           "epoch": epoch + 1, "best": best, "train_seconds": train_seconds,
                                           "train_cpu_seconds": cpu_seconds})
         log(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
-    return {"epochs": epochs, "train_seconds": train_seconds, "train_cpu_seconds": cpu_seconds, "best_val_map": best if evaluate is not None else None}
+    return {"epochs": epochs, "train_seconds": train_seconds, "train_cpu_seconds": cpu_seconds,
+            "best_val_map": best if evaluate is not None else None}

@@ -65,7 +65,8 @@ def plot_pr_curves(gt, preds, out_png: Path) -> None:
     for k, cat_id in enumerate(ev.params.catIds):
         p = precision[:, k]
         if (p > -1).any():
-            ax.plot(recall, np.where(p > -1, p, np.nan), label=f"{coco_gt.cats[cat_id]['name']} AP50 {p[p > -1].mean():.2f}")
+            name = coco_gt.cats[cat_id]["name"]
+            ax.plot(recall, np.where(p > -1, p, np.nan), label=f"{name} AP50 {p[p > -1].mean():.2f}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)

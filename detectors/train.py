@@ -108,6 +108,9 @@ def train_detector(cfg: DetectTrainConfig) -> Path:
     import torch  # noqa: PLC0415
     if cfg.detector not in BACKENDS:
         raise ValueError(f"--detector must be one of {BACKENDS}, got {cfg.detector!r}")
+    if cfg.detector == "faster-rcnn" and cfg.weights not in (None, "coco", "none"):
+        raise ValueError(f"--weights for faster-rcnn is 'coco' (torchvision's COCO detector, needs the internet) or "
+                         f"'none' (random backbone), got {cfg.weights!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train = read_detection_data(cfg.data, cfg.images, split="train")
@@ -120,8 +123,10 @@ def train_detector(cfg: DetectTrainConfig) -> Path:
         saved = load_config(run, kind="detector")
         if saved["backend"] != cfg.detector:
             raise ValueError(f"{run}: was trained with {saved['backend']}, not {cfg.detector}")
+        previous_wall = float(saved.get("train_wall_seconds", 0.0))
     else:
         run = new_run_dir(cfg.project, cfg.name, "detector")
+        previous_wall = 0.0
     log = _log(run)
     log(f"train: {len(train)} images, {sum(len(r.garments) for r in train.records)} boxes from {train.source}; "
         f"val: {len(val) if val else 0} images")
@@ -133,7 +138,8 @@ def train_detector(cfg: DetectTrainConfig) -> Path:
         config.update(_train_faster_rcnn(run, cfg, train, val, config, log))
     else:
         config.update(_train_yolo(run, cfg, train, val, config, log))
-    config["train_wall_seconds"] = config.get("train_wall_seconds", 0.0) + time.perf_counter() - t0
+    # wall time of the whole command (training + per-epoch validation), summed over resumed sessions
+    config["train_wall_seconds"] = previous_wall + time.perf_counter() - t0
     save_config(run, config)
     from detectors.plots import plot_results  # noqa: PLC0415
     plot_results(run / "results.csv", run / "results.png")

@@ -32,7 +32,7 @@ def synthetic_coco(folder: Path, n: int, seed: int, size: int = 96) -> Path:
                          "bbox": [int(x), int(y), int(w), int(h)], "area": int(w * h), "iscrowd": 0})
         Image.fromarray(im).save(folder / f"{seed}_{i}.png")
         images.append({"id": i + 1, "file_name": f"{seed}_{i}.png", "width": size, "height": size})
-    cats = [{"id": 1, "name": "blouse", "supercategory": "garment"}, {"id": 2, "name": "skirt", "supercategory": "garment"}]
+    cats = [{"id": k + 1, "name": n, "supercategory": "garment"} for k, n in enumerate(("blouse", "skirt"))]
     path = folder / f"ann_{seed}.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return path
