@@ -206,6 +206,8 @@ def train_keypoints(train: Dataset, val: Dataset | None, run: Path, cfg: Keypoin
         scheduler.load_state_dict(state["scheduler"])
         start, best = int(state["epoch"]), {"epoch": int(state["best_epoch"]), "val_ne": float(state["best_ne"])}
         truncate_results(run, start)
+        config = load_config(run, kind="keypoints")
+        save_config(run, {**config, "train": asdict(cfg)})  # a longer --epochs on resume is recorded
     else:
         save_config(run, run_config(cfg, len(labels.keypoints), jitter, sources or {}))
         save_labels(run, labels)
@@ -230,13 +232,16 @@ def train_keypoints(train: Dataset, val: Dataset | None, run: Path, cfg: Keypoin
                                           "best_epoch": best["epoch"], "best_ne": best["val_ne"]})
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     plot_curves(run)
-    metrics = {"best_epoch": best["epoch"], "jitter": jitter.to_dict()["kind"],
+    # a model trained on exact boxes is still scored on detector-like boxes: that is the point of the comparison
+    eval_jitter = jitter if jitter.kind != "none" else JitterSampler.default()
+    metrics = {"best_epoch": best["epoch"], "train_jitter": jitter.kind, "eval_jitter": eval_jitter.kind,
                "note": "NE in percent: FashionAI normaliser where the label set has one, else the GT box diagonal"}
     if val is not None:
         load_weights(run / "weights.safetensors", model, cfg.device)
         metrics["val_gt_boxes"], kept = evaluate_keypoints(predictor, val, JitterSampler.none(),
                                                            flip_test=cfg.flip_test, keep=8)
-        metrics["val_jittered_boxes"], _ = evaluate_keypoints(predictor, val, jitter, seed=1, flip_test=cfg.flip_test)
+        metrics["val_jittered_boxes"], _ = evaluate_keypoints(predictor, val, eval_jitter, seed=1,
+                                                              flip_test=cfg.flip_test)
         draw_crops(run / "val_crops.png", kept)
     write_json_atomic(run / "metrics.json", metrics)
     return metrics
