@@ -87,6 +87,7 @@ def test_tiny_keypoints_train_run_is_loadable_and_scored(tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
 
 
 def test_bad_image_size_is_one_clear_line(tmp_path):
