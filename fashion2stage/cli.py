@@ -189,6 +189,7 @@ def predict(
     keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
     no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    runtime: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime on the CPU; needs `fashion2stage export` first)."),
     batch_size: int = typer.Option(8, min=1, help="Images per batch; all garments of a batch go through the heads together."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
@@ -212,7 +213,7 @@ def predict(
         _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
     try:
         pipe = load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
-                             conf=conf, flip_tta=flip_tta)
+                             runtime=runtime, conf=conf, flip_tta=flip_tta)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     garment_types = pipe.detector.labels.garment_types if pipe.detector is not None else []
@@ -264,7 +265,7 @@ def evaluate(
         if images is None:
             _fail("give --predictions FILE, or --images DIR to predict first")
         predict(images=images, out=out, detector=detector, classifier=classifier, keypoints=keypoints,
-                no_default=False, device=device, batch_size=batch_size, conf=conf,
+                no_default=False, device=device, runtime="torch", batch_size=batch_size, conf=conf,
                 flip_tta=False, resume=False, shard="0/1", coco=False, fashionai_csv=False, keypoint_csv=False,
                 overlays=False)
         predictions = out / "predictions.jsonl"
@@ -300,9 +301,27 @@ def evaluate(
 
 
 @app.command("export")
-def export() -> None:
-    """Export a run folder's model to ONNX for serving."""
-    _not_built("export")
+def export(
+    runs: list[Path] = typer.Argument(..., help="Run folders to export (attributes, keypoints, detector)."),
+    format: str = typer.Option("onnx", "--format", help="Only onnx for now."),
+) -> None:
+    """Export run folders' models to ONNX (written as model.onnx inside each run folder) for serving."""
+    from fashion2stage.runs import load_config  # noqa: PLC0415
+
+    if format != "onnx":
+        _fail(f"--format {format!r}: only onnx is supported")
+    for run in runs:
+        try:
+            kind = load_config(run)["kind"]
+        except (FileNotFoundError, ValueError) as e:
+            _fail(str(e))
+        if kind == "attributes":
+            from classifiers.onnx_runtime import export_attribute_run as export_run  # noqa: PLC0415
+        elif kind == "keypoints":
+            from classifiers.onnx_runtime import export_keypoint_run as export_run  # noqa: PLC0415
+        else:
+            from detectors.export import export_detector_onnx as export_run  # noqa: PLC0415
+        typer.echo(f"{run}: {kind} -> {export_run(run)}")
 
 
 if __name__ == "__main__":

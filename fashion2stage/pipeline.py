@@ -109,8 +109,11 @@ def default_bundle() -> Path:
 
 def load_pipeline(detector: str | Path | None = None, attributes: str | Path | None = None,
                   keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
-                  **options) -> Pipeline:
-    """Load the run folders given; any not given comes from the shipped bundle when ``use_default``."""
+                  runtime: str = "torch", **options) -> Pipeline:
+    """Load the run folders given; any not given comes from the shipped bundle when ``use_default``.
+
+    ``runtime="onnx"`` runs each network through ONNX Runtime from the run folder's ``model.onnx``
+    (``fashion2stage export``); pre- and post-processing are the same code as with torch."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
@@ -123,8 +126,20 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         runs[stage] = given
     if all(v is None for v in runs.values()):
         raise FileNotFoundError(f"no model given and no default bundle at {bundle}: pass --detector/--classifier/--keypoints")
-    return Pipeline(
+    pipe = Pipeline(
         detector=load_detector(runs["detector"], device) if runs["detector"] else None,
         attributes=load_attribute_model(runs["attributes"], device) if runs["attributes"] else None,
         keypoints=load_keypoint_model(runs["keypoints"], device) if runs["keypoints"] else None,
         **options)
+    if runtime == "onnx":
+        from classifiers.onnx_runtime import use_onnx  # noqa: PLC0415
+        from detectors.export import use_onnx_detector  # noqa: PLC0415
+
+        if pipe.detector is not None:
+            pipe.detector = use_onnx_detector(pipe.detector, runs["detector"])
+        for stage in ("attributes", "keypoints"):
+            if getattr(pipe, stage) is not None:
+                use_onnx(getattr(pipe, stage), runs[stage])
+    elif runtime != "torch":
+        raise ValueError(f"runtime {runtime!r}: expected torch or onnx")
+    return pipe

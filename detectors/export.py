@@ -1,0 +1,84 @@
+"""ONNX export of a detector run and ONNX Runtime inference with the same ``predict`` interface.
+
+- faster-rcnn: torchvision's model exported whole (transform, RPN, RoI heads, NMS) for one image of any size,
+  with the TorchScript-based exporter (torchvision's detection models are written for it); ONNX Runtime runs one
+  image per call.
+- yolo: ultralytics' own exporter; ultralytics then runs the ``.onnx`` file through ONNX Runtime itself.
+Both write ``model.onnx`` into the run folder.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detectors.load import load_detector
+from fashion2stage.records import Garment
+from fashion2stage.runs import load_config
+
+ONNX_FILE = "model.onnx"
+
+
+def export_detector_onnx(run_dir: str | Path) -> Path:
+    run = Path(run_dir)
+    config = load_config(run, kind="detector")
+    out = run / ONNX_FILE
+    if config["backend"] == "faster-rcnn":
+        model = load_detector(run).model.cpu().eval()
+        side = int(config.get("image_size", 416))
+        tmp = out.with_name(f".{out.name}.tmp")
+        with warnings.catch_warnings():  # the tracer warns about every Python-side shape computation
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, ([torch.rand(3, side, side)],), str(tmp), opset_version=17, dynamo=False,
+                              input_names=["image"], output_names=["boxes", "labels", "scores"],
+                              dynamic_axes={"image": {1: "height", 2: "width"}})
+        tmp.replace(out)
+        return out
+    detector = load_detector(run)
+    exported = Path(detector.model.export(format="onnx", imgsz=detector.image_size, dynamic=True, simplify=False,
+                                          verbose=False))
+    exported.replace(out)
+    return out
+
+
+class OnnxFasterRCNNDetector:
+    """The faster-rcnn detector run by ONNX Runtime: same ``labels`` and ``predict`` as FasterRCNNDetector."""
+
+    def __init__(self, path: Path, labels, threads: int = 0):
+        import onnxruntime as ort  # noqa: PLC0415
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.labels = labels
+
+    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+        from detectors.faster_rcnn import to_tensor  # noqa: PLC0415
+
+        out = []
+        for im in images:
+            boxes, cls, scores = self.session.run(None, {"image": to_tensor(im).numpy()})
+            keep = scores >= conf
+            out.append([Garment(type=self.labels.garment_types[int(c) - 1], box_xyxy=b.astype(np.float64),
+                                score=float(s)) for b, s, c in zip(boxes[keep], scores[keep], cls[keep])])
+        return out
+
+
+def use_onnx_detector(detector, run_dir: str | Path):
+    """The ONNX Runtime twin of a loaded detector, from the run folder's ``model.onnx``."""
+    run = Path(run_dir)
+    path = run / ONNX_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no {ONNX_FILE} (run: fashion2stage export {run})")
+    config = load_config(run, kind="detector")
+    if config["backend"] == "faster-rcnn":
+        return OnnxFasterRCNNDetector(path, detector.labels)
+    from detectors.offline import import_ultralytics  # noqa: PLC0415
+
+    import_ultralytics()
+    from ultralytics import YOLO  # noqa: PLC0415
+
+    return type(detector)(YOLO(str(path), task="detect"), detector.labels, detector.image_size, detector.device)

@@ -1,0 +1,200 @@
+"""End to end on tiny real models: detect-train, classify-train and keypoints-train on synthetic garments, then
+``predict`` (output contract, bad files, resume, optional writers), ``evaluate`` and the ONNX Runtime path."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fashion2stage.cli import app
+
+pytestmark = pytest.mark.slow
+
+CATEGORIES = [
+    {"id": 1, "name": "blouse", "supercategory": "garment", "keypoints": ["left_top", "right_top", "centre"]},
+    {"id": 2, "name": "skirt", "supercategory": "garment", "keypoints": ["left_top", "right_top", "centre"]},
+]
+ATTRIBUTES = [{"id": 1, "name": "plain", "supercategory": "pattern"},
+              {"id": 2, "name": "striped", "supercategory": "pattern"}]
+
+
+def _write_set(root: Path, split: str, n: int, seed: int) -> Path:
+    """n 96x96 images; a red "blouse" and/or a blue "skirt" rectangle, striped or plain, 3 keypoints each."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(exist_ok=True)
+    images, anns = [], []
+    for i in range(n):
+        img = rng.integers(0, 60, (96, 96, 3), dtype=np.uint8)
+        for cat in (1, 2):
+            w, h = (int(v) for v in rng.integers(28, 44, 2))
+            x, y = int(rng.integers(0, 96 - w)), int(rng.integers(0, 96 - h))
+            img[y:y + h, x:x + w] = (220, 40, 40) if cat == 1 else (40, 40, 220)
+            striped = bool(rng.integers(0, 2))
+            if striped:
+                img[y:y + h:4, x:x + w] = 255
+            pts = [(x + 3, y + 3, 2), (x + w - 3, y + 3, 2), (x + w / 2, y + h / 2, 2)]
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat, "bbox": [x, y, w, h],
+                         "area": w * h, "iscrowd": 0, "attribute_ids": [2 if striped else 1],
+                         "keypoints": [c for p in pts for c in p], "num_keypoints": 3})
+        name = f"{split}_{i}.png"
+        cv2.imwrite(str(root / "images" / name), img[:, :, ::-1])
+        images.append({"id": i + 1, "file_name": name, "width": 96, "height": 96})
+    path = root / "annotations" / f"{split}.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": CATEGORIES,
+                                "attributes": ATTRIBUTES}))
+    return path
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    train, val = _write_set(d / "data", "train", 6, 0), _write_set(d / "data", "val", 4, 1)
+    runs = d / "runs"
+    _cli("detect-train", "--data", train, "--val", val, "--detector", "faster-rcnn", "--epochs", "4", "--batch", "3",
+         "--image-size", "96", "--lr", "0.01", "--threads", "1", "--project", runs, "--name", "det")
+    _cli("classify-train", "--data", train, "--val", val, "--epochs", "1",
+         "--image-size", "64", "--batch-size", "4", "--no-pretrained", "--project", runs, "--name", "attr")
+    _cli("keypoints-train", "--data", train, "--val", val, "--image-size", "64x64", "--batch-size", "3",
+         "--no-pretrained", "--epochs", "1", "--project", runs, "--name", "kp")
+    images = d / "photos"
+    (images / "sub").mkdir(parents=True)
+    for i, p in enumerate(sorted((d / "data" / "images").glob("val_*.png"))):
+        (images / ("sub" if i % 2 else "") / p.name).write_bytes(p.read_bytes())
+    return {"runs": runs, "images": images, "val": val, "root": d}
+
+
+def _predict(models, out: Path, *extra: str) -> list[dict]:
+    r = models["runs"]
+    _cli("predict", "--images", models["images"], "--out", out, "--detector", r / "det", "--classifier", r / "attr",
+         "--keypoints", r / "kp", "--no-default", "--conf", "0.01", "--batch-size", "3", *extra)
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_predictions_follow_the_output_contract(models, tmp_path):
+    lines = _predict(models, tmp_path / "out", "--coco", "--fashionai-csv", "--keypoint-csv", "--overlays")
+    expected = sorted(p.relative_to(models["images"]).as_posix() for p in models["images"].rglob("*.png"))
+    assert [rec["image"] for rec in lines] == expected  # input order, relative paths, sub-folders included
+    n_garments = 0
+    for rec in lines:
+        assert (rec["width"], rec["height"]) == (96, 96)
+        for g in rec["garments"]:
+            n_garments += 1
+            assert g["type"] in ("blouse", "skirt") and 0.01 <= g["score"] <= 1
+            x1, y1, x2, y2 = g["box"]
+            assert x1 < x2 and y1 < y2
+            a = g["attributes"]["pattern"]
+            assert a["value"] in ("plain", "striped") and len(a["probs"]) == 2
+            assert a["score"] == max(a["probs"]) and sum(a["probs"]) == pytest.approx(1, abs=1e-3)
+            assert set(g["keypoints"]) == {"left_top", "right_top", "centre"}
+            for x, y, s in g["keypoints"].values():
+                assert -96 < x < 192 and -96 < y < 192  # image frame (crops are padded beyond the image)
+        answer = rec["attributes"]["pattern"]
+        if rec["garments"]:
+            best = max(range(len(rec["garments"])), key=lambda j: rec["garments"][j]["score"])
+            assert answer["garment"] == best
+            assert answer["probs"] == rec["garments"][best]["attributes"]["pattern"]["probs"]
+        else:
+            assert answer["garment"] is None
+    assert n_garments > 0
+    out = tmp_path / "out"
+    coco = json.loads((out / "detections_coco.json").read_text())
+    assert len(coco) == n_garments and {c["category_id"] for c in coco} <= {1, 2}
+    assert len((out / "fashionai_attributes.csv").read_text().splitlines()) == len(lines)
+    assert len((out / "fashionai_keypoints.csv").read_text().splitlines()) == n_garments + 1
+    assert len(list((out / "overlays").rglob("*.jpg"))) == len(lines)
+
+
+def test_bad_files_are_reported_and_skipped(models, tmp_path):
+    images = tmp_path / "mixed"
+    images.mkdir()
+    good = sorted(models["images"].glob("*.png"))[:2]
+    for p in good:
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "text.jpg").write_text("not an image")
+    (images / "cut.png").write_bytes(good[0].read_bytes()[:200])
+    r = models["runs"]
+    result = CliRunner().invoke(app, ["predict", "--images", str(images), "--out", str(tmp_path / "o"),
+                                      "--detector", str(r / "det"), "--classifier", str(r / "attr"), "--no-default"])
+    assert result.exit_code == 0, result.output
+    assert "3 unreadable" in result.output and "skipped empty.jpg" in result.output
+    lines = [json.loads(x) for x in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    errors = {x["image"]: x["error"] for x in lines if "error" in x}
+    assert set(errors) == {"empty.jpg", "text.jpg", "cut.png"}
+    assert "empty" in errors["empty.jpg"] and "not an image" in errors["text.jpg"]
+    assert sum("garments" in x for x in lines) == 2
+
+
+def test_resume_skips_done_images_and_drops_a_torn_line(models, tmp_path):
+    full = _predict(models, tmp_path / "a")
+    out = tmp_path / "b"
+    out.mkdir()
+    text = (tmp_path / "a" / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (out / "predictions.jsonl").write_text("".join(text[:2]) + text[2][: len(text[2]) // 2])  # killed mid-line
+    resumed = _predict(models, out, "--resume")
+    assert [x["image"] for x in resumed] == [x["image"] for x in full]
+    assert resumed[:2] == full[:2]  # kept as they were
+    # redone in other batches: equal up to float noise of batch composition
+    _assert_same_predictions(full[2:], resumed[2:], box_atol=0.05, prob_atol=1e-3)
+
+
+def test_clear_errors_for_bad_folders_and_runs(models, tmp_path):
+    r = models["runs"]
+    (tmp_path / "empty").mkdir()
+    for images, det, expect in ((tmp_path / "empty", r / "det", "no images found"),
+                                (tmp_path / "missing", r / "det", "no such folder"),
+                                (models["images"], r / "attr", "expected a 'detector' run")):
+        result = CliRunner().invoke(app, ["predict", "--images", str(images), "--out", str(tmp_path / "o"),
+                                          "--detector", str(det), "--no-default"])
+        assert result.exit_code == 1 and expect in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_evaluate_scores_the_predictions(models, tmp_path):
+    _predict(models, tmp_path / "out")
+    # the val images were copied flat and into sub/: point the labels at the same folder layout
+    gt = json.loads(models["val"].read_text())
+    for i, im in enumerate(sorted(gt["images"], key=lambda x: x["file_name"])):
+        im["file_name"] = ("sub/" if i % 2 else "") + im["file_name"]
+    labels = tmp_path / "gt.json"
+    labels.write_text(json.dumps(gt))
+    out = _cli("evaluate", "--predictions", tmp_path / "out" / "predictions.jsonl", "--boxes", labels,
+               "--keypoint-labels", labels, "--images-root", models["images"])
+    assert "detection: mAP" in out and "keypoints: NE" in out
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert 0 <= report["detection"]["map"] <= report["detection"]["map50"] <= 1
+    assert set(report["garment_attributes"]["keys"]) == {"pattern"}
+    assert report["keypoints"]["n_samples"] == 8
+
+
+def test_onnx_runtime_agrees_with_torch(models, tmp_path):
+    r = models["runs"]
+    _cli("export", r / "attr", r / "kp", r / "det")
+    torch_lines = _predict(models, tmp_path / "t")
+    onnx_lines = _predict(models, tmp_path / "o", "--runtime", "onnx")
+    _assert_same_predictions(torch_lines, onnx_lines, box_atol=0.5, prob_atol=2e-3)
+
+
+def _assert_same_predictions(a_lines, b_lines, box_atol: float, prob_atol: float) -> None:
+    assert [x["image"] for x in a_lines] == [x["image"] for x in b_lines]
+    for a, b in zip(a_lines, b_lines):
+        assert len(a["garments"]) == len(b["garments"]), a["image"]
+        for ga, gb in zip(a["garments"], b["garments"]):
+            assert ga["type"] == gb["type"]
+            np.testing.assert_allclose(ga["box"], gb["box"], atol=box_atol)
+            np.testing.assert_allclose(ga["score"], gb["score"], atol=prob_atol)
+            np.testing.assert_allclose(ga["attributes"]["pattern"]["probs"], gb["attributes"]["pattern"]["probs"],
+                                       atol=prob_atol)
+            for name, p in ga["keypoints"].items():
+                np.testing.assert_allclose(p[:2], gb["keypoints"][name][:2], atol=box_atol)
+        np.testing.assert_allclose(a["attributes"]["pattern"]["probs"], b["attributes"]["pattern"]["probs"],
+                                   atol=prob_atol)
