@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from detectors.load import load_detector
-from detectors.train import DetectTrainConfig, train_detector, validate_run
+from detectors.train import DetectTrainConfig, train_detector
+from fashion2stage.cli import app
 from fashion2stage.records import Garment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,9 +77,11 @@ def test_faster_rcnn_tiny_run_and_resume(tiny, tmp_path):
     train_detector(cfg)
     rows = (run / "results.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
-    # detect-val on another labelled set writes its metrics elsewhere
-    m = validate_run(run, str(train), out=tmp_path / "val_on_train")
-    assert (tmp_path / "val_on_train" / "metrics.json").is_file() and m["n_images"] == 6
+    # detect-val (the CLI) on another labelled set writes its metrics elsewhere
+    result = CliRunner().invoke(app, ["detect-val", str(run), "--data", str(train), "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    assert "mAP@.5" in result.output and "blouse" in result.output
+    assert json.loads((tmp_path / "v" / "metrics.json").read_text())["n_images"] == 6
 
 
 @pytest.mark.slow
