@@ -6,6 +6,7 @@ The pixel frame of every box and keypoint in the project is the image *after* EX
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,13 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees (width and height trade places)
 
 
+def _pil_open(path: Path) -> Image.Image:
+    """PIL's own ``Image.open``. Importing ultralytics replaces ``PIL.Image.open`` with a wrapper that, on a file PIL
+    cannot identify, tries to pip-install pi-heif and raises ImportError offline; a non-image must stay a clear error."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", Image.open)(path)
+
+
 def _open(path: Path) -> Image.Image:
     """Open lazily (header only) and refuse missing, empty, non-image and too-large files."""
     if not path.exists():
@@ -31,7 +39,7 @@ def _open(path: Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
-        im = Image.open(path)
+        im = _pil_open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
     except UnidentifiedImageError:

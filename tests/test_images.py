@@ -106,6 +106,21 @@ def test_unreadable_files(tmp_path, content, message):
         assert "\n" not in str(e.value) and str(p) in str(e.value)
 
 
+def test_non_image_after_ultralytics_patched_pil(tmp_path):
+    # Importing ultralytics replaces PIL.Image.open with a wrapper that tries to install pi-heif on an unknown file
+    # (ImportError offline); a test worker that trained YOLO first met exactly that.
+    from detectors.offline import import_ultralytics
+    import_ultralytics()
+    import ultralytics.utils.patches  # noqa: F401
+    from PIL import Image as PILImage
+    assert PILImage.open.__module__.startswith("ultralytics")
+    p = tmp_path / "x.jpg"
+    p.write_bytes(b"this is not a picture\n")
+    for fn in (load_image, image_size):
+        with pytest.raises(ImageReadError, match="not an image"):
+            fn(p)
+
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(ImageReadError, match="file not found"):
         load_image(tmp_path / "nope.jpg")
