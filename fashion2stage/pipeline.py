@@ -13,7 +13,8 @@ answer comes from the whole image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ class Pipeline:
     conf: float = 0.25
     max_garments: int = 20  # per image, highest scores first: bounds the work a cluttered photo can cause
     flip_tta: bool = False
+    # wall seconds spent in each stage over all calls (crops included): where predict's time goes
+    seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
     def detect(self, images: list[np.ndarray]) -> list[list[Garment]]:
         if self.detector is None:
@@ -41,13 +44,19 @@ class Pipeline:
     def __call__(self, images: list[np.ndarray]) -> list[dict]:
         """Predict one batch. Returns per image ``{"garments": [...], "attributes": {...}}`` (the output contract
         of DESIGN.md without the file fields, which the caller adds)."""
+        t0 = time.perf_counter()
         garments = self.detect(images)
+        t1 = time.perf_counter()
         out = [{"garments": [_garment_dict(g) for g in gs], "attributes": {}} for gs in garments]
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
             self._attributes(images, garments, owners, out)
+        t2 = time.perf_counter()
         if self.keypoints is not None and owners:
             self._keypoints(images, garments, owners, out)
+        t3 = time.perf_counter()
+        for stage, dt in (("detector", t1 - t0), ("attributes", t2 - t1), ("keypoints", t3 - t2)):
+            self.seconds[stage] += dt
         return out
 
     def _attributes(self, images, garments, owners, out) -> None:

@@ -80,11 +80,14 @@ class PredictSummary:
     garments: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)  # detector / attributes / keypoints / waiting for decoding
 
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds else 0.0
         s = (f"{self.images} images ({rate:.1f} img/s), {self.garments} garments, {len(self.errors)} unreadable"
              + (f", {self.skipped} already done" if self.skipped else ""))
+        if self.seconds and self.stage_seconds:
+            s += " | time: " + ", ".join(f"{k} {100 * v / self.seconds:.0f}%" for k, v in self.stage_seconds.items())
         return s
 
 
@@ -114,9 +117,17 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
 
     bar = tqdm(total=len(files), unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     start = time.perf_counter()
+    stages_before = dict(pipeline.seconds)
+    waiting = 0.0  # the main thread blocked on the background decoder
     with jsonl.open("a", encoding="utf-8") as f:
         batch: list[tuple[str, np.ndarray | None, str | None]] = []
-        for item in decoded(root, files, window=2 * batch_size):
+        items = decoded(root, files, window=2 * batch_size)
+        while True:
+            t0 = time.perf_counter()
+            item = next(items, None)
+            waiting += time.perf_counter() - t0
+            if item is None:
+                break
             batch.append(item)
             if len(batch) == batch_size:
                 _run_batch(pipeline, batch, f, summary, on_batch)
@@ -127,6 +138,8 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
             bar.update(len(batch))
     bar.close()
     summary.seconds = time.perf_counter() - start
+    summary.stage_seconds = {k: v - stages_before.get(k, 0.0) for k, v in pipeline.seconds.items()}
+    summary.stage_seconds["decode wait"] = waiting
     return summary
 
 
