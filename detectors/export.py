@@ -67,15 +67,16 @@ class OnnxFasterRCNNDetector:
         return out
 
 
-def use_onnx_detector(detector, run_dir: str | Path):
-    """The ONNX Runtime twin of a loaded detector, from the run folder's ``model.onnx``."""
+def use_onnx_detector(detector, run_dir: str | Path, threads: int = 0):
+    """The ONNX Runtime twin of a loaded detector, from the run folder's ``model.onnx`` (``threads`` intra-op
+    threads for Faster R-CNN, 0: all cores; ultralytics runs its ONNX models with its own settings)."""
     run = Path(run_dir)
     path = run / ONNX_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run}: no {ONNX_FILE} (run: fashion2stage export {run})")
     config = load_config(run, kind="detector")
     if config["backend"] == "faster-rcnn":
-        return OnnxFasterRCNNDetector(path, detector.labels)
+        return OnnxFasterRCNNDetector(path, detector.labels, threads)
     from detectors.offline import import_ultralytics  # noqa: PLC0415
 
     import_ultralytics()

@@ -90,6 +90,7 @@ def classify_train(
                              "whole image: the ablation)."),
     epochs: int = typer.Option(10),
     image_size: int = typer.Option(224, help="Square crop side, pixels."),
+    padding: float = typer.Option(1.25, min=1.0, help="Crop side / box side (1.0: tight crop of the box)."),
     batch_size: int = typer.Option(32),
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights) or a timm name."),
     pretrained: bool = typer.Option(True, help="Start from pretrained backbone weights."),
@@ -124,7 +125,8 @@ def classify_train(
     cfg = AttributeTrainConfig(
         data=[str(p) for p in data], val=[str(p) for p in val], schema=str(schema) if schema else None,
         detector=str(detector) if detector else None, box_errors=str(box_errors) if box_errors else None,
-        jitter=jitter, key_types=types, crop=crop, epochs=epochs, image_size=image_size, batch_size=batch_size,
+        jitter=jitter, key_types=types, crop=crop, epochs=epochs, image_size=image_size, padding=padding,
+        batch_size=batch_size,
         backbone=backbone, pretrained=pretrained, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
         freeze_epochs=freeze_epochs, balance=balance, select=select, flip_tta=flip_tta, workers=workers,
         device=device, seed=seed, project=str(project), name=name)
@@ -156,12 +158,16 @@ def keypoints_train(
     name: Optional[str] = typer.Option(None),
     resume: bool = typer.Option(False, help="Continue the run folder --project/--name from its last.pt."),
     device: str = typer.Option("cpu"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     seed: int = typer.Option(0),
 ) -> None:
     """Train the heatmap keypoint model on padded, detector-jittered garment crops."""
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
     from classifiers.train_keypoints import KeypointTrainConfig, keypoints_train_run  # noqa: PLC0415
 
+    if threads:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(threads)
     try:
         width, height = (int(v) for v in image_size.lower().split("x"))
     except ValueError:
@@ -191,6 +197,7 @@ def predict(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     runtime: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime on the CPU; needs `fashion2stage export` first)."),
     batch_size: int = typer.Option(8, min=1, help="Images per batch; all garments of a batch go through the heads together."),
+    threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
     resume: bool = typer.Option(False, "--resume", help="Keep predictions.jsonl and skip the images already in it."),
@@ -211,9 +218,12 @@ def predict(
             raise ValueError
     except ValueError:
         _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
+    if threads:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(threads)
     try:
         pipe = load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
-                             runtime=runtime, conf=conf, flip_tta=flip_tta)
+                             runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     garment_types = pipe.detector.labels.garment_types if pipe.detector is not None else []
@@ -265,7 +275,7 @@ def evaluate(
         if images is None:
             _fail("give --predictions FILE, or --images DIR to predict first")
         predict(images=images, out=out, detector=detector, classifier=classifier, keypoints=keypoints,
-                no_default=False, device=device, runtime="torch", batch_size=batch_size, conf=conf,
+                no_default=False, device=device, runtime="torch", batch_size=batch_size, threads=0, conf=conf,
                 flip_tta=False, resume=False, shard="0/1", coco=False, fashionai_csv=False, keypoint_csv=False,
                 overlays=False)
         predictions = out / "predictions.jsonl"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +245,8 @@ class JitterSampler:
     def from_stats(cls, stats: BoxErrorStats, min_matches: int = MIN_MATCHES) -> "JitterSampler":
         """Bootstrap from a detector's recorded errors; the default jitter when it has fewer than ``min_matches``."""
         if len(stats.errors) < max(min_matches, 2):
+            warnings.warn(f"the detector's box errors hold {len(stats.errors)} matched boxes (< {min_matches}): "
+                          f"too few to resample, using the default jitter instead", stacklevel=2)
             return cls.default()
         return cls(kind="bootstrap", errors=stats.errors)
 

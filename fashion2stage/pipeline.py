@@ -118,11 +118,12 @@ def default_bundle() -> Path:
 
 def load_pipeline(detector: str | Path | None = None, attributes: str | Path | None = None,
                   keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
-                  runtime: str = "torch", **options) -> Pipeline:
+                  runtime: str = "torch", threads: int = 0, **options) -> Pipeline:
     """Load the run folders given; any not given comes from the shipped bundle when ``use_default``.
 
     ``runtime="onnx"`` runs each network through ONNX Runtime from the run folder's ``model.onnx``
-    (``fashion2stage export``); pre- and post-processing are the same code as with torch."""
+    (``fashion2stage export``) with ``threads`` intra-op threads (0: all cores); pre- and post-processing are the
+    same code as with torch."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
@@ -145,10 +146,10 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         from detectors.export import use_onnx_detector  # noqa: PLC0415
 
         if pipe.detector is not None:
-            pipe.detector = use_onnx_detector(pipe.detector, runs["detector"])
+            pipe.detector = use_onnx_detector(pipe.detector, runs["detector"], threads)
         for stage in ("attributes", "keypoints"):
             if getattr(pipe, stage) is not None:
-                use_onnx(getattr(pipe, stage), runs[stage])
+                use_onnx(getattr(pipe, stage), runs[stage], threads)
     elif runtime != "torch":
         raise ValueError(f"runtime {runtime!r}: expected torch or onnx")
     return pipe

@@ -114,7 +114,8 @@ def test_bootstrap_reproduces_recorded_statistics():
 
 def test_default_bounds_few_matches_none_and_dict_round_trip():
     few = BoxErrorStats(errors=np.full((5, 4), 0.5), n_gt=10, n_matched=5)
-    assert JitterSampler.from_stats(few).kind == "default"
+    with pytest.warns(UserWarning, match="too few to resample"):
+        assert JitterSampler.from_stats(few).kind == "default"
     s = JitterSampler.default().sample(np.random.default_rng(4), 20000)
     assert np.all(np.abs(s[:, :2]) <= 0.1) and np.abs(s[:, :2]).max() > 0.099
     ratio = np.exp(s[:, 2:])
