@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -215,8 +216,12 @@ def train_keypoints(train: Dataset, val: Dataset | None, run: Path, cfg: Keypoin
             shutil.copyfile(box_errors, run / "box_errors.json")
     predictor = _predictor(model, labels, cfg)
     for epoch in range(start + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
         loss = train_one_epoch(model, loader, optimizer, scheduler, cfg.device)
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss}
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss, "train_seconds": seconds,
+               "train_images_per_s": (len(loader) * cfg.batch_size if loader.drop_last else len(loader.dataset))
+               / max(seconds, 1e-9)}
         if val is not None:
             report, _ = evaluate_keypoints(predictor, val, JitterSampler.none(), flip_test=cfg.flip_test)
             row.update(val_ne=report["ne"], val_pck=report["pck@0.1"])

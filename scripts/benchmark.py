@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
 BACKENDS = ("faster-rcnn", "yolo")
-CCP_JITTERS = ("none", "detector", "default")
+# ccp fine-category runs -> (--jitter, --padding); the last one is the padded vs tight crops ablation
+CCP_RUNS = {"ccp-jitter-none": ("none", "1.25"), "ccp-jitter-detector": ("detector", "1.25"),
+            "ccp-jitter-default": ("default", "1.25"), "ccp-tight-crops": ("default", "1.0")}
 KP_JITTERS = ("default", "none")
 DETECTOR, CLASSIFIER, KEYPOINTS = "det-faster-rcnn", "cad-two-stage", "kp-jitter-default"  # the timed pipeline
 SUMMARY = re.compile(r"(\d+) images \(([\d.]+) img/s\), (\d+) garments")
@@ -232,21 +234,21 @@ def train_all(b: Bench, d: dict[str, Path]) -> None:
               "--threads", b.threads, "--device", b.device]
     cad = ["classify-train", "--data", d["cad_train"], "--val", d["cad_val"],
            "--key-types", "category=blouse,outwear,dress"]
+    no_crops = missing(b, [DETECTOR])
     train(b, "cad-whole", [*cad, "--crop", "whole", *budget])
-    train(b, "cad-two-stage", [*cad, "--crop", "two-stage", "--detector", det, *budget], missing(b, [DETECTOR]))
+    train(b, "cad-two-stage", [*cad, "--crop", "two-stage", "--detector", det, *budget], no_crops)
     # ccp validates on the detector's crops of the val garments; when detect-train's box_errors (conf 0.25, IoU 0.5,
     # as classify-train matches) found none, classify-train can only fail: say why instead of running it
-    no_crops = missing(b, [DETECTOR])
     if metrics(b, DETECTOR).get("box_errors", {}).get("n_matched") == 0:
         no_crops = (f"not run: {DETECTOR} matched none of the val garments at conf 0.25 (metrics.json box_errors), "
                     "so there is no detector crop to validate on")
-    for j in CCP_JITTERS:
-        train(b, f"ccp-jitter-{j}", ["classify-train", "--data", d["ccp_train"], "--val", d["ccp_val"],
-                                     "--detector", det, "--jitter", j, *budget], no_crops)
+    for run, (jitter, padding) in CCP_RUNS.items():
+        train(b, run, ["classify-train", "--data", d["ccp_train"], "--val", d["ccp_val"], "--detector", det,
+                       "--jitter", jitter, "--padding", padding, *budget], no_crops)
     for j in KP_JITTERS:
         train(b, f"kp-jitter-{j}", ["keypoints-train", "--data", d["lm_train"], "--val", d["lm_val"], "--jitter", j,
                                     "--epochs", p.kp[0], "--image-size", p.kp[1], "--batch-size", p.kp[2],
-                                    "--seed", SEED, "--device", b.device])
+                                    "--seed", SEED, "--threads", b.threads, "--device", b.device])
 
 
 # --- speed -------------------------------------------------------------------------------------------------------
@@ -257,7 +259,7 @@ def predict(b: Bench, name: str, images: Path, models: list, needs: list[str], b
     images/s (predict's own clock: model loading excluded), garments per image and peak RSS."""
     device = "cpu" if runtime == "onnx" else b.device  # ONNX Runtime runs on the CPU whatever --device says
     args = ["predict", "--images", images, "--out", b.work / "predict" / name, "--no-default", "--device", device,
-            *models, "--batch-size", batch, "--runtime", runtime]
+            *models, "--batch-size", batch, "--runtime", runtime, "--threads", b.threads]
     row = {"pipeline": label, "runtime": runtime, "batch": batch}
     if (why := missing(b, needs)):
         record(b, f"predict-{name}", command(args), "failed", error=why)
@@ -443,21 +445,25 @@ def cad_table(b: Bench, made: dict) -> str:
 
 
 def ccp_table(b: Bench, made: dict) -> str:
-    rows = []
-    for j in CCP_JITTERS:
-        m, cfg = metrics(b, f"ccp-jitter-{j}"), read_json(b.runs / f"ccp-jitter-{j}" / "config.json")
+    rows, top1 = [], {}
+    for run, (jitter, padding) in CCP_RUNS.items():
+        m, cfg = metrics(b, run), read_json(b.runs / run / "config.json")
         k = m.get("val", {}).get("keys", {}).get("fine_category", {})
-        rows.append([j, cfg.get("jitter", {}).get("kind") if m else None, k.get("n"),
+        top1[run] = k.get("accuracy")
+        rows.append([run, jitter, padding, cfg.get("jitter", {}).get("kind") if m else None, k.get("n"),
                      m.get("val_garments_missed_by_detector"), k.get("accuracy"), k.get("top3"), k.get("top5"),
                      k.get("ap")])
-    header = ["--jitter", "jitter used", "val crops", "val garments missed", "top-1", "top-3", "top-5", "FashionAI AP"]
-    return section(b, "ccp fine category: jitter of the training boxes", [f"ccp-jitter-{j}" for j in CCP_JITTERS],
-                   table(header, rows), [
+    header = ["run", "--jitter", "--padding", "jitter used", "val crops", "val garments missed", "top-1", "top-3",
+              "top-5", "FashionAI AP"]
+    padded, tight = top1["ccp-jitter-default"], top1["ccp-tight-crops"]
+    return section(b, "ccp fine category: box jitter and crop padding", list(CCP_RUNS), table(header, rows), [
         f"Validated on detector crops (`--detector {DETECTOR}`): each val garment cut from its matched detection, "
         "missed ones left out and counted. 'jitter used' is from config.json (`detector` becomes `default` when the "
         "detector matched too few boxes).",
-        "Padded vs tight crops: not measured; `AttributeTrainConfig.padding` (1.25) has no classify-train option.",
-        *[f"![accuracy vs jitter]({made[n]})" for n in made if n == "accuracy_vs_jitter"],
+        "Padded vs tight crops: ccp-tight-crops is ccp-jitter-default with `--padding 1.0` (crop side = box side, no "
+        "context around the garment) instead of 1.25, same budget"
+        + (f"; top-1 padded - tight: **{padded - tight:+.3f}**." if padded is not None and tight is not None else "."),
+        *[f"![ccp accuracy]({made[n]})" for n in made if n == "ccp_accuracy"],
         *[f"Confusion matrix: [{n}]({made[n]})" for n in made if n.startswith("confusion_ccp")]])
 
 
@@ -512,8 +518,10 @@ def throughput_table(b: Bench, s: dict, made: dict) -> str:
     notes = [f"{label}: **{rate[x] / rate[y]:.2f}x** throughput" for label, x, y in ratios if x in rate and y in rate]
     notes += [f"img/s: predict's own clock (decode, models, writing; model loading excluded), median of "
               f"{b.profile.repeats} processes. Full = {DETECTOR} + {CLASSIFIER} + {KEYPOINTS}.",
-              "ONNX Runtime runs on the CPU with its own thread count (predict passes none)." if b.profile.onnx else
-              "ONNX Runtime: not measured in this profile (`onnx` false: the export alone takes longer than the rest).",
+              f"Every predict runs with `--threads {b.threads}`: torch and ONNX Runtime (on the CPU) at the same "
+              "intra-op thread count, so onnx / torch ratios compare runtimes, not thread counts.",
+              "" if b.profile.onnx else "ONNX Runtime: not measured in this profile (`onnx` false: the export alone "
+              "takes longer than the rest).",
               *[f"![throughput vs batch]({made[n]})" for n in made if n == "throughput_vs_batch"]]
     names = [f"predict-{n}" for n in s if n != "torch-10N"] + (["export"] if b.profile.onnx else [])
     return section(b, f"Inference throughput ({b.profile.speed_images} ccp val images)", names, table(
@@ -565,15 +573,15 @@ def plots(b: Bench, folder: Path, speed: dict, report: Path) -> dict[str, str]:
         if src.is_file():
             made[name] = folder / f"{name}.png"
             shutil.copyfile(src, made[name])
-    ccp = [(j, metrics(b, f"ccp-jitter-{j}").get("val", {}).get("keys", {}).get("fine_category")) for j in CCP_JITTERS]
-    if (ccp := [(j, k) for j, k in ccp if k]):
+    ccp = [(r, metrics(b, r).get("val", {}).get("keys", {}).get("fine_category")) for r in CCP_RUNS]
+    if (ccp := [(r, k) for r, k in ccp if k]):
         fig, ax = plt.subplots(figsize=(4, 3))
         for i, (metric, label) in enumerate((("accuracy", "top-1"), ("ap", "FashionAI AP"))):
             ax.bar([x + 0.4 * i for x in range(len(ccp))], [k[metric] for _, k in ccp], width=0.4, label=label)
-        ax.set_xticks([x + 0.2 for x in range(len(ccp))], [f"--jitter {j}" for j, _ in ccp], fontsize=7)
+        ax.set_xticks([x + 0.2 for x in range(len(ccp))], [r.removeprefix("ccp-") for r, _ in ccp], fontsize=6)
         ax.set_ylabel("ccp fine category, val")
         ax.legend(fontsize=7)
-        save(fig, "accuracy_vs_jitter")
+        save(fig, "ccp_accuracy")
     curves = {rt: sorted((v["batch"], v["img_s"]) for n, v in speed.items()
                          if v["runtime"] == rt and v["pipeline"] == "full" and n != "torch-10N" and v.get("img_s"))
               for rt in ("torch", "onnx")}

@@ -1,6 +1,7 @@
 """scripts/benchmark.py end to end on the real fashion-bench with the tiny profile: the report's generated block
 replaces the old one and leaves the rest of the file alone, every table has numbers (or its stage's failure), and
 the plots it links exist."""
+import json
 import re
 import subprocess
 import sys
@@ -52,12 +53,17 @@ def test_tiny_profile_writes_a_report_with_numbers_and_plots(bench, tmp_path):
     cad = rows(s["cad attributes: detector crop vs whole image"])
     assert {r[0] for r in cad} >= {"sleeve_length", "neckline_design", "collar_design", "category"}
     assert all(0 <= v <= 1 for v in numbers(cad[-1])) and len(numbers(cad[-1])) == 4
-    ccp_title = "ccp fine category: jitter of the training boxes"
-    for row in rows(s[ccp_title]):  # a 1-epoch detector may find nothing to crop: then each run says why
-        assert len(numbers(row)) >= 4 or f"**ccp-jitter-{row[0]} failed**" in s[ccp_title]
-    assert "padding" in s[ccp_title]
+    ccp_title = "ccp fine category: box jitter and crop padding"
+    ccp = rows(s[ccp_title])
+    for row in ccp:  # a 1-epoch detector may find nothing to crop: then each run says why
+        assert len(numbers(row)) >= 5 or f"**{row[0]} failed**" in s[ccp_title]
+    padded, tight = ccp[-2][:3], ccp[-1][:3]  # the padding ablation: the same run but for --padding
+    assert padded == ["ccp-jitter-default", "default", "1.25"] and tight == ["ccp-tight-crops", "default", "1.0"]
+    config = tmp_path / "work/tiny/runs/ccp-tight-crops/config.json"  # absent when the detector matched nothing
+    assert not config.is_file() or json.loads(config.read_text())["crop_spec"]["padding"] == 1.0
     kp = rows(s["Keypoints (landmarks val)"])
     assert [r[0] for r in kp] == ["default", "none"] and all(len(numbers(r)) >= 6 for r in kp)
+    assert s["Keypoints (landmarks val)"].count("--threads 1") == 2
     trained = {r[0]: r for r in rows(s["Training speed per stage"])}
     assert {"det-faster-rcnn", "det-yolo", "cad-whole", "cad-two-stage", "kp-jitter-default"} <= set(trained)
     assert all(numbers(r)[0] > 0 for r in trained.values())
@@ -67,6 +73,8 @@ def test_tiny_profile_writes_a_report_with_numbers_and_plots(bench, tmp_path):
     assert [r[2] for r in full] == ["1", "4"] and all(numbers(r)[1] > 0 for r in full)
     assert {r[0] for r in rows(speed)} >= {"detector only (faster-rcnn)", "detector only (yolo)"}
     assert "batch 4 / batch 1, torch" in speed and "the second stage's cost" in speed
+    predict_cmds = [ln for ln in speed.splitlines() if ln.startswith("python -m fashion2stage.cli predict")]
+    assert len(predict_cmds) == 4 and all(ln.endswith("--threads 1") for ln in predict_cmds)
     memory = rows(s["Peak memory vs number of images (full pipeline, torch)"])
     assert [r[0] for r in memory] == ["4", "40"] and all(numbers(r)[2] > 100 for r in memory)  # MiB
     baselines = rows(s["Against what a user would otherwise run"])
