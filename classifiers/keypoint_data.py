@@ -37,6 +37,21 @@ def read_keypoint_dataset(path: str | Path, image_root: str | Path | None = None
     return read_coco_keypoints(path, image_root)
 
 
+def observed_subsets(dataset: Dataset) -> LabelSet:
+    """The dataset's label set with each garment type's points cut to those labelled (v > 0) on at least one of
+    its garments. A model cannot learn a point it never saw: a type with no labelled garment gets no points, so
+    ``predict`` reports none for it instead of guesses (the landmarks/ set declares all 8 points for skirts and
+    dresses but labels none)."""
+    labels = LabelSet.from_dict(dataset.labels.to_dict())
+    seen: dict[str, set[int]] = {}
+    for _, g in keypoint_samples(dataset):
+        seen.setdefault(g.type, set()).update(np.flatnonzero(g.keypoints[:, 2] > 0).tolist())
+    labels.keypoints_per_type = {
+        t: [labels.keypoints[i] for i in labels.keypoint_indices(t) if i in seen.get(t, set())]
+        for t in labels.garment_types}
+    return labels
+
+
 def keypoint_samples(dataset: Dataset) -> list[tuple[ImageRecord, Garment]]:
     """Every garment with at least one labelled keypoint, in dataset order."""
     return [(r, g) for r in dataset.records for g in r.garments

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from classifiers.backbones import normalisation
-from classifiers.keypoint_data import Augment, KeypointCrops, garment_crop, keypoint_samples, read_keypoint_dataset
+from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
+                                      read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
@@ -186,6 +187,7 @@ def train_keypoints(train: Dataset, val: Dataset | None, run: Path, cfg: Keypoin
         raise ValueError(f"{val.source}: keypoint names {val.labels.keypoints} differ from the training set's "
                          f"{train.labels.keypoints}")
     labels = train.labels if val is None else train.labels.merged(val.labels)
+    labels = observed_subsets(Dataset(train.root, train.records, labels, train.source))
     train = Dataset(train.root, train.records, labels, train.source)
     spec = cfg.crop_spec()
     mean, std = normalisation(cfg.backbone)

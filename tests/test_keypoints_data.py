@@ -66,3 +66,26 @@ def test_crops_from_each_format(tmp_path, make, n_union, n_type, flips):
     assert ((kpts_crop[labelled, :2] >= 0) & (kpts_crop[labelled, :2] <= [64, 96])).all()
     heat = data[0]["heatmaps"].numpy()[None, labelled]
     assert heat.max(axis=(2, 3)).min() > 0.5
+
+
+def test_observed_subsets_keep_only_points_labelled_in_training():
+    from pathlib import Path
+
+    from classifiers.keypoint_data import observed_subsets
+    from fashion2stage.labels import LabelSet
+    from fashion2stage.records import Dataset, Garment, ImageRecord
+
+    names = ["collar", "sleeve", "hem"]
+    labels = LabelSet(garment_types=["blouse", "trousers", "skirt"], keypoints=names,
+                      keypoints_per_type={t: list(names) for t in ("blouse", "trousers", "skirt")})
+
+    def garment(t, v):
+        return Garment(type=t, box_xyxy=np.array([0.0, 0, 10, 10]),
+                       keypoints=np.array([[1.0, 1, v[0]], [2, 2, v[1]], [3, 3, v[2]]]))
+    records = [ImageRecord(file="a.jpg", root=Path("."), garments=[garment("blouse", (2, 0, 0)),
+                                                                   garment("trousers", (0, 0, 2))]),
+               ImageRecord(file="b.jpg", root=Path("."), garments=[garment("blouse", (0, 1, 0))])]
+    out = observed_subsets(Dataset(Path("."), records, labels, "test"))
+    assert out.keypoints_per_type == {"blouse": ["collar", "sleeve"], "trousers": ["hem"], "skirt": []}
+    assert out.keypoint_indices("skirt") == [] and out.keypoint_indices("trousers") == [2]
+    assert labels.keypoints_per_type["skirt"] == names  # the input label set is left as it was
