@@ -208,34 +208,42 @@ def predict(
     overlays: bool = typer.Option(False, "--overlays", help="Also draw boxes, attributes and landmarks into out/overlays/."),
 ) -> None:
     """Detect garments in every image of a folder and read their attributes and landmarks (predictions.jsonl)."""
-    from fashion2stage.outputs import PredictionWriters  # noqa: PLC0415
-    from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
-    from fashion2stage.predict import predict_folder  # noqa: PLC0415
-
     try:
         i, n = (int(v) for v in shard.split("/"))
         if not 0 <= i < n:
             raise ValueError
     except ValueError:
         _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
+    _predict(images, out, dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device,
+                               use_default=not no_default, runtime=runtime, threads=threads, conf=conf,
+                               flip_tta=flip_tta),
+             batch_size=batch_size, resume=resume, shard=(i, n), threads=threads,
+             writers=dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv,
+                          overlays=overlays))
+
+
+def _predict(images: Path, out: Path, models: dict, batch_size: int, threads: int = 0, resume: bool = False,
+             shard: tuple[int, int] = (0, 1), writers: dict | None = None, files: list[str] | None = None) -> None:
+    """What ``predict`` does once its options are parsed (``evaluate`` calls it with ``files``: the labelled images)."""
+    from fashion2stage.outputs import PredictionWriters  # noqa: PLC0415
+    from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
+    from fashion2stage.predict import predict_folder  # noqa: PLC0415
+
     if threads:
         import torch  # noqa: PLC0415
         torch.set_num_threads(threads)
     try:
-        pipe = load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
-                             runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
+        pipe = load_pipeline(**models)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     garment_types = pipe.detector.labels.garment_types if pipe.detector is not None else []
-    writers = PredictionWriters(out, garment_types, pipe.keypoints.labels if pipe.keypoints else None,
-                                coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv,
-                                overlays=overlays)
+    writer = PredictionWriters(out, garment_types, pipe.keypoints.labels if pipe.keypoints else None, **(writers or {}))
     try:
-        summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=(i, n),
-                                 on_batch=writers)
+        summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
+                                 on_batch=writer, files=files)
     except FileNotFoundError as e:
         _fail(str(e))
-    written = writers.close()
+    written = writer.close()
     for rel, problem in summary.errors[:20]:
         typer.echo(f"skipped {rel}: {problem}", err=True)
     if len(summary.errors) > 20:
@@ -247,7 +255,8 @@ def predict(
 @app.command("evaluate")
 def evaluate(
     predictions: Optional[Path] = typer.Option(None, help="predictions.jsonl to score (else --images is predicted first)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Image folder to predict when no --predictions is given."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder to predict when no --predictions is given: "
+                                          "the labelled images in it (paths as the label files give them)."),
     out: Path = typer.Option(Path("out"), "--out", help="Where predictions.jsonl and evaluation.json go."),
     boxes: Optional[Path] = typer.Option(None, help="COCO detection JSON: box mAP, and garment attributes it labels."),
     attribute_labels: Optional[Path] = typer.Option(None, help="FashionAI label.csv of image-level attributes."),
@@ -271,27 +280,31 @@ def evaluate(
 
     if not (boxes or attribute_labels or keypoint_labels):
         _fail("nothing to evaluate against: give --boxes, --attribute-labels and/or --keypoint-labels")
+    if predictions is None and images is None:
+        _fail("give --predictions FILE, or --images DIR to predict first")
+    try:
+        gt_boxes = read_coco_detection(boxes, images_root) if boxes else None
+        gt_attributes = read_attribute_csv(attribute_labels, images_root, schema=schema) if attribute_labels else None
+        gt_keypoints = read_coco_keypoints(keypoint_labels, images_root) if keypoint_labels else None
+    except (DataError, FileNotFoundError) as e:
+        _fail(str(e))
     if predictions is None:
-        if images is None:
-            _fail("give --predictions FILE, or --images DIR to predict first")
-        predict(images=images, out=out, detector=detector, classifier=classifier, keypoints=keypoints,
-                no_default=False, device=device, runtime="torch", batch_size=batch_size, threads=0, conf=conf,
-                flip_tta=False, resume=False, shard="0/1", coco=False, fashionai_csv=False, keypoint_csv=False,
-                overlays=False)
+        # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
+        labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints) if gt for r in gt.records})
+        _predict(images, out, dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device,
+                                   conf=conf), batch_size=batch_size, files=labelled)
         predictions = out / "predictions.jsonl"
     report = {}
     try:
         preds = ev.read_predictions(predictions)
-        if boxes:
-            gt = read_coco_detection(boxes, images_root)
-            report["detection"] = ev.evaluate_boxes(gt, preds)
-            if gt.labels.attributes:
-                report["garment_attributes"] = ev.evaluate_garment_attributes(gt, preds)
-        if attribute_labels:
-            report["image_attributes"] = ev.evaluate_image_attributes(
-                read_attribute_csv(attribute_labels, images_root, schema=schema), preds)
-        if keypoint_labels:
-            report["keypoints"] = ev.evaluate_keypoints(read_coco_keypoints(keypoint_labels, images_root), preds)
+        if gt_boxes:
+            report["detection"] = ev.evaluate_boxes(gt_boxes, preds)
+            if gt_boxes.labels.attributes:
+                report["garment_attributes"] = ev.evaluate_garment_attributes(gt_boxes, preds)
+        if gt_attributes:
+            report["image_attributes"] = ev.evaluate_image_attributes(gt_attributes, preds)
+        if gt_keypoints:
+            report["keypoints"] = ev.evaluate_keypoints(gt_keypoints, preds)
     except (DataError, FileNotFoundError) as e:
         _fail(str(e))
     path = Path(predictions).parent / "evaluation.json"

@@ -93,11 +93,17 @@ class PredictSummary:
 
 def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Path, batch_size: int = 8,
                    resume: bool = False, shard: tuple[int, int] = (0, 1), progress: bool = True,
-                   on_batch=None) -> PredictSummary:
+                   on_batch=None, files: list[str] | None = None) -> PredictSummary:
     """Write ``out_dir/predictions.jsonl`` (one line per image, input order). ``on_batch(records, images)`` sees
-    each batch after it is written (for the optional writers; ``images[i]`` is None where decoding failed)."""
+    each batch after it is written (for the optional writers; ``images[i]`` is None where decoding failed).
+    ``files``: these paths relative to ``images_dir`` instead of every image in it (a missing one is an error line)."""
     root = Path(images_dir)
-    files = list_images(root, shard)
+    if files is None:
+        files = list_images(root, shard)
+    elif not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    else:
+        files = list(files)[shard[0]::shard[1]]
     if not files:
         raise FileNotFoundError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     out = Path(out_dir)

@@ -176,6 +176,23 @@ def test_evaluate_scores_the_predictions(models, tmp_path):
     assert report["keypoints"]["n_samples"] == 8
 
 
+def test_evaluate_predicts_only_the_labelled_images(models, tmp_path):
+    gt = json.loads(models["val"].read_text())
+    for i, im in enumerate(sorted(gt["images"], key=lambda x: x["file_name"])):
+        im["file_name"] = ("sub/" if i % 2 else "") + im["file_name"]
+    dropped = gt["images"].pop()  # its photo stays in the folder, unlabelled
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] != dropped["id"]]
+    labels = tmp_path / "gt.json"
+    labels.write_text(json.dumps(gt))
+    r = models["runs"]
+    out = _cli("evaluate", "--images", models["images"], "--out", tmp_path / "ev", "--boxes", labels,
+               "--images-root", models["images"], "--detector", r / "det", "--classifier", r / "attr",
+               "--keypoints", r / "kp")
+    assert "detection: mAP" in out
+    predicted = [json.loads(line)["image"] for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    assert predicted == sorted(im["file_name"] for im in gt["images"]) and dropped["file_name"] not in predicted
+
+
 def test_onnx_runtime_agrees_with_torch(models, tmp_path):
     r = models["runs"]
     _cli("export", r / "attr", r / "kp", r / "det")
