@@ -39,6 +39,9 @@ def test_schema_file_beside_the_csv_wins_over_fashionai(tmp_path):
     ds = read_attribute_csv(tmp_path / "labels.csv", schema=tmp_path / "attributes.json",
                             attribute_types={"category": ["top"]})
     assert ds.labels.types_for_key("category") == ["top"] and "top" in ds.labels.garment_types
+    # naming one key's types keeps FashionAI's mapping for the others: no sleeve length for trousers
+    assert ds.labels.types_for_key("sleeve_length") == ["blouse", "outwear", "dress"]
+    assert ds.labels.keys_for_type("trousers") == []
 
 
 def test_builtin_fashionai_schema(tmp_path):

@@ -64,11 +64,11 @@ def _load_schema(schema, csv_path: Path) -> dict[str, list[str]]:
 
 def attribute_label_set(schema, csv_path: Path, attribute_types: dict[str, list[str]] | None = None) -> LabelSet:
     """Label set of an attribute CSV: the schema's keys and values; which garment types carry each key from
-    ``attribute_types`` if given, else FashionAI's mapping for keys FashionAI knows, else every type."""
+    ``attribute_types`` where it names the key, else FashionAI's mapping for keys FashionAI knows, else every type.
+    (Naming one key, e.g. cad's ``category``, must not send sleeve length to trousers.)"""
     attributes = _load_schema(schema, csv_path)
-    if attribute_types is None:
-        attribute_types = {k: list(taxonomy.FASHIONAI_ATTRIBUTE_TYPES[k]) for k in attributes
-                           if k in taxonomy.FASHIONAI_ATTRIBUTE_TYPES}
+    attribute_types = {**{k: list(taxonomy.FASHIONAI_ATTRIBUTE_TYPES[k]) for k in attributes
+                          if k in taxonomy.FASHIONAI_ATTRIBUTE_TYPES}, **(attribute_types or {})}
     types = list(taxonomy.GARMENT_TYPES)
     for ts in attribute_types.values():
         types += [t for t in ts if t not in types]
