@@ -1,0 +1,98 @@
+"""Build ``fashion2stage/default_model/``: the model bundle ``fashion2stage predict`` uses when given no run folder.
+
+    python scripts/make_default_bundle.py --detector RUN --attributes RUN --keypoints RUN
+
+From each run folder it copies what inference needs — ``config.json``, ``labels.json``, ``metrics.json`` — and the
+weights as float16 safetensors: half the size of float32, and loaded back into the float32 model by
+``load_state_dict``. Training state (``last.pt``), caches and plots stay behind. Tensors float16 cannot hold
+(|x| > 65504) stay float32. It then runs the pipeline from the run folders and from the bundle on the sample photos
+(``examples/images``) and prints how far the float16 rounding moved boxes, probabilities and keypoints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STAGES = ("detector", "attributes", "keypoints")
+KEEP = ("config.json", "labels.json", "metrics.json")
+FP16_MAX = 65504.0
+
+
+def half_weights(src: Path, dst: Path) -> tuple[int, int]:
+    """float32 tensors of ``src`` as float16 in ``dst``; returns (bytes before, bytes after)."""
+    state = load_file(str(src))
+    out = {}
+    for k, v in state.items():
+        if v.dtype == torch.float32 and (v.numel() == 0 or float(v.abs().max()) <= FP16_MAX):
+            v = v.half()
+        out[k] = v.contiguous()
+    save_file(out, str(dst), metadata={"source": "fashion2stage default bundle, float16 copy of float32 weights"})
+    return src.stat().st_size, dst.stat().st_size
+
+
+def copy_run(run: Path, kind: str, dst: Path) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    if config.get("kind") != kind:
+        raise SystemExit(f"{run}: is a {config.get('kind')!r} run, expected {kind!r}")
+    weights = config.get("weights", "weights.safetensors")
+    if not weights.endswith(".safetensors"):
+        raise SystemExit(f"{run}: weights {weights!r} are not safetensors; the bundle ships safetensors only")
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for name in KEEP:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, dst / name)
+    before, after = half_weights(run / weights, dst / weights)
+    return {"run": run.name, "weights_mb_float32": round(before / 2**20, 1), "weights_mb_bundle": round(after / 2**20, 1)}
+
+
+def compare(runs: dict[str, Path], bundle: Path, images: Path) -> dict:
+    """Largest differences between the pipeline on the float32 run folders and on the float16 bundle."""
+    from fashion2stage.images import load_image  # noqa: PLC0415
+    from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
+
+    photos = [load_image(p) for p in sorted(images.glob("*.jpg"))]
+    a = load_pipeline(runs["detector"], runs["attributes"], runs["keypoints"], use_default=False)(photos)
+    b = load_pipeline(bundle / "detector", bundle / "attributes", bundle / "keypoints", use_default=False)(photos)
+    diff = {"garments": 0, "garments_differ": 0, "box_px": 0.0, "prob": 0.0, "keypoint_px": 0.0, "keypoints_flat": 0}
+    for ra, rb in zip(a, b):
+        diff["garments"] += len(ra["garments"])
+        if [g["type"] for g in ra["garments"]] != [g["type"] for g in rb["garments"]]:
+            diff["garments_differ"] += 1
+            continue
+        for ga, gb in zip(ra["garments"], rb["garments"]):
+            diff["box_px"] = max(diff["box_px"], *(abs(x - y) for x, y in zip(ga["box"], gb["box"])))
+            for k, v in ga["attributes"].items():
+                diff["prob"] = max(diff["prob"], *(abs(x - y) for x, y in zip(v["probs"], gb["attributes"][k]["probs"])))
+            for k, (x, y, score) in ga["keypoints"].items():
+                xb, yb, _ = gb["keypoints"][k]
+                if score < 0.2:  # a flat heatmap's argmax may jump anywhere on a 1e-3 change: not a precision loss
+                    diff["keypoints_flat"] += 1
+                    continue
+                diff["keypoint_px"] = max(diff["keypoint_px"], abs(x - xb), abs(y - yb))
+    return diff
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for stage in STAGES:
+        ap.add_argument(f"--{stage}", type=Path, required=True, help=f"{stage} run folder")
+    root = Path(__file__).resolve().parents[1]
+    ap.add_argument("--out", type=Path, default=root / "fashion2stage" / "default_model")
+    ap.add_argument("--images", type=Path, default=root / "examples" / "images", help="photos for the float16 check")
+    args = ap.parse_args()
+    for stage in STAGES:
+        info = copy_run(getattr(args, stage), stage, args.out / stage)
+        print(f"{stage}: {info}")
+    runs = {stage: getattr(args, stage) for stage in STAGES}
+    print(f"float32 runs vs float16 bundle on {args.images}: {compare(runs, args.out, args.images)}")
+
+
+if __name__ == "__main__":
+    main()

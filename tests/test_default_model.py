@@ -1,0 +1,63 @@
+"""The shipped model bundle, as a user meets it: ``fashion2stage predict --images examples/images`` with no flags."""
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fashion2stage.cli import app
+from fashion2stage.pipeline import default_bundle
+from fashion2stage.runs import load_config, load_labels
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+TYPES = {"blouse", "outwear", "dress", "skirt", "trousers"}
+
+
+def test_bundle_is_complete_and_small():
+    total = 0
+    for stage in ("detector", "attributes", "keypoints"):
+        run = default_bundle() / stage
+        assert load_config(run, kind=stage)
+        assert load_labels(run).garment_types
+        weights = run / "weights.safetensors"
+        total += weights.stat().st_size
+    assert total < 60 * 2**20  # "tens of MB in total"
+
+
+@pytest.fixture(scope="module")
+def predictions(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default") / "out"
+    result = CliRunner().invoke(app, ["predict", "--images", str(EXAMPLES), "--out", str(out), "--overlays"])
+    assert result.exit_code == 0, result.output
+    return out, [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_default_predict_follows_the_contract(predictions):
+    out, lines = predictions
+    assert [r["image"] for r in lines] == sorted(p.name for p in EXAMPLES.glob("*.jpg"))
+    attr_labels = load_labels(default_bundle() / "attributes")
+    kp_labels = load_labels(default_bundle() / "keypoints")
+    for rec in lines:
+        assert rec["width"] == 550 and 800 < rec["height"] < 900
+        # every sample photo shows a person wearing at least an upper garment and a lower one
+        types = {g["type"] for g in rec["garments"]}
+        assert types <= TYPES and len(types) >= 2, rec["garments"]
+        for g in rec["garments"]:
+            x1, y1, x2, y2 = g["box"]
+            assert -1 <= x1 < x2 <= rec["width"] + 1 and -1 <= y1 < y2 <= rec["height"] + 1
+            assert set(g["attributes"]) == set(attr_labels.keys_for_type(g["type"]))
+            for key, a in g["attributes"].items():
+                assert a["value"] == attr_labels.attributes[key][a["probs"].index(max(a["probs"]))]
+                assert sum(a["probs"]) == pytest.approx(1, abs=2e-3)
+            assert set(g["keypoints"]) == set(kp_labels.keypoints_per_type[g["type"]])
+            reach = max(x2 - x1, y2 - y1)  # the padded crop spans less than this from the box centre
+            for x, y, _ in g["keypoints"].values():  # image frame: inside the garment's crop, not the crop's pixels
+                assert abs(x - (x1 + x2) / 2) < reach and abs(y - (y1 + y2) / 2) < reach
+        assert set(rec["attributes"]) == set(attr_labels.attributes)
+        for key, a in rec["attributes"].items():
+            j = a["garment"]
+            if j is not None:
+                assert rec["garments"][j]["attributes"][key]["probs"] == a["probs"]
+    assert len(list((out / "overlays").glob("*.jpg"))) == len(lines)
