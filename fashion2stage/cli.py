@@ -196,7 +196,8 @@ def predict(
     no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     runtime: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime on the CPU; needs `fashion2stage export` first)."),
-    batch_size: int = typer.Option(8, min=1, help="Images per batch; all garments of a batch go through the heads together."),
+    batch_size: int = typer.Option(0, min=0, help="Images per batch; all garments of a batch go through the heads "
+                                   "together (0: 1 for torch on the CPU, where batching measured slower; else 8)."),
     threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
@@ -214,6 +215,8 @@ def predict(
             raise ValueError
     except ValueError:
         _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
+    if batch_size == 0:  # BENCHMARKS.md: torch on 2 CPU cores, 2.8 img/s at batch 1 against 1.7 at batch 8
+        batch_size = 1 if runtime == "torch" and device == "cpu" else 8
     _predict(images, out, dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device,
                                use_default=not no_default, runtime=runtime, threads=threads, conf=conf,
                                flip_tta=flip_tta),
