@@ -17,6 +17,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _set_threads(threads: int | None) -> None:
+    """torch's CPU threads when the user gave ``--threads`` (torch is imported only then)."""
+    if threads:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(threads)
+
+
 def _not_built(stage: str) -> None:
     typer.echo(f"fashion2stage: {stage} is not built yet in this version.", err=True)
     raise typer.Exit(code=2)
@@ -63,9 +70,7 @@ def detect_val(
     """Evaluate a detector run on a labelled set: COCO mAP@[.5:.95] / mAP@.5 per type, box errors."""
     from detectors.train import validate_run
 
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     m = validate_run(run, str(data), str(images) if images else None, out, batch)
     typer.echo(f"mAP@[.5:.95] {m['map']:.4f}  mAP@.5 {m['map50']:.4f}")
     for t, v in m["per_class"].items():
@@ -113,9 +118,7 @@ def classify_train(
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
     from classifiers.train_attributes import AttributeTrainConfig, train  # noqa: PLC0415
 
-    if threads:
-        import torch  # noqa: PLC0415
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     types = {}
     for item in key_types:
         key, sep, names = item.partition("=")
@@ -165,9 +168,7 @@ def keypoints_train(
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
     from classifiers.train_keypoints import KeypointTrainConfig, keypoints_train_run  # noqa: PLC0415
 
-    if threads:
-        import torch  # noqa: PLC0415
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     try:
         width, height = (int(v) for v in image_size.lower().split("x"))
     except ValueError:
@@ -232,9 +233,7 @@ def _predict(images: Path, out: Path, models: dict, batch_size: int, threads: in
     from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
     from fashion2stage.predict import predict_folder  # noqa: PLC0415
 
-    if threads:
-        import torch  # noqa: PLC0415
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     try:
         pipe = load_pipeline(**models)
     except (FileNotFoundError, ValueError) as e:

@@ -98,12 +98,9 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     each batch after it is written (for the optional writers; ``images[i]`` is None where decoding failed).
     ``files``: these paths relative to ``images_dir`` instead of every image in it (a missing one is an error line)."""
     root = Path(images_dir)
-    if files is None:
-        files = list_images(root, shard)
-    elif not root.is_dir():
+    if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    else:
-        files = list(files)[shard[0]::shard[1]]
+    files = list_images(root, shard) if files is None else list(files)[shard[0]::shard[1]]
     if not files:
         raise FileNotFoundError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     out = Path(out_dir)

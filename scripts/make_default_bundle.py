@@ -11,12 +11,13 @@ weights as float16 safetensors: half the size of float32, and loaded back into t
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from fashion2stage.runs import load_config
 
 STAGES = ("detector", "attributes", "keypoints")
 KEEP = ("config.json", "labels.json", "metrics.json")
@@ -36,9 +37,10 @@ def half_weights(src: Path, dst: Path) -> tuple[int, int]:
 
 
 def copy_run(run: Path, kind: str, dst: Path) -> dict:
-    config = json.loads((run / "config.json").read_text())
-    if config.get("kind") != kind:
-        raise SystemExit(f"{run}: is a {config.get('kind')!r} run, expected {kind!r}")
+    try:
+        config = load_config(run, kind=kind)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
     weights = config.get("weights", "weights.safetensors")
     if not weights.endswith(".safetensors"):
         raise SystemExit(f"{run}: weights {weights!r} are not safetensors; the bundle ships safetensors only")
