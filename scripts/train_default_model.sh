@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Rebuild fashion2stage/default_model/ from fashion-bench train + val: the exact recipe of the shipped bundle.
+#
+#   bash scripts/train_default_model.sh [DATA] [WORK]     # DATA: ../shared/data/fashion-bench, WORK: runs/default
+#
+# About 80 min on 2 CPU cores: the detector and the attribute model train side by side on one torch thread each,
+# the keypoint model after the attribute model. Each step is skipped when its run folder already has weights.
+#
+# Why two detectors: the attribute model learns from detector crops of the boxless cad photos and from ground-truth
+# boxes jittered the way the detector errs. Both come from the detector trained on train only, whose box errors on
+# val are honest (held-out) measurements; the train + val detector has no held-out set to measure them on. The
+# bundle ships the train + val detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=$(realpath "${1:-../shared/data/fashion-bench}")
+W=$(realpath -m "${2:-runs/default}")
+T=$W/data
+export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
+mkdir -p "$T/ccp/annotations" "$T/cad" "$T/landmarks/annotations" "$W/logs"
+
+# train + val label files beside links to the real images (never copies)
+ln -sfn "$B/ccp/images" "$T/ccp/images"
+ln -sfn "$B/cad/images" "$T/cad/images"
+ln -sfn "$B/cad/attributes.json" "$T/cad/attributes.json"
+ln -sfn "$B/landmarks/images" "$T/landmarks/images"
+python scripts/merge_splits.py "$T/ccp/annotations/instances_trainval.json" "$B"/ccp/annotations/instances_{train,val}.json
+python scripts/merge_splits.py "$T/cad/labels_trainval.csv" "$B"/cad/labels_{train,val}.csv
+python scripts/merge_splits.py "$T/landmarks/annotations/keypoints_trainval.json" \
+    "$B"/landmarks/annotations/keypoints_{train,val}.json
+
+done_() { [ -f "$1/weights.safetensors" ] || [ -f "$1/weights.pt" ]; }
+detector() {  # $1: name, $2: training json
+    done_ "$W/detect/$1" || fashion2stage detect-train --data "$2" --val "$B/ccp/annotations/instances_val.json" \
+        --images "$B/ccp/images" --detector faster-rcnn --epochs 8 --batch 4 --image-size 416 --threads 1 \
+        --project "$W/detect" --name "$1" > "$W/logs/$1.log" 2>&1
+}
+
+# 1. the train-only detector (its box errors and crops feed the attribute model)
+detector detector-train "$B/ccp/annotations/instances_train.json"
+D=$W/detect/detector-train
+
+# 2. the shipped detector (train + val) beside 3. the attribute model, then 4. the keypoint model
+detector detector-trainval "$T/ccp/annotations/instances_trainval.json" &
+DET=$!
+(
+    done_ "$W/attributes/attributes-trainval" || fashion2stage classify-train \
+        --data "$T/ccp/annotations/instances_trainval.json" --data "$T/cad/labels_trainval.csv" \
+        --val "$B/ccp/annotations/instances_val.json" --val "$B/cad/labels_val.csv" \
+        --detector "$D" --key-types category=blouse,outwear,dress \
+        --epochs 4 --image-size 192 --batch-size 32 --threads 1 \
+        --project "$W/attributes" --name attributes-trainval > "$W/logs/attributes-trainval.log" 2>&1
+    done_ "$W/keypoints/keypoints-trainval" || fashion2stage keypoints-train \
+        --data "$T/landmarks/annotations/keypoints_trainval.json" \
+        --val "$B/landmarks/annotations/keypoints_val.json" --images "$B/landmarks/images" \
+        --epochs 30 --image-size 192x256 --jitter default --threads 1 \
+        --project "$W/keypoints" --name keypoints-trainval > "$W/logs/keypoints-trainval.log" 2>&1
+) &
+CROPS=$!
+wait $DET
+wait $CROPS
+
+python scripts/make_default_bundle.py --detector "$W/detect/detector-trainval" \
+    --attributes "$W/attributes/attributes-trainval" --keypoints "$W/keypoints/keypoints-trainval"
