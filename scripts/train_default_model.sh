@@ -3,7 +3,8 @@
 #
 #   bash scripts/train_default_model.sh [DATA] [WORK]     # DATA: ../shared/data/fashion-bench, WORK: runs/default
 #
-# About 80 min on 2 CPU cores: the detector and the attribute model train side by side on one torch thread each,
+# About 2 h on 2 CPU cores (1 h when WORK already holds the train-only detector): the train + val detector and the
+# attribute model train side by side on one torch thread each,
 # the keypoint model after the attribute model. Each step is skipped when its run folder already has weights.
 #
 # Why two detectors: the attribute model learns from detector crops of the boxless cad photos and from ground-truth
