@@ -5,7 +5,8 @@
 #
 # About 2 h on 2 CPU cores (1 h when WORK already holds the train-only detector): the train + val detector and the
 # attribute model train side by side on one torch thread each,
-# the keypoint model after the attribute model. Each step is skipped when its run folder already has weights.
+# the keypoint model after the attribute model. A step whose run folder has metrics.json (written when training
+# ends) is skipped; one with only last.pt (interrupted) continues with --resume.
 #
 # Why two detectors: the attribute model learns from detector crops of the boxless cad photos and from ground-truth
 # boxes jittered the way the detector errs. Both come from the detector trained on train only, whose box errors on
@@ -29,11 +30,12 @@ python scripts/merge_splits.py "$T/cad/labels_trainval.csv" "$B"/cad/labels_{tra
 python scripts/merge_splits.py "$T/landmarks/annotations/keypoints_trainval.json" \
     "$B"/landmarks/annotations/keypoints_{train,val}.json
 
-done_() { [ -f "$1/weights.safetensors" ] || [ -f "$1/weights.pt" ]; }
+done_() { [ -f "$1/metrics.json" ]; }
+resume() { if [ -f "$1/last.pt" ]; then echo --resume; fi; }
 detector() {  # $1: name, $2: training json
     done_ "$W/detect/$1" || fashion2stage detect-train --data "$2" --val "$B/ccp/annotations/instances_val.json" \
         --images "$B/ccp/images" --detector faster-rcnn --epochs 8 --batch 4 --image-size 416 --threads 1 \
-        --project "$W/detect" --name "$1" > "$W/logs/$1.log" 2>&1
+        --project "$W/detect" --name "$1" $(resume "$W/detect/$1") >> "$W/logs/$1.log" 2>&1
 }
 
 # 1. the train-only detector (its box errors and crops feed the attribute model)
@@ -49,12 +51,14 @@ DET=$!
         --val "$B/ccp/annotations/instances_val.json" --val "$B/cad/labels_val.csv" \
         --detector "$D" --key-types category=blouse,outwear,dress \
         --epochs 4 --image-size 192 --batch-size 32 --threads 1 \
-        --project "$W/attributes" --name attributes-trainval > "$W/logs/attributes-trainval.log" 2>&1
+        --project "$W/attributes" --name attributes-trainval $(resume "$W/attributes/attributes-trainval") \
+        >> "$W/logs/attributes-trainval.log" 2>&1
     done_ "$W/keypoints/keypoints-trainval" || fashion2stage keypoints-train \
         --data "$T/landmarks/annotations/keypoints_trainval.json" \
         --val "$B/landmarks/annotations/keypoints_val.json" --images "$B/landmarks/images" \
         --epochs 30 --image-size 192x256 --jitter default --threads 1 \
-        --project "$W/keypoints" --name keypoints-trainval > "$W/logs/keypoints-trainval.log" 2>&1
+        --project "$W/keypoints" --name keypoints-trainval $(resume "$W/keypoints/keypoints-trainval") \
+        >> "$W/logs/keypoints-trainval.log" 2>&1
 ) &
 CROPS=$!
 wait $DET
