@@ -13,21 +13,35 @@ import argparse
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from fashion2stage.errors import DataError
+from fashion2stage.formats.coco import _load_json
+from fashion2stage.io import write_text_atomic
+
+
+def _read_coco(path: Path) -> dict:
+    """The COCO file's top-level object; a one-line SystemExit naming the file when it is not one."""
+    try:
+        data = _load_json(path)
+    except DataError as e:
+        raise SystemExit(str(e)) from None
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise SystemExit(f"{path}: no {key!r} list; not a COCO detection or keypoints file")
+    return data
 
 
 def merge_coco(paths: list[Path]) -> dict:
-    first = json.loads(paths[0].read_text())
+    files = [_read_coco(path) for path in paths]
+    first = files[0]
     out = {k: v for k, v in first.items() if k not in ("images", "annotations")}
-    out.setdefault("info", {})
-    out["info"] = {**out["info"], "description": f"{out['info'].get('description', '')} "
+    info = first.get("info", {})
+    out["info"] = {**info, "description": f"{info.get('description', '')} "
                    f"(merged: {', '.join(p.name for p in paths)})".strip()}
     images: dict[int, dict] = {}
     annotations = []
-    for path in paths:
-        data = json.loads(path.read_text())
+    for path, data in zip(paths, files):
         for key in ("categories", "attributes"):
             if data.get(key) != first.get(key):
                 raise SystemExit(f"{path}: its {key!r} differ from {paths[0]}'s; cannot merge")
@@ -56,14 +70,6 @@ def merge_csv(paths: list[Path]) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -77,11 +83,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{path}: no such file")
     if args.out.suffix.lower() == ".json":
         merged = merge_coco(args.inputs)
-        write_atomic(args.out, json.dumps(merged))
+        write_text_atomic(args.out, json.dumps(merged))
         print(f"{args.out}: {len(merged['images'])} images, {len(merged['annotations'])} annotations")
     else:
         text = merge_csv(args.inputs)
-        write_atomic(args.out, text)
+        write_text_atomic(args.out, text)
         print(f"{args.out}: {text.count(chr(10))} rows")
 
 

@@ -48,6 +48,12 @@ def test_coco_merge_refuses_disagreeing_files(tmp_path):
         merge_splits.main([str(tmp_path / "o.json"), str(a), str(other)])
     with pytest.raises(SystemExit, match="image id 1 is 'other.jpg' here"):
         merge_splits.main([str(tmp_path / "o.json"), str(a), str(clash)])
+    (tmp_path / "broken.json").write_text('{"images": [')
+    with pytest.raises(SystemExit, match=r"broken\.json:1: invalid JSON"):
+        merge_splits.main([str(tmp_path / "o.json"), str(a), str(tmp_path / "broken.json")])
+    (tmp_path / "list.json").write_text('{"images": []}')
+    with pytest.raises(SystemExit, match=r"list\.json: no 'annotations' list"):
+        merge_splits.main([str(tmp_path / "o.json"), str(a), str(tmp_path / "list.json")])
     with pytest.raises(SystemExit, match="all be .json"):
         merge_splits.main([str(tmp_path / "o.csv"), str(a)])
     assert not (tmp_path / "o.json").exists()
