@@ -1,0 +1,62 @@
+"""Sampling balanced per source, for training on several datasets at once (and under torchrun).
+
+A training set made of several sources (ccp street photos, landmark photos, product folders ...) is concatenated;
+sample ``i`` of source ``s`` has the global index ``offsets[s] + i``. Drawn uniformly over the concatenation, a
+large source drowns a small one. :class:`SourceBalancedSampler` draws each source with a given share (equal by
+default) and each sample within its source uniformly without replacement, reshuffling a source when it runs out.
+
+Under ``torchrun`` every process builds the same sampler with its ``rank`` and ``world_size``: all ranks draw the
+same epoch order from ``seed + epoch`` and each keeps every ``world_size``-th index from ``rank``, so they see
+disjoint halves (as torch's ``DistributedSampler`` does). Call :meth:`set_epoch` before each epoch.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+class SourceBalancedSampler:
+    """Indices into the concatenation of sources with ``sizes``; ``num_samples`` per epoch over all ranks
+    (default: the total size, so one epoch costs what it did without balancing)."""
+
+    def __init__(self, sizes: Sequence[int], num_samples: int | None = None, shares: Sequence[float] | None = None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        if not sizes or any(n < 0 for n in sizes) or sum(sizes) == 0:
+            raise ValueError(f"source sizes must be non-negative with at least one sample, got {list(sizes)}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.sizes = [int(n) for n in sizes]
+        shares = np.ones(len(sizes)) if shares is None else np.asarray(shares, dtype=np.float64)
+        if shares.shape != (len(sizes),) or np.any(shares < 0):
+            raise ValueError(f"shares {list(shares)} must be one non-negative number per source")
+        shares = np.where(np.asarray(self.sizes) > 0, shares, 0.0)  # an empty source cannot be drawn
+        self.shares = shares / shares.sum()
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        total = int(num_samples) if num_samples else sum(self.sizes)
+        self.per_rank = -(-total // world_size)  # every rank takes the same number of steps
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_indices(self) -> np.ndarray:
+        """This epoch's global order over all ranks (``per_rank * world_size`` indices)."""
+        rng = np.random.default_rng((self.seed, self.epoch))
+        n = self.per_rank * self.world_size
+        source_of = rng.choice(len(self.sizes), size=n, p=self.shares)
+        out = np.empty(n, dtype=np.int64)
+        for s, size in enumerate(self.sizes):
+            where = np.flatnonzero(source_of == s)
+            if not len(where):
+                continue
+            reps = -(-len(where) // size)  # whole permutations, then cut: each sample once before any repeats
+            order = np.concatenate([rng.permutation(size) for _ in range(reps)])[: len(where)]
+            out[where] = self.offsets[s] + order
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
