@@ -18,7 +18,9 @@ from torch.utils.data import DataLoader
 from detectors.faster_rcnn import FasterRCNNConfig, FasterRCNNDetector, build_faster_rcnn, to_tensor
 from fashion2stage.images import load_image
 from fashion2stage.records import Dataset
-from fashion2stage.runs import append_results, load_checkpoint, save_checkpoint, save_weights, truncate_results
+from fashion2stage.runs import (append_results, load_checkpoint, load_weights, save_checkpoint, save_weights,
+                                truncate_results)
+from fashion2stage.sampling import SourceBalancedSampler
 
 
 class BoxDataset(torch.utils.data.Dataset):
@@ -94,11 +96,20 @@ def train_one_epoch(model, loader, optimizer, epoch: int, steps_per_epoch: int, 
 
 def fit(run: Path, train: Dataset, model_cfg: FasterRCNNConfig, epochs: int, batch: int, lr: float,
         evaluate: Callable[[FasterRCNNDetector], dict] | None, resume: bool, init_weights: str | None = None,
-        seed: int = 0, log: Callable[[str], None] = print) -> dict:
+        seed: int = 0, log: Callable[[str], None] = print, source_sizes: list[int] | None = None,
+        epoch_size: int | None = None, extra_eval: Callable[[FasterRCNNDetector], dict] | None = None) -> dict:
     """Train in ``run``; writes ``weights.safetensors`` (best val mAP@[.5:.95] epoch, or the last without a
-    validation set), ``last.pt`` after every epoch, one ``results.csv`` row per epoch. Returns a summary."""
+    validation set), ``last.pt`` after every epoch, one ``results.csv`` row per epoch. Returns a summary.
+
+    ``train.records`` may concatenate several sources of ``source_sizes`` images: each is then drawn with an
+    equal share (:class:`fashion2stage.sampling.SourceBalancedSampler`), ``epoch_size`` samples per epoch.
+    ``init_weights``: "none" (random backbone), None/"coco" (pretrained backbone), or a run folder whose weights
+    the model starts from (fine-tuning). ``extra_eval`` adds columns to each epoch's results row."""
     torch.manual_seed(seed)
-    model = build_faster_rcnn(model_cfg, pretrained_backbone=(init_weights != "none"))
+    init_run = Path(init_weights) if init_weights not in (None, "coco", "none") else None
+    model = build_faster_rcnn(model_cfg, pretrained_backbone=(init_weights != "none" and init_run is None))
+    if init_run is not None and not resume:
+        load_weights(init_run / "weights.safetensors", model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     start_epoch, best, train_seconds, cpu_seconds = 0, -1.0, 0.0, 0.0
@@ -110,11 +121,14 @@ def fit(run: Path, train: Dataset, model_cfg: FasterRCNNConfig, epochs: int, bat
         train_seconds, cpu_seconds = float(state["train_seconds"]), float(state["train_cpu_seconds"])
         truncate_results(run, start_epoch)
         log(f"resuming after epoch {start_epoch} (best val mAP {best:.4f})")
-    loader = DataLoader(BoxDataset(train, flip=True, seed=seed + start_epoch), batch_size=batch, shuffle=True,
-                        collate_fn=_collate, num_workers=0, generator=torch.Generator().manual_seed(seed + start_epoch))
+    sizes = source_sizes or [len(train.records)]
+    sampler = SourceBalancedSampler(sizes, num_samples=epoch_size, seed=seed)
+    loader = DataLoader(BoxDataset(train, flip=True, seed=seed + start_epoch), batch_size=batch, sampler=sampler,
+                        collate_fn=_collate, num_workers=0)
     steps = len(loader)
     warmup = min(200, steps * epochs // 10)
     for epoch in range(start_epoch, epochs):
+        sampler.set_epoch(epoch)
         row = {"epoch": epoch + 1,
                **train_one_epoch(model, loader, optimizer, epoch, steps, steps * epochs, lr, warmup, log)}
         train_seconds += row["train_seconds"]
@@ -124,6 +138,8 @@ def fit(run: Path, train: Dataset, model_cfg: FasterRCNNConfig, epochs: int, bat
             metrics = evaluate(FasterRCNNDetector(model, train.labels))
             row.update({"val_map": metrics["map"], "val_map50": metrics["map50"]})
             score = metrics["map"]
+        if extra_eval is not None:
+            row.update(extra_eval(FasterRCNNDetector(model, train.labels)))
         if evaluate is None or score > best:
             best = score
             save_weights(run / "weights.safetensors", model)

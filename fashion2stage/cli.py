@@ -31,12 +31,20 @@ def _not_built(stage: str) -> None:
 
 @app.command("detect-train")
 def detect_train(
-    data: Path = typer.Option(..., help="Training set: COCO detection json, or a dataset YAML (train/val/images)."),
-    val: Optional[Path] = typer.Option(None, help="Validation COCO json (default: the YAML's val entry)."),
+    data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, or "
+                                   "a class folder (<dir>/<class>/<image>, needs --classes). Repeat to train on "
+                                   "several at once, each drawn with an equal share."),
+    val: list[str] = typer.Option([], help="Validation set(s), same kinds; the first chooses the best epoch "
+                                  "(default: the YAML's val entry)."),
     images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
+    classes: Optional[Path] = typer.Option(None, help="Class-folder mapping file: class -> garment type or none."),
+    pseudo_boxes: str = typer.Option("foreground", help="Boxes for class-folder photos: foreground (class-agnostic "
+                                     "box from colour) or detector:RUN (that detector's top box, type forced)."),
+    epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch over all sources (default: their total)."),
     detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN, offline) or yolo."),
     weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .pt checkpoint (default: yolo11n.yaml "
-                                          "from scratch); faster-rcnn: 'coco' (torchvision, needs the internet)."),
+                                          "from scratch); faster-rcnn: a detect-train run folder to fine-tune, "
+                                          "'none' (random init) or 'coco' (torchvision, needs the internet)."),
     epochs: int = typer.Option(12),
     batch: int = typer.Option(4),
     image_size: int = typer.Option(416, help="faster-rcnn: shorter image side at inference; yolo: imgsz."),
@@ -47,13 +55,14 @@ def detect_train(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     trainable_stages: int = typer.Option(4, help="faster-rcnn: backbone blocks (of 7, from the top) to train."),
 ) -> None:
-    """Train a garment detector (YOLO or Faster R-CNN) on COCO boxes; writes a self-describing run folder."""
+    """Train a garment detector (YOLO or Faster R-CNN) on boxes from one or several sources; writes a run folder."""
     from detectors.train import DetectTrainConfig, train_detector
 
-    cfg = DetectTrainConfig(data=str(data), val=str(val) if val else None, images=str(images) if images else None,
-                            detector=detector, weights=weights, epochs=epochs, batch=batch, image_size=image_size,
-                            lr=lr, project=str(project), name=name, resume=resume, threads=threads,
-                            extra={"trainable_stages": trainable_stages})
+    cfg = DetectTrainConfig(data=list(data), val=list(val), images=str(images) if images else None,
+                            classes=str(classes) if classes else None, pseudo_boxes=pseudo_boxes,
+                            epoch_size=epoch_size, detector=detector, weights=weights, epochs=epochs, batch=batch,
+                            image_size=image_size, lr=lr, project=str(project), name=name, resume=resume,
+                            threads=threads, extra={"trainable_stages": trainable_stages})
     run = train_detector(cfg)
     typer.echo(f"run folder: {run}")
 
@@ -263,7 +272,13 @@ def evaluate(
     boxes: Optional[Path] = typer.Option(None, help="COCO detection JSON: box mAP, and garment attributes it labels."),
     attribute_labels: Optional[Path] = typer.Option(None, help="FashionAI label.csv of image-level attributes."),
     schema: Optional[Path] = typer.Option(None, help="Value names for --attribute-labels (default: attributes.json beside it)."),
-    keypoint_labels: Optional[Path] = typer.Option(None, help="COCO keypoints JSON: NE and PCK."),
+    keypoint_labels: Optional[Path] = typer.Option(None, help="COCO keypoints JSON: NE and PCK, end to end "
+                                                   "(points of the detected garment matched to each labelled one)."),
+    class_folders: Optional[Path] = typer.Option(None, help="Class-folder set (<dir>/<class>/<image>, one item per "
+                                                 "photo): top-type accuracy, confusion matrix, no-garment rate."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping file for --class-folders: class -> type or none."),
+    type_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="--class-folders: a garment counts as found "
+                                    "from this score (predict's default threshold)."),
     images_root: Optional[Path] = typer.Option(None, help="Image folder the label files' paths are relative to."),
     detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
     classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
@@ -278,21 +293,28 @@ def evaluate(
     from fashion2stage.errors import DataError  # noqa: PLC0415
     from fashion2stage.formats.coco import read_coco_detection, read_coco_keypoints  # noqa: PLC0415
     from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
+    from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
     from fashion2stage.io import write_json_atomic  # noqa: PLC0415
 
-    if not (boxes or attribute_labels or keypoint_labels):
-        _fail("nothing to evaluate against: give --boxes, --attribute-labels and/or --keypoint-labels")
+    if not (boxes or attribute_labels or keypoint_labels or class_folders):
+        _fail("nothing to evaluate against: give --boxes, --attribute-labels, --keypoint-labels or --class-folders")
+    if class_folders is not None and not classes:
+        _fail("--class-folders needs --classes MAPPING (what each class folder means)")
+    if class_folders is not None and images is None and predictions is None:
+        images = class_folders
     if predictions is None and images is None:
         _fail("give --predictions FILE, or --images DIR to predict first")
     try:
         gt_boxes = read_coco_detection(boxes, images_root) if boxes else None
         gt_attributes = read_attribute_csv(attribute_labels, images_root, schema=schema) if attribute_labels else None
         gt_keypoints = read_coco_keypoints(keypoint_labels, images_root) if keypoint_labels else None
+        gt_types = read_class_folders(class_folders, classes) if class_folders else None
     except (DataError, FileNotFoundError) as e:
         _fail(str(e))
     if predictions is None:
         # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
-        labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints) if gt for r in gt.records})
+        labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types) if gt
+                           for r in gt.records})
         _predict(images, out, dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device,
                                    conf=conf), batch_size=batch_size, files=labelled)
         predictions = out / "predictions.jsonl"
@@ -307,6 +329,9 @@ def evaluate(
             report["image_attributes"] = ev.evaluate_image_attributes(gt_attributes, preds)
         if gt_keypoints:
             report["keypoints"] = ev.evaluate_keypoints(gt_keypoints, preds)
+        if gt_types:
+            report["types"] = ev.evaluate_types(gt_types, preds, type_conf)
+            ev.plot_type_confusion(report["types"], Path(predictions).parent / "confusion_types.png")
     except (DataError, FileNotFoundError) as e:
         _fail(str(e))
     path = Path(predictions).parent / "evaluation.json"
@@ -319,6 +344,10 @@ def evaluate(
             a = report[part]
             typer.echo(f"{part}: mAP {a['mAP']:.3f}  mean accuracy {a['mean_accuracy']:.3f}  ("
                        + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in a["keys"].items()) + ")")
+    if "types" in report:
+        t = report["types"]
+        typer.echo(f"types (garments scoring >= {t['conf']}): top-type accuracy {t['type_accuracy'] or 0:.3f}  "
+                   f"no-garment rate {t['no_garment_rate'] or 0:.3f}  six-way accuracy {t['six_way_accuracy']:.3f}")
     if "keypoints" in report:
         k = report["keypoints"]
         typer.echo(f"keypoints: NE {k['ne']:.2f}%  PCK@0.1 {k['pck@0.1']:.3f}")

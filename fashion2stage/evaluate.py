@@ -136,3 +136,45 @@ def evaluate_keypoints(gt: Dataset, preds: dict[str, dict]) -> dict:
     report = keypoint_report(np.asarray(pred_xy, float), np.stack(gt_k), types, np.stack(boxes), gt.labels)
     report["garments_missed"] = missed
     return report
+
+
+def evaluate_types(gt: Dataset, preds: dict[str, dict], conf: float) -> dict:
+    """Class-folder set (one item per photo): top-type accuracy, no-garment rate, six-way accuracy and the
+    confusion matrix (:mod:`fashion2stage.metrics.domain`), counting only garments scoring at least ``conf``
+    (the threshold a user runs ``predict`` with). An unreadable or unpredicted photo counts as "none"."""
+    from fashion2stage.metrics.domain import type_report  # noqa: PLC0415
+
+    _check_coverage(gt, preds)
+    predicted = []
+    for rec in gt.records:
+        p = _pred_record(preds.get(rec.file), rec.file)
+        p.garments = [g for g in p.garments if g.score >= conf]
+        predicted.append(p)
+    return {"conf": conf, **type_report(gt.records, predicted, gt.labels.garment_types)}
+
+
+def plot_type_confusion(report: dict, path: str | Path, title: str = "") -> None:
+    """The confusion matrix of :func:`evaluate_types` as a PNG (rows: label, columns: answer; row-normalised)."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    cm = np.asarray(report["confusion_matrix"], float)
+    names = report["labels"]
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("answer (top garment, or none)")
+    ax.set_ylabel("label")
+    ax.set_title(title or f"top-type accuracy {report['type_accuracy'] or 0:.3f}, "
+                          f"no garment {report['no_garment_rate'] or 0:.3f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

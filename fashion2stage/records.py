@@ -35,6 +35,10 @@ class ImageRecord:
     garments: list[Garment] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)  # image-level labels that have no box (cad/, FashionAI)
     id: int | str | None = None
+    # class-folder photos of ONE item (formats.folders): the folder's class and the garment type it maps to;
+    # ``image_class`` set with ``item_type`` None means "no garment of the taxonomy" (hats, shoes)
+    image_class: str | None = None
+    item_type: str | None = None
 
     @property
     def path(self) -> Path:
@@ -47,6 +51,8 @@ class Dataset:
     records: list[ImageRecord]
     labels: LabelSet
     source: str = ""  # the annotation file it was read from
+    # class-folder datasets: class -> {"type": garment type or None, "attributes": {key: value}}
+    classes: dict[str, dict] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
