@@ -11,7 +11,7 @@ import csv
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,9 @@ from fashion2stage.io import write_json_atomic
 from fashion2stage.jitter import BoxErrorStats, JitterSampler
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import attribute_report
+from fashion2stage.errors import DataError
 from fashion2stage.records import Dataset
+from fashion2stage.sampling import SourceBalancedSampler
 from fashion2stage.runs import (append_results, load_checkpoint, load_config, new_run_dir, save_checkpoint,
                                 save_config, save_labels, save_weights, truncate_results)
 
@@ -41,6 +43,7 @@ class AttributeTrainConfig:
     data: list[str]
     val: list[str]
     schema: str | None = None
+    classes: str | None = None  # mapping file for class-folder sources (fashion2stage.formats.folders)
     detector: str | None = None  # detector run folder: pseudo-boxes for boxless data, detector crops for val
     box_errors: str | None = None  # BoxErrorStats JSON; default: the detector run's box_errors.json
     jitter: str | None = None  # detector | default | none; None: detector when box errors exist, else default
@@ -72,12 +75,22 @@ class AttributeTrainConfig:
 
 # --- data ------------------------------------------------------------------------------------------------------
 
-def read_dataset(path: str, schema: str | None, key_types: dict[str, list[str]]) -> Dataset:
-    """A COCO detection JSON (garment boxes, Fashionpedia-style attributes) or a FashionAI label CSV."""
+def read_dataset(path: str, schema: str | None, key_types: dict[str, list[str]], classes: str | None = None,
+                 labels: LabelSet | None = None, cache: Path | None = None) -> Dataset:
+    """A COCO detection JSON (garment boxes, Fashionpedia-style attributes), a FashionAI label CSV, or a class
+    folder (one item per photo: its attributes from the mapping file, named in ``labels``' values, on a
+    class-agnostic foreground box, so it trains like a ground-truth garment)."""
     from fashion2stage.formats.coco import read_coco_detection  # noqa: PLC0415
     from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
 
     p = Path(path)
+    if p.is_dir():
+        from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
+        from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
+        if not classes:
+            raise DataError(p, "a class-folder source needs --classes MAPPING (what each class folder means)")
+        folders = read_class_folders(p, classes, labels)
+        return add_pseudo_boxes(folders, "foreground", cache=cache, log=tqdm.write)
     if p.suffix.lower() == ".json":
         return read_coco_detection(p)
     if p.suffix.lower() == ".csv":
@@ -134,7 +147,7 @@ def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: Lab
 
 
 def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], val_sets: list[Dataset],
-             labels: LabelSet) -> tuple[list, list, int]:
+             labels: LabelSet, sizes: list[int]) -> tuple[list, list, int]:
     """Train samples (jittered ground-truth boxes, detector boxes for boxless labels), validation samples (with a
     detector: garments cut from their matched detections, as at inference) and the garments the detector missed."""
     det_train = _detections(cfg, run, train_sets, "train", labels, force=False)
@@ -142,6 +155,7 @@ def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], va
     train_samples, val_samples, missed = [], [], 0
     for d, det in zip(train_sets, det_train):
         train_samples += build_samples(d, labels, det, cfg.crop)[0]
+        sizes.append(len(train_samples) - sum(sizes))
     for d, det in zip(val_sets, det_val):
         s, m = build_samples(d, labels, det, cfg.crop, match_gt_to_detections=True)
         val_samples += s
@@ -290,9 +304,16 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
         raise ValueError(f"give one --val per --data ({len(cfg.data)} --data, {len(cfg.val)} --val)")
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    train_sets = [read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.data]
-    val_sets = [read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.val]
-    labels = merged_labels(train_sets, cfg.key_types)
+    # label files first: class folders name their attribute values in the label set those files define
+    files = {p: read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.data + cfg.val if not Path(p).is_dir()}
+    if not files:
+        raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class folders")
+    labels = merged_labels([files[p] for p in cfg.data if p in files], cfg.key_types)
+    pseudo = Path(cfg.project) / ".pseudo_boxes.json"  # shared by runs: the foreground box of a photo never changes
+    train_sets = [files.get(p) or replace(read_dataset(p, None, {}, cfg.classes, labels, pseudo), labels=labels)
+                  for p in cfg.data]
+    val_sets = [files.get(p) or replace(read_dataset(p, None, {}, cfg.classes, labels, pseudo), labels=labels)
+                for p in cfg.val]
     keys = list(labels.attributes)
     spec = CropSpec(width=cfg.image_size, height=cfg.image_size, padding=cfg.padding)
     sampler, errors_file = jitter_sampler(cfg)
@@ -303,15 +324,17 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
         if errors_file:
             shutil.copyfile(errors_file, run / "box_errors.json")
 
-    train_samples, val_samples, missed = _samples(cfg, run, train_sets, val_sets, labels)
+    sizes: list[int] = []  # train samples per source: each source gets an equal share of every epoch
+    train_samples, val_samples, missed = _samples(cfg, run, train_sets, val_sets, labels, sizes)
 
     def normalise(crops):
         return to_input(crops, cfg.backbone)
     train_ds = CropDataset(train_samples, labels, keys, spec, normalise, sampler, train=True, seed=cfg.seed)
     val_ds = CropDataset(val_samples, labels, keys, spec, normalise, train=False)
     loader_args = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "persistent_workers": cfg.workers > 0}
-    train_loader = torch.utils.data.DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
-                                               generator=torch.Generator().manual_seed(cfg.seed), **loader_args)
+    balanced = SourceBalancedSampler(sizes, seed=cfg.seed)
+    train_loader = torch.utils.data.DataLoader(train_ds, sampler=balanced, drop_last=len(train_ds) > cfg.batch_size,
+                                               **loader_args)
     val_loader = torch.utils.data.DataLoader(val_ds, shuffle=False, **loader_args)
     class_weights = None
     if cfg.balance == "weights":
@@ -338,6 +361,7 @@ def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
     best_report = None
     for epoch in range(start, cfg.epochs):
         train_ds.set_epoch(epoch)
+        balanced.set_epoch(epoch)
         frozen = epoch < cfg.freeze_epochs
         _set_frozen(model, frozen)
         row = {"epoch": epoch + 1, "frozen_backbone": int(frozen)}

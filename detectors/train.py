@@ -244,8 +244,9 @@ def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log) -> Dataset:
     """Class-folder sources get their pseudo-boxes (cached in the run folder); others are returned as they are."""
     if not ds.classes:
         return ds
-    from detectors.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
-    return add_pseudo_boxes(ds, cfg.pseudo_boxes, cache=run / "pseudo_boxes.json", log=log)
+    from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
+    detector = load_detector(cfg.pseudo_boxes.split(":", 1)[1]) if cfg.pseudo_boxes.startswith("detector:") else None
+    return add_pseudo_boxes(ds, cfg.pseudo_boxes, detector=detector, cache=run / "pseudo_boxes.json", log=log)
 
 
 def _train_yolo(run: Path, cfg: DetectTrainConfig, train: Dataset, val: Dataset | None, config: dict, log) -> dict:

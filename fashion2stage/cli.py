@@ -88,11 +88,14 @@ def detect_val(
 
 @app.command("classify-train")
 def classify_train(
-    data: list[Path] = typer.Option(..., help="Training labels: COCO detection json (garment boxes + attributes) or "
+    data: list[Path] = typer.Option(..., help="Training labels: COCO detection json (garment boxes + attributes), a "
+                                    "class folder (with --classes), or "
                                     "FashionAI label.csv (image-level, no boxes). Repeat to train one model on several."),
     val: list[Path] = typer.Option(..., help="Validation labels, one per --data, same order."),
     schema: Optional[Path] = typer.Option(None, help="attributes.json {key: [values]} for label CSVs (default: the "
                                           "one beside the CSV, else FashionAI's)."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping file for class-folder --data/--val (class -> type, "
+                                           "attribute values); their photos train on foreground boxes."),
     detector: Optional[Path] = typer.Option(None, help="detect-train run: crops of boxless images come from its "
                                             "boxes (cached in the run folder); validation garments use its matched boxes."),
     box_errors: Optional[Path] = typer.Option(None, help="box_errors.json for the ground-truth box jitter (default: "
@@ -136,7 +139,7 @@ def classify_train(
         types[key] = [t for t in names.split(",") if t]
     cfg = AttributeTrainConfig(
         data=[str(p) for p in data], val=[str(p) for p in val], schema=str(schema) if schema else None,
-        detector=str(detector) if detector else None, box_errors=str(box_errors) if box_errors else None,
+        classes=str(classes) if classes else None, detector=str(detector) if detector else None, box_errors=str(box_errors) if box_errors else None,
         jitter=jitter, key_types=types, crop=crop, epochs=epochs, image_size=image_size, padding=padding,
         batch_size=batch_size,
         backbone=backbone, pretrained=pretrained, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,

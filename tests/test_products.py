@@ -161,3 +161,26 @@ def test_multi_source_detector_and_class_folder_evaluation(tmp_path, mapping):
     assert report["n_garment_photos"] == 6 and report["n_negative_photos"] == 3
     assert sum(map(sum, report["confusion_matrix"])) == 9
     assert (out / "confusion_types.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_classify_train_reads_a_class_folder_beside_a_label_file(tmp_path):
+    """Class-folder photos train the attribute heads on their foreground boxes, drawn with an equal share."""
+    from classifiers.train_attributes import AttributeTrainConfig, train
+    from test_attributes import _csv_dataset
+
+    cad = tmp_path / "cad"
+    (tmp_path / "m.yaml").write_text("classes:\n  red: {type: blouse, attributes: {sleeve_length: long}}\n"
+                                     "  blue: {type: skirt}\n  hat: {type: none}\n")
+    products = class_folder(tmp_path / "products", 2, seed=7)
+    cfg = AttributeTrainConfig(data=[str(_csv_dataset(cad, "train")), str(products)],
+                               val=[str(_csv_dataset(cad, "val", 4)), str(products)], classes=str(tmp_path / "m.yaml"),
+                               epochs=1, image_size=64, batch_size=4, pretrained=False,
+                               project=str(tmp_path / "runs"), name="tiny")
+    run = train(cfg)
+    metrics = json.loads((run / "metrics.json").read_text())
+    # 6 whole-image cad samples + the 2 red product photos (blue and hat carry no attribute of the model)
+    assert metrics["train_crop_sources"] == {"whole": 6, "gt": 2}
+    assert metrics["n_train_samples"] == 8
+    rows = (run / "results.csv").read_text().splitlines()
+    assert len(rows) == 2

@@ -1,6 +1,7 @@
 """Boxes for photos that have none: class-folder product photos show ONE item of a known type at an unknown place.
 
-Two ways to place the box (``detect-train --pseudo-boxes``; BENCHMARKS.md measures which trains the better detector):
+Two ways to place the box (``detect-train --pseudo-boxes``, ``classify-train`` for its crops; BENCHMARKS.md
+measures which trains the better detector):
 
 - ``foreground``: a class-agnostic box around the largest blob that differs from the border's colours
   (:func:`fashion2stage.foreground.foreground_box`); no model needed.
@@ -37,21 +38,22 @@ def _cache(path: Path | None) -> dict:
         return {}  # a torn cache is recomputed, never trusted
 
 
-def add_pseudo_boxes(dataset: Dataset, method: str, cache: str | Path | None = None, batch_size: int = 8,
-                     log=print) -> Dataset:
+def add_pseudo_boxes(dataset: Dataset, method: str, detector=None, cache: str | Path | None = None,
+                     batch_size: int = 8, log=print) -> Dataset:
     """A copy of a class-folder ``dataset`` whose garment photos carry one garment (type = the photo's class
-    type, box from ``method``) and whose no-garment photos carry none. Unreadable photos are left out, named in
-    one warning line each."""
+    type, box from ``method``) and whose no-garment photos carry none. ``detector`` (anything with
+    ``predict(images, conf, batch_size)``, e.g. ``detectors.load_detector(RUN)``) is needed for "detector:RUN";
+    the method string names it in the cache. Unreadable photos are left out, named in one warning line each."""
     if method != "foreground" and not method.startswith("detector:"):
         raise ValueError(f"--pseudo-boxes must be 'foreground' or 'detector:RUN', got {method!r}")
+    if method.startswith("detector:") and detector is None:
+        raise ValueError(f"pseudo-boxes {method!r}: no detector given")
     cache = Path(cache) if cache else None
     key = lambda r: f"{method}|{r.path}"  # noqa: E731
     known = _cache(cache)
     todo = [r for r in dataset.records if r.item_type is not None and key(r) not in known]
-    detector = None
-    if todo and method.startswith("detector:"):
-        from detectors.load import load_detector  # noqa: PLC0415
-        detector = load_detector(method.split(":", 1)[1])
+    if method == "foreground":
+        detector = None
     for i in range(0, len(todo), batch_size):
         chunk, images = [], []
         for r in todo[i:i + batch_size]:
@@ -90,7 +92,8 @@ def add_pseudo_boxes(dataset: Dataset, method: str, cache: str | Path | None = N
             continue
         g = Garment(type=r.item_type, box_xyxy=np.asarray(entry["box"], dtype=np.float64),
                     attributes=dict(r.attributes))
-        records.append(replace(r, width=entry["width"], height=entry["height"], garments=[g]))
+        # the photo's attribute labels move onto its one garment (they describe that item, not the photo)
+        records.append(replace(r, width=entry["width"], height=entry["height"], garments=[g], attributes={}))
     used = {}
     for r in dataset.records:
         entry = known.get(key(r)) if r.item_type is not None else None
