@@ -1,2 +1,19 @@
-"""fashion2stage: a garment detector, then region-specific heads on padded crops of each garment."""
+"""fashion2stage: a garment detector, then region-specific heads on padded crops of each garment.
+
+``from fashion2stage import Reader`` is the Python API (fashion2stage/reader.py); the result types live in
+fashion2stage.results. Importing the package itself loads neither torch nor any model.
+"""
 __version__ = "0.1.0"
+
+__all__ = ["Reader", "ImagePrediction", "GarmentPrediction", "AttributePrediction"]
+
+
+def __getattr__(name: str):
+    # lazy: `import fashion2stage` stays light (a reader of predictions.jsonl needs no torch)
+    if name == "Reader":
+        from fashion2stage.reader import Reader  # noqa: PLC0415
+        return Reader
+    if name in ("ImagePrediction", "GarmentPrediction", "AttributePrediction"):
+        from fashion2stage import results  # noqa: PLC0415
+        return getattr(results, name)
+    raise AttributeError(f"module 'fashion2stage' has no attribute {name!r}")

@@ -18,45 +18,46 @@ import numpy as np
 from fashion2stage.errors import DataError
 from fashion2stage.jitter import match_detections
 from fashion2stage.records import Dataset, Garment, ImageRecord
+from fashion2stage.results import GarmentPrediction, ImagePrediction
 
 
-def read_predictions(jsonl: str | Path) -> dict[str, dict]:
-    """``predictions.jsonl`` -> {image relative path: record}; lines with ``error`` are kept (they score as misses)."""
+def read_predictions(jsonl: str | Path) -> dict[str, ImagePrediction]:
+    """``predictions.jsonl`` -> {image relative path: prediction}; lines with ``error`` are kept (they score as
+    misses: no garment, no answer)."""
     out = {}
     for n, line in enumerate(Path(jsonl).read_text().splitlines(), 1):
         try:
-            rec = json.loads(line)
-            out[rec["image"]] = rec
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(jsonl, f"not a predictions line: {e}", n) from e
+            pred = ImagePrediction.from_json(json.loads(line))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise DataError(jsonl, f"not a predictions line: {e!r}", n) from e
+        out[pred.image] = pred
     return out
 
 
-def _pred_record(rec: dict | None, file: str) -> ImageRecord:
-    garments = [] if rec is None else [
-        Garment(type=g["type"], box_xyxy=np.asarray(g["box"], float), score=float(g["score"]))
-        for g in rec.get("garments", [])]
+def _pred_record(pred: ImagePrediction | None, file: str) -> ImageRecord:
+    garments = [] if pred is None else [
+        Garment(type=g.type, box_xyxy=np.asarray(g.box, float), score=g.score) for g in pred.garments]
     return ImageRecord(file=file, root=Path("."), garments=garments)
 
 
-def _check_coverage(gt: Dataset, preds: dict[str, dict]) -> int:
+def _check_coverage(gt: Dataset, preds: dict[str, ImagePrediction]) -> int:
     missing = [r.file for r in gt.records if r.file not in preds]
     if len(missing) == len(gt.records):
         raise DataError(gt.source, "no image of this label file is in the predictions (wrong --images folder?)")
     return len(missing)
 
 
-def _matches(gt_rec: ImageRecord, pred: dict | None) -> dict[int, dict]:
-    """gt garment index -> the predicted garment dict matched to it (same type, IoU >= 0.5, greedy by score)."""
-    gs = [] if pred is None else pred.get("garments", [])
+def _matches(gt_rec: ImageRecord, pred: ImagePrediction | None) -> dict[int, GarmentPrediction]:
+    """gt garment index -> the predicted garment matched to it (same type, IoU >= 0.5, greedy by score)."""
+    gs = [] if pred is None else pred.garments
     if not gs or not gt_rec.garments:
         return {}
-    pairs = match_detections([g["box"] for g in gs], [g["score"] for g in gs], [g["type"] for g in gs],
+    pairs = match_detections([g.box for g in gs], [g.score for g in gs], [g.type for g in gs],
                              [g.box_xyxy for g in gt_rec.garments], [g.type for g in gt_rec.garments])
     return {gi: gs[pi] for pi, gi in pairs}
 
 
-def evaluate_boxes(gt: Dataset, preds: dict[str, dict]) -> dict:
+def evaluate_boxes(gt: Dataset, preds: dict[str, ImagePrediction]) -> dict:
     from fashion2stage.metrics import coco_detection_eval  # noqa: PLC0415
 
     missing = _check_coverage(gt, preds)
@@ -66,7 +67,7 @@ def evaluate_boxes(gt: Dataset, preds: dict[str, dict]) -> dict:
     return report
 
 
-def evaluate_garment_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
+def evaluate_garment_attributes(gt: Dataset, preds: dict[str, ImagePrediction]) -> dict:
     from fashion2stage.metrics import attribute_report  # noqa: PLC0415
 
     _check_coverage(gt, preds)
@@ -80,8 +81,8 @@ def evaluate_garment_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
             missed += p is None
             for k, m in g.attributes.items():
                 n = len(gt.labels.attributes[k])
-                a = None if p is None else p.get("attributes", {}).get(k)
-                probs[k].append(np.full(n, 1.0 / n) if a is None else np.asarray(a["probs"], float))
+                a = None if p is None else p.attributes.get(k)
+                probs[k].append(np.full(n, 1.0 / n) if a is None else np.asarray(a.probs, float))
                 marks[k].append(m)
     keys = [k for k in probs if probs[k]]
     report = attribute_report({k: np.stack(probs[k]) for k in keys}, {k: marks[k] for k in keys},
@@ -90,21 +91,22 @@ def evaluate_garment_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
     return report
 
 
-def evaluate_image_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
+def evaluate_image_attributes(gt: Dataset, preds: dict[str, ImagePrediction]) -> dict:
     from fashion2stage.metrics import attribute_report  # noqa: PLC0415
 
     missing = _check_coverage(gt, preds)
     probs: dict[str, list] = {}
     marks: dict[str, list] = {}
     for rec in gt.records:
-        answers = (preds.get(rec.file) or {}).get("attributes", {})
+        pred = preds.get(rec.file)
+        answers = {} if pred is None else pred.attributes
         for k, m in rec.attributes.items():
             n = len(gt.labels.attributes[k])
             a = answers.get(k)
-            if a is not None and len(a["probs"]) != n:
-                raise DataError(gt.source, f"{k}: predictions have {len(a['probs'])} values, labels {n} "
+            if a is not None and len(a.probs) != n:
+                raise DataError(gt.source, f"{k}: predictions have {len(a.probs)} values, labels {n} "
                                            "(model trained on another label set?)")
-            probs.setdefault(k, []).append(np.full(n, 1.0 / n) if a is None else np.asarray(a["probs"], float))
+            probs.setdefault(k, []).append(np.full(n, 1.0 / n) if a is None else np.asarray(a.probs, float))
             marks.setdefault(k, []).append(m)
     report = attribute_report({k: np.stack(v) for k, v in probs.items()}, marks,
                               {k: gt.labels.attributes[k] for k in probs})
@@ -112,7 +114,7 @@ def evaluate_image_attributes(gt: Dataset, preds: dict[str, dict]) -> dict:
     return report
 
 
-def evaluate_keypoints(gt: Dataset, preds: dict[str, dict]) -> dict:
+def evaluate_keypoints(gt: Dataset, preds: dict[str, ImagePrediction]) -> dict:
     from fashion2stage.metrics import keypoint_report  # noqa: PLC0415
 
     _check_coverage(gt, preds)
@@ -126,7 +128,7 @@ def evaluate_keypoints(gt: Dataset, preds: dict[str, dict]) -> dict:
                 continue
             p = matched.get(gi)
             missed += p is None
-            kp = {} if p is None else p.get("keypoints", {})
+            kp = {} if p is None else p.keypoints
             pred_xy.append([kp[n][:2] if n in kp else [np.nan, np.nan] for n in names])
             gt_k.append(g.keypoints)
             types.append(g.type)

@@ -138,3 +138,10 @@ def load_image(path: str | Path) -> np.ndarray:
     if out.ndim != 3 or out.shape[2] != 3:
         raise ImageReadError(path, f"decoded to an unexpected shape {out.shape}")
     return np.ascontiguousarray(out)
+
+
+def rgb_from_pil(im: Image.Image) -> np.ndarray:
+    """A PIL image already in memory -> (H, W, 3) uint8 RGB, upright: the same orientation and mode conversion as
+    :func:`load_image` (EXIF orientation applied when the image carries it)."""
+    upright = ImageOps.exif_transpose(im)
+    return np.ascontiguousarray(np.asarray(_to_rgb(upright), dtype=np.uint8))

@@ -7,6 +7,7 @@ Data flow for one batch of decoded images (all frames are image pixels unless a 
     attributes.predict(all crops)   -> probs per key; a garment keeps only the keys its type carries
     keypoints.predict(all crops, types) -> points in the crop frame -> CropTransform.to_image
     image-level answer per key: choose_garment (fashion2stage/choice.py), else a crop of the whole image
+    -> one ImagePrediction per image (fashion2stage/results.py; its to_json() is the predictions.jsonl line)
 
 Any of the three models may be absent (``None``); without a detector no garment is found and every image-level
 answer comes from the whole image.
@@ -22,6 +23,7 @@ import numpy as np
 from fashion2stage.choice import choose_garment
 from fashion2stage.geometry import crop
 from fashion2stage.records import Garment
+from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
 
 
 @dataclass
@@ -41,13 +43,16 @@ class Pipeline:
         found = self.detector.predict(images, conf=self.conf, batch_size=max(1, len(images)))
         return [sorted(g, key=lambda x: -x.score)[: self.max_garments] for g in found]
 
-    def __call__(self, images: list[np.ndarray]) -> list[dict]:
-        """Predict one batch. Returns per image ``{"garments": [...], "attributes": {...}}`` (the output contract
-        of DESIGN.md without the file fields, which the caller adds)."""
+    def __call__(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImagePrediction]:
+        """Predict one batch of (H, W, 3) uint8 RGB images. ``names`` become ``ImagePrediction.image`` (default "")."""
+        names = [""] * len(images) if names is None else list(names)
         t0 = time.perf_counter()
         garments = self.detect(images)
         t1 = time.perf_counter()
-        out = [{"garments": [_garment_dict(g) for g in gs], "attributes": {}} for gs in garments]
+        out = [ImagePrediction(image=name, width=int(img.shape[1]), height=int(img.shape[0]), orig_img=img,
+                               garments=[GarmentPrediction(type=g.type, score=round(float(g.score), 4),
+                                                           box=[round(float(v), 2) for v in g.box_xyxy]) for g in gs])
+               for name, img, gs in zip(names, images, garments)]
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
             self._attributes(images, garments, owners, out)
@@ -59,7 +64,7 @@ class Pipeline:
             self.seconds[stage] += dt
         return out
 
-    def _attributes(self, images, garments, owners, out) -> None:
+    def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> None:
         labels = self.attributes.labels
         spec = self.attributes.crop_spec
         # one crop per garment, plus a whole-image crop for every image with a key no garment answers
@@ -75,16 +80,16 @@ class Pipeline:
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
         row_of_whole = {i: len(owners) + r for r, i in enumerate(whole_needed)}
         for (i, j), r in row_of_garment.items():
-            g = garments[i][j]
-            out[i]["garments"][j]["attributes"] = {
-                k: _answer(labels.attributes[k], probs[k][r]) for k in labels.keys_for_type(g.type)}
+            out[i].garments[j].attributes = {
+                k: AttributePrediction.from_probs(labels.attributes[k], probs[k][r])
+                for k in labels.keys_for_type(garments[i][j].type)}
         for i, gs in enumerate(garments):
             for k in labels.attributes:
                 j = choose_garment(gs, k, labels)
                 r = row_of_whole[i] if j is None else row_of_garment[(i, j)]
-                out[i]["attributes"][k] = {**_answer(labels.attributes[k], probs[k][r]), "garment": j}
+                out[i].attributes[k] = AttributePrediction.from_probs(labels.attributes[k], probs[k][r], garment=j)
 
-    def _keypoints(self, images, garments, owners, out) -> None:
+    def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
         labels = self.keypoints.labels
         spec = self.keypoints.crop_spec
         crops, transforms, types = [], [], []
@@ -95,20 +100,9 @@ class Pipeline:
             types.append(garments[i][j].type)
         pts_crop = self.keypoints.predict(np.stack(crops), types)  # (N, K, 3) x, y, score; NaN outside a type's subset
         for (i, j), t, p in zip(owners, transforms, pts_crop):
-            p_image = t.to_image(p)
-            out[i]["garments"][j]["keypoints"] = {
-                name: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
-                for name, (x, y, s) in zip(labels.keypoints, p_image) if np.isfinite(x)}
-
-
-def _garment_dict(g: Garment) -> dict:
-    return {"type": g.type, "score": round(float(g.score), 4),
-            "box": [round(float(v), 2) for v in g.box_xyxy], "attributes": {}, "keypoints": {}}
-
-
-def _answer(values: list[str], probs: np.ndarray) -> dict:
-    k = int(np.argmax(probs))
-    return {"value": values[k], "score": round(float(probs[k]), 4), "probs": [round(float(p), 4) for p in probs]}
+            out[i].garments[j].keypoints = {
+                name: (round(float(x), 2), round(float(y), 2), round(float(s), 4))
+                for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
 
 
 def default_bundle() -> Path:

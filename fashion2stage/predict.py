@@ -20,6 +20,7 @@ from fashion2stage.errors import ImageReadError
 from fashion2stage.images import load_image
 from fashion2stage.io import write_text_atomic
 from fashion2stage.pipeline import Pipeline
+from fashion2stage.results import ImagePrediction
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -94,8 +95,9 @@ class PredictSummary:
 def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Path, batch_size: int = 8,
                    resume: bool = False, shard: tuple[int, int] = (0, 1), progress: bool = True,
                    on_batch=None, files: list[str] | None = None) -> PredictSummary:
-    """Write ``out_dir/predictions.jsonl`` (one line per image, input order). ``on_batch(records, images)`` sees
-    each batch after it is written (for the optional writers; ``images[i]`` is None where decoding failed).
+    """Write ``out_dir/predictions.jsonl`` (one line per image, input order, ``ImagePrediction.to_json()``).
+    ``on_batch(predictions)`` sees each batch's ImagePredictions after they are written (for the optional writers;
+    ``orig_img`` holds the decoded image, None where decoding failed).
     ``files``: these paths relative to ``images_dir`` instead of every image in it (a missing one is an error line)."""
     root = Path(images_dir)
     if not root.is_dir():
@@ -148,20 +150,18 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
 
 def _run_batch(pipeline: Pipeline, batch, f, summary: PredictSummary, on_batch) -> None:
     ok = [(rel, img) for rel, img, err in batch if img is not None]
-    results = iter(pipeline([img for _, img in ok]) if ok else [])
-    lines = []
+    results = iter(pipeline([img for _, img in ok], names=[rel for rel, _ in ok]) if ok else [])
+    preds: list[ImagePrediction] = []
     for rel, img, err in batch:
         if img is None:
-            rec = {"image": rel, "error": err}
+            preds.append(ImagePrediction(image=rel, error=err))
             summary.errors.append((rel, err))
         else:
-            r = next(results)
-            rec = {"image": rel, "width": int(img.shape[1]), "height": int(img.shape[0]), **r}
-            summary.garments += len(r["garments"])
-        lines.append(rec)
+            preds.append(next(results))
+            summary.garments += len(preds[-1].garments)
     # one write per batch, then flush: a killed run leaves whole lines (at worst one torn line, dropped on resume)
-    f.write("".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in lines))
+    f.write("".join(json.dumps(p.to_json(), separators=(",", ":")) + "\n" for p in preds))
     f.flush()
     summary.images += len(batch)
     if on_batch is not None:
-        on_batch(lines, [img for _, img, _ in batch])
+        on_batch(preds)

@@ -56,24 +56,23 @@ def copy_run(run: Path, kind: str, dst: Path) -> dict:
 
 def compare(runs: dict[str, Path], bundle: Path, images: Path) -> dict:
     """Largest differences between the pipeline on the float32 run folders and on the float16 bundle."""
-    from fashion2stage.images import load_image  # noqa: PLC0415
-    from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
+    from fashion2stage.reader import Reader  # noqa: PLC0415
 
-    photos = [load_image(p) for p in sorted(images.glob("*.jpg"))]
-    a = load_pipeline(runs["detector"], runs["attributes"], runs["keypoints"], use_default=False)(photos)
-    b = load_pipeline(bundle / "detector", bundle / "attributes", bundle / "keypoints", use_default=False)(photos)
+    photos = sorted(images.glob("*.jpg"))
+    a = Reader(runs["detector"], runs["attributes"], runs["keypoints"], use_default=False)(photos)
+    b = Reader(bundle / "detector", bundle / "attributes", bundle / "keypoints", use_default=False)(photos)
     diff = {"garments": 0, "garments_differ": 0, "box_px": 0.0, "prob": 0.0, "keypoint_px": 0.0, "keypoints_flat": 0}
     for ra, rb in zip(a, b):
-        diff["garments"] += len(ra["garments"])
-        if [g["type"] for g in ra["garments"]] != [g["type"] for g in rb["garments"]]:
+        diff["garments"] += len(ra.garments)
+        if [g.type for g in ra.garments] != [g.type for g in rb.garments]:
             diff["garments_differ"] += 1
             continue
-        for ga, gb in zip(ra["garments"], rb["garments"]):
-            diff["box_px"] = max(diff["box_px"], *(abs(x - y) for x, y in zip(ga["box"], gb["box"])))
-            for k, v in ga["attributes"].items():
-                diff["prob"] = max(diff["prob"], *(abs(x - y) for x, y in zip(v["probs"], gb["attributes"][k]["probs"])))
-            for k, (x, y, score) in ga["keypoints"].items():
-                xb, yb, _ = gb["keypoints"][k]
+        for ga, gb in zip(ra.garments, rb.garments):
+            diff["box_px"] = max(diff["box_px"], *(abs(x - y) for x, y in zip(ga.box, gb.box)))
+            for k, v in ga.attributes.items():
+                diff["prob"] = max(diff["prob"], *(abs(x - y) for x, y in zip(v.probs, gb.attributes[k].probs)))
+            for k, (x, y, score) in ga.keypoints.items():
+                xb, yb, _ = gb.keypoints[k]
                 if score < 0.2:  # a flat heatmap's argmax may jump anywhere on a 1e-3 change: not a precision loss
                     diff["keypoints_flat"] += 1
                     continue

@@ -1,0 +1,89 @@
+"""The Python API: ``Reader()(images) -> list[ImagePrediction]``, the same pipeline ``fashion2stage predict`` runs.
+
+    from fashion2stage import Reader
+    reader = Reader()                       # the shipped model; or Reader(detector="runs/detect/frcnn", ...)
+    for pred in reader(["a.jpg", "b.jpg"]):  # paths, numpy RGB uint8 arrays, PIL images, or a list of them
+        print(pred.to_json())               # the predictions.jsonl line
+        overlay = pred.plot()               # RGB array
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from fashion2stage.errors import ImageReadError
+from fashion2stage.images import load_image, rgb_from_pil
+from fashion2stage.pipeline import Pipeline, load_pipeline
+from fashion2stage.results import ImagePrediction
+
+ImageInput = Union[str, Path, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+
+
+class Reader:
+    """Load the three models once; call on images as often as wanted.
+
+    Run folders not given come from the shipped bundle (``use_default=False``: only those given). ``runtime="onnx"``
+    runs the networks through ONNX Runtime (``fashion2stage export`` first); ``threads`` sets its intra-op threads.
+    ``conf`` is the detector's score threshold; ``flip_tta`` averages attribute probabilities over a mirror image.
+    """
+
+    def __init__(self, detector: str | Path | None = None, classifier: str | Path | None = None,
+                 keypoints: str | Path | None = None, device: str = "cpu", runtime: str = "torch",
+                 conf: float = 0.25, flip_tta: bool = False, threads: int = 0, use_default: bool = True,
+                 batch_size: int = 0):
+        self.pipeline: Pipeline = load_pipeline(detector, classifier, keypoints, device=device,
+                                                use_default=use_default, runtime=runtime, threads=threads,
+                                                conf=conf, flip_tta=flip_tta)
+        # BENCHMARKS.md: torch on 2 CPU cores is fastest one image at a time; other runtimes batch
+        self.batch_size = batch_size or (1 if runtime == "torch" and device == "cpu" else 8)
+
+    def __call__(self, images: ImageInput | list[ImageInput]) -> list[ImagePrediction]:
+        """One ImagePrediction per input, in order. Paths are decoded upright (EXIF) to RGB; an unreadable path gives
+        an ImagePrediction with ``error`` set, as ``predict`` writes it. An in-memory image is named ``<image N>``
+        (N its position in this call); a path keeps the string it was given."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        out: list[ImagePrediction | None] = [None] * len(items)
+        batch: list[tuple[int, str, np.ndarray]] = []
+        for n, item in enumerate(items):
+            name, img, error = _decode(item, n)
+            if img is None:
+                out[n] = ImagePrediction(image=name, error=error)
+                continue
+            batch.append((n, name, img))
+            if len(batch) == self.batch_size:
+                self._run(batch, out)
+                batch = []
+        if batch:
+            self._run(batch, out)
+        return out
+
+    def _run(self, batch: list[tuple[int, str, np.ndarray]], out: list) -> None:
+        preds = self.pipeline([img for _, _, img in batch], names=[name for _, name, _ in batch])
+        for (n, _, _), pred in zip(batch, preds):
+            out[n] = pred
+
+
+def _decode(item, n: int) -> tuple[str, np.ndarray | None, str | None]:
+    if isinstance(item, (str, Path)):
+        try:
+            return str(item), load_image(item), None
+        except ImageReadError as e:
+            return str(item), None, e.problem
+    if isinstance(item, np.ndarray):
+        return f"<image {n}>", _check_array(item, n), None
+    if hasattr(item, "mode") and hasattr(item, "getexif"):  # a PIL image, without importing PIL for the check
+        return f"<image {n}>", rgb_from_pil(item), None
+    raise TypeError(f"image {n}: expected a path, a numpy RGB array or a PIL image, got {type(item).__name__}")
+
+
+def _check_array(a: np.ndarray, n: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB as given; (H, W) or (H, W, 1) grey becomes RGB; anything else is refused."""
+    if a.dtype != np.uint8:
+        raise ValueError(f"image {n}: expected a uint8 array, got {a.dtype}")
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
+        a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"image {n}: expected an (H, W, 3) RGB array, got shape {a.shape}")
+    return np.ascontiguousarray(a)

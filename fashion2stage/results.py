@@ -1,0 +1,127 @@
+"""What the pipeline returns for one image: typed results whose ``to_json()`` is one line of ``predictions.jsonl``.
+
+Frames and units (docs/OUTPUT.md is the full contract): boxes are ``[x1, y1, x2, y2]`` and keypoints ``(x, y,
+score)`` in pixels of the original image after EXIF orientation; scores and probabilities are in [0, 1]; ``probs``
+follow the value order of the label set saved in the attribute run folder.
+
+Numbers are rounded once, when the pipeline builds the objects, to the precision of the JSON line (boxes and keypoint
+x, y to 0.01 px, scores and probabilities to 4 decimals): an object, its ``to_json()`` line and every file written
+from it (COCO, FashionAI CSVs) agree exactly, and ``from_json(line).to_json() == line``. ``value`` is the argmax of
+the probabilities before rounding, so after rounding it may tie with another value's probability.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fashion2stage.geometry import CropSpec, crop
+
+
+@dataclass
+class AttributePrediction:
+    """One attribute key's answer. ``value`` is the most probable value (argmax of ``probs`` before rounding).
+
+    ``garment`` is meaningful for image-level answers only: the index in ``ImagePrediction.garments`` of the garment
+    that answered, or None when the whole image answered (no garment of a type carrying the key was found)."""
+
+    value: str
+    score: float
+    probs: list[float]
+    garment: int | None = None
+
+    def to_json(self, image_level: bool = False) -> dict:
+        d = {"value": self.value, "score": round(float(self.score), 4),
+             "probs": [round(float(p), 4) for p in self.probs]}
+        if image_level:
+            d["garment"] = self.garment
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> AttributePrediction:
+        return cls(value=d["value"], score=float(d["score"]), probs=[float(p) for p in d["probs"]],
+                   garment=d.get("garment"))
+
+    @classmethod
+    def from_probs(cls, values: list[str], probs, garment: int | None = None) -> AttributePrediction:
+        """The answer for probabilities ``probs`` (V,) over ``values`` (the label set's value order), rounded."""
+        p = np.asarray(probs, dtype=np.float64)
+        k = int(np.argmax(p))
+        return cls(value=values[k], score=round(float(p[k]), 4), probs=[round(float(v), 4) for v in p],
+                   garment=garment)
+
+
+@dataclass
+class GarmentPrediction:
+    """One detected garment: its type and detector score, its box, the attributes its type carries, its landmarks
+    (only the keypoints of its type's subset; each ``(x, y, score)``, image pixels)."""
+
+    type: str
+    score: float
+    box: list[float]  # [x1, y1, x2, y2], image pixels
+    attributes: dict[str, AttributePrediction] = field(default_factory=dict)
+    keypoints: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "score": round(float(self.score), 4),
+                "box": [round(float(v), 2) for v in self.box],
+                "attributes": {k: a.to_json() for k, a in self.attributes.items()},
+                "keypoints": {n: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                              for n, (x, y, s) in self.keypoints.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> GarmentPrediction:
+        return cls(type=d["type"], score=float(d["score"]), box=[float(v) for v in d["box"]],
+                   attributes={k: AttributePrediction.from_json(a) for k, a in d.get("attributes", {}).items()},
+                   keypoints={n: (float(p[0]), float(p[1]), float(p[2])) for n, p in d.get("keypoints", {}).items()})
+
+
+@dataclass
+class ImagePrediction:
+    """Everything read from one image. An unreadable image has ``error`` set (one line saying what is wrong) and
+    nothing else. ``orig_img`` is the decoded (H, W, 3) uint8 RGB image the prediction was made on, kept for
+    ``plot()`` and ``crops()``; it is never serialised (None after ``from_json``)."""
+
+    image: str
+    width: int = 0
+    height: int = 0
+    garments: list[GarmentPrediction] = field(default_factory=list)
+    attributes: dict[str, AttributePrediction] = field(default_factory=dict)  # image-level, one answer per key
+    error: str | None = None
+    orig_img: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        """The ``predictions.jsonl`` line (as a dict; key order is the contract's)."""
+        if self.error is not None:
+            return {"image": self.image, "error": self.error}
+        return {"image": self.image, "width": int(self.width), "height": int(self.height),
+                "garments": [g.to_json() for g in self.garments],
+                "attributes": {k: a.to_json(image_level=True) for k, a in self.attributes.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ImagePrediction:
+        """Parse one ``predictions.jsonl`` line (already decoded from JSON)."""
+        if "error" in d:
+            return cls(image=d["image"], error=str(d["error"]))
+        return cls(image=d["image"], width=int(d["width"]), height=int(d["height"]),
+                   garments=[GarmentPrediction.from_json(g) for g in d.get("garments", [])],
+                   attributes={k: AttributePrediction.from_json(a) for k, a in d.get("attributes", {}).items()})
+
+    def _image(self) -> np.ndarray:
+        if self.orig_img is None:
+            raise ValueError(f"{self.image}: no image kept with this prediction (read back from JSON, or unreadable)")
+        return self.orig_img
+
+    def plot(self, image: np.ndarray | None = None) -> np.ndarray:
+        """The overlay, (H, W', 3) uint8 RGB: boxes, types and scores, attributes and landmarks drawn for people to
+        look at (fashion2stage.plotting). ``image`` defaults to ``orig_img``."""
+        from fashion2stage.plotting import draw_overlay  # noqa: PLC0415  (cv2 drawing only when asked)
+
+        return draw_overlay(self._image() if image is None else image, self)
+
+    def crops(self, spec: CropSpec | None = None) -> list[np.ndarray]:
+        """One padded crop (spec.height, spec.width, 3) per garment, in ``garments`` order, cut from ``orig_img`` the
+        way the heads see them (geometry.crop: box grown by ``spec.padding``, never clipped; default CropSpec())."""
+        spec = spec or CropSpec()
+        img = self._image()
+        return [crop(img, g.box, spec)[0] for g in self.garments]

@@ -1,0 +1,90 @@
+"""The Python API on the shipped model: ``Reader()(images)`` on paths, arrays and PIL images, as the CLI does it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fashion2stage import Reader
+from fashion2stage.cli import app
+from fashion2stage.geometry import box_iou
+from fashion2stage.images import load_image
+from fashion2stage.results import ImagePrediction
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader(conf=0.5)
+
+
+@pytest.fixture(scope="module")
+def examples(reader):
+    return reader(sorted(EXAMPLES.glob("*.jpg")))
+
+
+def test_import_of_the_package_stays_light():
+    code = "import sys, fashion2stage; fashion2stage.ImagePrediction; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_paths_arrays_and_pil_images_give_the_same_prediction(reader, examples):
+    path = sorted(EXAMPLES.glob("*.jpg"))[0]
+    by_path = examples[0]
+    by_array, by_pil = reader([load_image(path), Image.open(path)])
+    assert by_path.image == str(path) and by_array.image == "<image 0>" and by_pil.image == "<image 1>"
+    assert by_path.garments, "the sample photo shows garments"
+    for other in (by_array, by_pil):  # the same pixels through the same code
+        assert {**other.to_json(), "image": ""} == {**by_path.to_json(), "image": ""}
+    assert by_path.orig_img.shape == (by_path.height, by_path.width, 3)
+
+
+def test_unreadable_path_is_an_error_result_not_an_exception(reader, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    preds = reader([bad, tmp_path / "missing.jpg"])
+    assert preds[0].to_json() == {"image": str(bad), "error": "not an image (format not recognised)"}
+    assert preds[1].error == "file not found"
+    one = reader(str(tmp_path / "missing.jpg"))  # one input, not in a list
+    assert len(one) == 1 and one[0].image == str(tmp_path / "missing.jpg")
+
+
+def test_bad_in_memory_input_is_refused_with_its_position(reader):
+    with pytest.raises(ValueError, match="image 0: expected a uint8"):
+        reader(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(TypeError, match="image 1"):
+        reader([np.zeros((8, 8, 3), np.uint8), 3])
+
+
+def test_cli_lines_are_the_readers_to_json(examples, tmp_path):
+    result = CliRunner().invoke(app, ["predict", "--images", str(EXAMPLES), "--out", str(tmp_path), "--conf", "0.5"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    preds = examples
+    assert len(lines) == len(preds) == 3
+    for line, pred in zip(lines, preds):
+        assert ImagePrediction.from_json(line).to_json() == line
+        assert line["image"] == Path(pred.image).name and (line["width"], line["height"]) == (pred.width, pred.height)
+        assert len(line["garments"]) == len(pred.garments) > 0
+        iou = box_iou([g["box"] for g in line["garments"]], [g.box for g in pred.garments])
+        for i, g in enumerate(line["garments"]):  # matched by IoU: equal scores may list in either order
+            j = int(np.argmax(iou[i]))
+            assert iou[i, j] > 0.99 and pred.garments[j].type == g["type"]
+            np.testing.assert_allclose(pred.garments[j].attributes["fine_category"].probs,
+                                       g["attributes"]["fine_category"]["probs"], atol=2e-3)
+
+
+def test_plot_and_crops(examples):
+    pred = examples[2]
+    overlay = pred.plot()
+    assert overlay.dtype == np.uint8 and overlay.shape[0] == pred.height and overlay.shape[2] == 3
+    crops = pred.crops()
+    assert len(crops) == len(pred.garments) > 0 and all(c.shape == (224, 224, 3) for c in crops)

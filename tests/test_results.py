@@ -1,0 +1,65 @@
+"""The typed results: the predictions.jsonl line they write, the line they read back, their overlay and crops."""
+import json
+
+import numpy as np
+import pytest
+
+from fashion2stage.geometry import CropSpec
+from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
+
+LINE = ('{"image":"sub/a.jpg","width":120,"height":80,"garments":[{"type":"blouse","score":0.91,'
+        '"box":[10.5,4.0,60.25,70.0],"attributes":{"sleeve_length":{"value":"long","score":0.82,'
+        '"probs":[0.05,0.13,0.82]}},"keypoints":{"left_collar":[20.5,8.0,0.4]}},{"type":"skirt","score":0.5,'
+        '"box":[70.0,40.0,110.0,79.0],"attributes":{},"keypoints":{}}],"attributes":{"sleeve_length":'
+        '{"value":"long","score":0.82,"probs":[0.05,0.13,0.82],"garment":0},"length":{"value":"short",'
+        '"score":0.6,"probs":[0.6,0.4],"garment":null}}}')
+
+
+def _dumps(d: dict) -> str:
+    return json.dumps(d, separators=(",", ":"))
+
+
+def test_a_line_reads_back_to_the_same_bytes():
+    pred = ImagePrediction.from_json(json.loads(LINE))
+    assert _dumps(pred.to_json()) == LINE
+    assert pred.garments[0].attributes["sleeve_length"] == AttributePrediction("long", 0.82, [0.05, 0.13, 0.82])
+    assert pred.attributes["sleeve_length"].garment == 0 and pred.attributes["length"].garment is None
+    assert pred.garments[0].keypoints["left_collar"] == (20.5, 8.0, 0.4)
+    assert pred.orig_img is None
+
+
+def test_error_lines_carry_the_image_and_the_problem_only():
+    pred = ImagePrediction(image="bad.jpg", error="empty file (0 bytes)")
+    assert _dumps(pred.to_json()) == '{"image":"bad.jpg","error":"empty file (0 bytes)"}'
+    assert ImagePrediction.from_json(pred.to_json()) == pred
+
+
+def test_to_json_rounds_to_the_contract_precision():
+    g = GarmentPrediction("dress", 0.123456, [1.23456, 2.0, 30.009, 40.0], keypoints={"hem": (1.005001, 2.0, 0.33333)})
+    assert g.to_json()["score"] == 0.1235 and g.to_json()["box"] == [1.23, 2.0, 30.01, 40.0]
+    assert g.to_json()["keypoints"]["hem"] == [1.01, 2.0, 0.3333]
+
+
+def test_value_is_the_argmax_before_rounding():
+    a = AttributePrediction.from_probs(["a", "b", "c"], np.array([0.40004, 0.40001, 0.19991]))
+    assert a.value == "a" and a.probs == [0.4, 0.4, 0.1999] and a.score == 0.4  # tied after rounding, "a" was higher
+    a = AttributePrediction.from_probs(["a", "b"], np.array([0.2, 0.8], np.float32), garment=3)
+    assert (a.value, a.garment) == ("b", 3) and a.to_json(image_level=True)["garment"] == 3
+    assert "garment" not in a.to_json()
+
+
+def test_plot_and_crops_use_the_kept_image():
+    img = np.zeros((80, 120, 3), np.uint8)
+    img[4:70, 10:60] = 200
+    pred = ImagePrediction.from_json(json.loads(LINE))
+    with pytest.raises(ValueError, match="sub/a.jpg"):
+        pred.plot()
+    pred.orig_img = img
+    overlay = pred.plot()
+    assert overlay.dtype == np.uint8 and overlay.ndim == 3 and overlay.shape[0] == 80 and overlay.shape[2] == 3
+    assert not np.array_equal(overlay[:, :120], img) and img.max() == 200  # drawn on a copy
+    spec = CropSpec(width=32, height=48, padding=1.0)
+    crops = pred.crops(spec)
+    assert len(crops) == 2 and all(c.shape == (48, 32, 3) for c in crops)
+    # the blouse box is the bright square; its unpadded crop at this aspect is mostly bright, centred
+    assert crops[0][24, 16].tolist() == [200, 200, 200]
