@@ -140,7 +140,7 @@ def evaluate_keypoints(gt: Dataset, preds: dict[str, ImagePrediction]) -> dict:
     return report
 
 
-def evaluate_types(gt: Dataset, preds: dict[str, dict], conf: float) -> dict:
+def evaluate_types(gt: Dataset, preds: dict[str, ImagePrediction], conf: float) -> dict:
     """Class-folder set (one item per photo): top-type accuracy, no-garment rate, six-way accuracy and the
     confusion matrix (:mod:`fashion2stage.metrics.domain`), counting only garments scoring at least ``conf``
     (the threshold a user runs ``predict`` with). An unreadable or unpredicted photo counts as "none"."""
