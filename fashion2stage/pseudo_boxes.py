@@ -100,7 +100,7 @@ def add_pseudo_boxes(dataset: Dataset, method: str, detector=None, cache: str | 
         if entry is not None:
             used[entry["source"]] = used.get(entry["source"], 0) + 1
     log(f"pseudo-boxes ({method}) for {dataset.source}: " + ", ".join(f"{n} from {k}" for k, n in used.items()))
-    if not any(r.garments for r in records):
+    if any(r.item_type is not None for r in dataset.records) and not any(r.garments for r in records):
         raise DataError(dataset.source, "no garment photo could be read: nothing to place boxes on")
     return replace(dataset, records=records)
 

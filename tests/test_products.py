@@ -88,17 +88,16 @@ def test_mapping_errors_name_the_file_and_line(tmp_path, text, problem, line):
         assert e.value.line == line
 
 
-def test_every_folder_must_be_mapped_and_every_class_present(tmp_path, mapping):
+def test_every_folder_must_be_mapped(tmp_path, mapping):
     root = class_folder(tmp_path / "d", 1, seed=0)
     (root / "shoes").mkdir()
     with pytest.raises(DataError, match="shoes"):
         read_class_folders(root, mapping)
     (root / "shoes").rmdir()
-    for f in (root / "blue").iterdir():
+    for f in (root / "blue").iterdir():  # a mapped class without a folder is fine: one mapping, several folders
         f.unlink()
     (root / "blue").rmdir()
-    with pytest.raises(DataError, match="blue"):
-        read_class_folders(root, mapping)
+    assert {r.image_class for r in read_class_folders(root, mapping).records} == {"red", "hat"}
 
 
 def test_foreground_box_finds_the_item_and_admits_failure():

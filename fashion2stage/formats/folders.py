@@ -12,8 +12,9 @@ The mapping file (YAML or JSON)::
 
 A photo of a class shows ONE item and carries no box: it becomes an :class:`ImageRecord` with ``image_class``
 set, ``item_type`` the class's garment type (``None`` for "no garment") and image-level attribute marks (one ``y``
-at the named value). Boxes for such photos come later (``detectors.pseudo_boxes``). Every class folder must be
-named in the mapping and every mapped class must exist, so a typo cannot silently drop or invent a class.
+at the named value). Boxes for such photos come later (:mod:`fashion2stage.pseudo_boxes`). Every class folder must
+be named in the mapping, so a typo cannot silently drop a class; a mapping may name classes a folder lacks (one
+mapping serves a dataset split into several folders).
 """
 from __future__ import annotations
 
@@ -101,9 +102,6 @@ def read_class_folders(root: str | Path, mapping: str | Path, labels: LabelSet |
     unmapped = [f for f in folders if f not in classes]
     if unmapped:
         raise DataError(mapping, f"class folder(s) {unmapped} under {root} are not in the mapping")
-    absent = [c for c in classes if c not in folders]
-    if absent:
-        raise DataError(mapping, f"mapped class(es) {absent} have no folder under {root}")
     out_labels = labels or LabelSet(garment_types=list(taxonomy.GARMENT_TYPES))
     records = []
     for c in folders:
@@ -121,5 +119,5 @@ def read_class_folders(root: str | Path, mapping: str | Path, labels: LabelSet |
                                        image_class=c, item_type=spec["type"]))
     if not records:
         raise DataError(root, "class folders hold no images")
-    return Dataset(root=root, records=records, labels=out_labels, source=f"{root} ({mapping.name})",
+    return Dataset(root=root, records=records, labels=out_labels, source=str(root),
                    classes={c: classes[c] for c in folders})
