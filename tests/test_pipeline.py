@@ -72,15 +72,20 @@ def models(tmp_path_factory):
     return {"runs": runs, "images": images, "val": val, "root": d}
 
 
-def _predict(models, out: Path, *extra: str) -> list[dict]:
+def _lines(jsonl: Path, check_line) -> list[dict]:
+    """The lines of a predictions.jsonl, each validated against docs/predictions.schema.json."""
+    return [check_line(json.loads(line)) for line in jsonl.read_text().splitlines()]
+
+
+def _predict(models, check_line, out: Path, *extra: str) -> list[dict]:
     r = models["runs"]
     _cli("predict", "--images", models["images"], "--out", out, "--detector", r / "det", "--classifier", r / "attr",
          "--keypoints", r / "kp", "--no-default", "--conf", "0.01", "--batch-size", "3", *extra)
-    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return _lines(out / "predictions.jsonl", check_line)
 
 
-def test_predictions_follow_the_output_contract(models, tmp_path):
-    lines = _predict(models, tmp_path / "out", "--coco", "--fashionai-csv", "--keypoint-csv", "--overlays")
+def test_predictions_follow_the_output_contract(models, tmp_path, check_line):
+    lines = _predict(models, check_line, tmp_path / "out", "--coco", "--fashionai-csv", "--keypoint-csv", "--overlays")
     expected = sorted(p.relative_to(models["images"]).as_posix() for p in models["images"].rglob("*.png"))
     assert [rec["image"] for rec in lines] == expected  # input order, relative paths, sub-folders included
     n_garments = 0
@@ -113,7 +118,7 @@ def test_predictions_follow_the_output_contract(models, tmp_path):
     assert len(list((out / "overlays").rglob("*.jpg"))) == len(lines)
 
 
-def test_bad_files_are_reported_and_skipped(models, tmp_path):
+def test_bad_files_are_reported_and_skipped(models, tmp_path, check_line):
     images = tmp_path / "mixed"
     images.mkdir()
     good = sorted(models["images"].glob("*.png"))[:2]
@@ -127,20 +132,20 @@ def test_bad_files_are_reported_and_skipped(models, tmp_path):
                                       "--detector", str(r / "det"), "--classifier", str(r / "attr"), "--no-default"])
     assert result.exit_code == 0, result.output
     assert "3 unreadable" in result.output and "skipped empty.jpg" in result.output
-    lines = [json.loads(x) for x in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    lines = _lines(tmp_path / "o" / "predictions.jsonl", check_line)
     errors = {x["image"]: x["error"] for x in lines if "error" in x}
     assert set(errors) == {"empty.jpg", "text.jpg", "cut.png"}
     assert "empty" in errors["empty.jpg"] and "not an image" in errors["text.jpg"]
     assert sum("garments" in x for x in lines) == 2
 
 
-def test_resume_skips_done_images_and_drops_a_torn_line(models, tmp_path):
-    full = _predict(models, tmp_path / "a")
+def test_resume_skips_done_images_and_drops_a_torn_line(models, tmp_path, check_line):
+    full = _predict(models, check_line, tmp_path / "a")
     out = tmp_path / "b"
     out.mkdir()
     text = (tmp_path / "a" / "predictions.jsonl").read_text().splitlines(keepends=True)
     (out / "predictions.jsonl").write_text("".join(text[:2]) + text[2][: len(text[2]) // 2])  # killed mid-line
-    resumed = _predict(models, out, "--resume")
+    resumed = _predict(models, check_line, out, "--resume")
     assert [x["image"] for x in resumed] == [x["image"] for x in full]
     assert resumed[:2] == full[:2]  # kept as they were
     # redone in other batches: equal up to float noise of batch composition
@@ -159,8 +164,8 @@ def test_clear_errors_for_bad_folders_and_runs(models, tmp_path):
         assert len(result.output.strip().splitlines()) == 1
 
 
-def test_evaluate_scores_the_predictions(models, tmp_path):
-    _predict(models, tmp_path / "out")
+def test_evaluate_scores_the_predictions(models, tmp_path, check_line):
+    _predict(models, check_line, tmp_path / "out")
     # the val images were copied flat and into sub/: point the labels at the same folder layout
     gt = json.loads(models["val"].read_text())
     for i, im in enumerate(sorted(gt["images"], key=lambda x: x["file_name"])):
@@ -176,7 +181,7 @@ def test_evaluate_scores_the_predictions(models, tmp_path):
     assert report["keypoints"]["n_samples"] == 8
 
 
-def test_evaluate_predicts_only_the_labelled_images(models, tmp_path):
+def test_evaluate_predicts_only_the_labelled_images(models, tmp_path, check_line):
     gt = json.loads(models["val"].read_text())
     for i, im in enumerate(sorted(gt["images"], key=lambda x: x["file_name"])):
         im["file_name"] = ("sub/" if i % 2 else "") + im["file_name"]
@@ -189,15 +194,15 @@ def test_evaluate_predicts_only_the_labelled_images(models, tmp_path):
                "--images-root", models["images"], "--detector", r / "det", "--classifier", r / "attr",
                "--keypoints", r / "kp")
     assert "detection: mAP" in out
-    predicted = [json.loads(line)["image"] for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    predicted = [line["image"] for line in _lines(tmp_path / "ev" / "predictions.jsonl", check_line)]
     assert predicted == sorted(im["file_name"] for im in gt["images"]) and dropped["file_name"] not in predicted
 
 
-def test_onnx_runtime_agrees_with_torch(models, tmp_path):
+def test_onnx_runtime_agrees_with_torch(models, tmp_path, check_line):
     r = models["runs"]
     _cli("export", r / "attr", r / "kp", r / "det")
-    torch_lines = _predict(models, tmp_path / "t")
-    onnx_lines = _predict(models, tmp_path / "o", "--runtime", "onnx")
+    torch_lines = _predict(models, check_line, tmp_path / "t")
+    onnx_lines = _predict(models, check_line, tmp_path / "o", "--runtime", "onnx")
     _assert_same_predictions(torch_lines, onnx_lines, box_atol=0.5, prob_atol=2e-3)
 
 

@@ -47,12 +47,14 @@ def test_paths_arrays_and_pil_images_give_the_same_prediction(reader, examples):
     assert by_path.orig_img.shape == (by_path.height, by_path.width, 3)
 
 
-def test_unreadable_path_is_an_error_result_not_an_exception(reader, tmp_path):
+def test_unreadable_path_is_an_error_result_not_an_exception(reader, tmp_path, check_line):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     preds = reader([bad, tmp_path / "missing.jpg"])
     assert preds[0].to_json() == {"image": str(bad), "error": "not an image (format not recognised)"}
     assert preds[1].error == "file not found"
+    for p in preds:
+        check_line(p.to_json())
     one = reader(str(tmp_path / "missing.jpg"))  # one input, not in a list
     assert len(one) == 1 and one[0].image == str(tmp_path / "missing.jpg")
 
@@ -64,13 +66,15 @@ def test_bad_in_memory_input_is_refused_with_its_position(reader):
         reader([np.zeros((8, 8, 3), np.uint8), 3])
 
 
-def test_cli_lines_are_the_readers_to_json(examples, tmp_path):
+def test_cli_lines_are_the_readers_to_json(examples, tmp_path, check_line):
     result = CliRunner().invoke(app, ["predict", "--images", str(EXAMPLES), "--out", str(tmp_path), "--conf", "0.5"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     preds = examples
     assert len(lines) == len(preds) == 3
     for line, pred in zip(lines, preds):
+        check_line(line)
+        check_line(pred.to_json())
         assert ImagePrediction.from_json(line).to_json() == line
         assert line["image"] == Path(pred.image).name and (line["width"], line["height"]) == (pred.width, pred.height)
         assert len(line["garments"]) == len(pred.garments) > 0
