@@ -3,7 +3,7 @@
     python scripts/benchmark.py --profile {tiny,cpu,full} [--data ../shared/data/fashion-bench]
         [--work runs/benchmark] [--report BENCHMARKS.md] [--plots benchmarks] [--threads N] [--device cpu|cuda]
 
-Every model is trained and every prediction made by the real CLI (``python -m fashion2stage.cli``) in a child
+Every model is trained and every prediction made by the real CLI (``python -m fashion2stage``) in a child
 process with ``OMP_NUM_THREADS=--threads``; numbers are read back from the run folders (metrics.json, config.json,
 results.csv) and from predict's summary line. Each ablation changes one option at the profile's training budget.
 Speed ratios compare numbers measured in this one invocation (same machine, same load), each a median of
@@ -153,7 +153,7 @@ def speed_folders(b: Bench, ccp_val: Path) -> tuple[Path, Path]:
 # --- stages: CLI commands in child processes ---------------------------------------------------------------------
 
 def command(args: list) -> str:
-    return "python -m fashion2stage.cli " + shlex.join(str(a) for a in args)
+    return "python -m fashion2stage " + shlex.join(str(a) for a in args)
 
 
 def one_line_error(stderr: str, returncode: int) -> str:
@@ -174,7 +174,7 @@ def cli(b: Bench, stage: str, args: list) -> dict:
     out_path, err_path = logs / f"{stage}.out", logs / f"{stage}.err"
     t0 = time.perf_counter()
     with out_path.open("w") as out, err_path.open("w") as err:
-        child = subprocess.Popen([sys.executable, "-m", "fashion2stage.cli", *map(str, args)],
+        child = subprocess.Popen([sys.executable, "-m", "fashion2stage", *map(str, args)],
                                  stdout=out, stderr=err, env=b.env, cwd=ROOT)
         # wait4: this child's own peak RSS (getrusage(RUSAGE_CHILDREN) is the maximum over all children so far)
         _, status, usage = os.wait4(child.pid, 0)

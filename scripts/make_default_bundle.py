@@ -56,7 +56,7 @@ def copy_run(run: Path, kind: str, dst: Path) -> dict:
 
 def compare(runs: dict[str, Path], bundle: Path, images: Path) -> dict:
     """Largest differences between the pipeline on the float32 run folders and on the float16 bundle."""
-    from fashion2stage.reader import Reader  # noqa: PLC0415
+    from fashion2stage.app.reader import Reader  # noqa: PLC0415
 
     photos = sorted(images.glob("*.jpg"))
     a = Reader(runs["detector"], runs["attributes"], runs["keypoints"], use_default=False)(photos)

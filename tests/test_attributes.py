@@ -187,7 +187,7 @@ def test_tiny_training_run_is_loadable_and_resumable(tmp_path):
 def test_cli_classify_train_with_the_pretrained_default(tmp_path):
     from typer.testing import CliRunner
 
-    from fashion2stage.cli import app
+    from fashion2stage.app.cli import app
 
     cad = tmp_path / "cad"
     args = ["classify-train", "--data", str(_csv_dataset(cad, "train")), "--val", str(_csv_dataset(cad, "val", 4)),

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fashion2stage.cli import app
-from fashion2stage.pipeline import default_bundle
+from fashion2stage.app.cli import app
+from fashion2stage.app.pipeline import default_bundle
 from fashion2stage.runs import load_config, load_labels
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 
 pytestmark = pytest.mark.slow
 

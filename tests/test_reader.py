@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fashion2stage import Reader
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 from fashion2stage.geometry import box_iou
 from fashion2stage.images import load_image
 from fashion2stage.results import ImagePrediction
