@@ -18,7 +18,14 @@ from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import soft_targets
 from fashion2stage.records import Dataset, Garment, ImageRecord
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread per test, restored afterwards (the suite runs two workers on two cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_forward_backward_one_head_per_key():

@@ -24,11 +24,6 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _not_built(stage: str) -> None:
-    typer.echo(f"fashion2stage: {stage} is not built yet in this version.", err=True)
-    raise typer.Exit(code=2)
-
-
 @app.command("detect-train")
 def detect_train(
     data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, or "
