@@ -57,8 +57,9 @@ def test_plot_and_crops_use_the_kept_image():
         pred.plot()
     pred.orig_img = img
     overlay = pred.plot()
-    assert overlay.dtype == np.uint8 and overlay.ndim == 3 and overlay.shape[0] == 80 and overlay.shape[2] == 3
-    assert not np.array_equal(overlay[:, :120], img) and img.max() == 200  # drawn on a copy
+    # the photo at the top left, the attribute panel on its right (taller than this small photo: the canvas grows)
+    assert overlay.dtype == np.uint8 and overlay.shape[0] >= 80 and overlay.shape[1] > 120 and overlay.shape[2] == 3
+    assert not np.array_equal(overlay[:80, :120], img) and img.max() == 200  # drawn on a copy
     spec = CropSpec(width=32, height=48, padding=1.0)
     crops = pred.crops(spec)
     assert len(crops) == 2 and all(c.shape == (48, 32, 3) for c in crops)
@@ -80,3 +81,16 @@ def test_the_schema_refuses_what_the_contract_forbids(check_line):
     for line in bad_lines:
         with pytest.raises(jsonschema.ValidationError):
             check_line(line)
+
+
+def test_box_labels_never_cover_each_other():
+    from fashion2stage.plotting import _place
+
+    taken = []
+    for _ in range(3):  # three garments with the same box: the labels go above, inside the top, inside the bottom
+        x, y = _place([50, 60, 150, 200], (80, 20), taken, 400, 300)
+        taken.append((x, y, x + 80, y + 20))
+    for i, a in enumerate(taken):
+        assert 0 <= a[0] and a[2] <= 400 and 0 <= a[1] and a[3] <= 300
+        for b in taken[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
