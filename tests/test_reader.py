@@ -93,3 +93,11 @@ def test_plot_and_crops(examples):
     np.testing.assert_array_equal(overlay[:20, :20], pred.orig_img[:20, :20])  # a corner no garment reaches
     crops = pred.crops()
     assert len(crops) == len(pred.garments) > 0 and all(c.shape == (224, 224, 3) for c in crops)
+
+
+def test_the_shipped_models_fill_the_three_roles(reader):
+    from fashion2stage.roles import AttributeClassifier, Detector, KeypointEstimator
+
+    p = reader.pipeline
+    assert isinstance(p.detector, Detector) and isinstance(p.attributes, AttributeClassifier)
+    assert isinstance(p.keypoints, KeypointEstimator)

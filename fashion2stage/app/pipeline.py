@@ -1,4 +1,4 @@
-"""The two-stage pipeline: detector -> padded crops -> attribute heads and keypoint model -> records.
+"""The two-stage pipeline: detector -> padded crops -> attribute heads and keypoint model -> ImagePrediction.
 
 Data flow for one batch of decoded images (all frames are image pixels unless a name says ``_crop``):
 
