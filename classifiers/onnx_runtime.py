@@ -73,7 +73,8 @@ def export_keypoint_run(run_dir: str | Path) -> Path:
 
 
 def use_onnx(predictor, run_dir: str | Path, threads: int = 0):
-    """Swap a loaded predictor's torch network for the run folder's ``model.onnx`` (exported if missing)."""
+    """Swap a loaded predictor's torch network for the run folder's ``model.onnx``; FileNotFoundError when there is
+    none (``fashion2stage export RUN`` writes it)."""
     path = Path(run_dir) / ONNX_FILE
     keys = getattr(predictor.model, "keys", None)
     if not path.is_file():

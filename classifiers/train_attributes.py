@@ -132,7 +132,7 @@ def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: Lab
     need = [force or needs_detections(d, labels) for d in datasets]
     if cfg.detector is None or not any(need):
         return [None] * len(datasets)
-    from detectors import load_detector  # noqa: PLC0415  (the detector stack loads only when used)
+    from detectors.load import load_detector  # noqa: PLC0415  (the detector stack loads only when used)
 
     detector = load_detector(cfg.detector, cfg.device)
     out = []

@@ -4,9 +4,3 @@
 ``Detector.predict(images, conf=0.25, batch_size=8) -> list[list[Garment]]``; training lives in
 ``detectors.train`` (shared steps), ``detectors.faster_rcnn_train`` and ``detectors.yolo_train``.
 """
-
-
-def load_detector(run_dir, device: str = "cpu"):
-    """See :func:`detectors.load.load_detector` (imported on use: torch and ultralytics stay unloaded until then)."""
-    from detectors.load import load_detector as _load  # noqa: PLC0415
-    return _load(run_dir, device)

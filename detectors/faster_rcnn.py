@@ -31,7 +31,7 @@ class FasterRCNNConfig:
     min_size: tuple[int, ...] = (320, 352, 384, 416)  # training picks one at random per batch; inference the last
     max_size: int = 640
     fpn_channels: int = 128
-    trainable_stages: int = 4  # of the backbone's 5 stages, counted from the top; the rest (and all BN) frozen
+    trainable_stages: int = 4  # of timm's 7 EfficientNet blocks, counted from the top; the rest (and all BN) frozen
     rpn_batch_size_per_image: int = 128
     box_batch_size_per_image: int = 128
     rpn_pre_nms_top_n_train: int = 1000

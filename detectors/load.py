@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
 
 from fashion2stage.labels import LabelSet
-from fashion2stage.records import Garment
+from fashion2stage.roles import Detector
 from fashion2stage.runs import load_config, load_labels
-
-
-class Detector(Protocol):
-    labels: LabelSet
-
-    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
-        """images: (H, W, 3) uint8 RGB. Per image, garments with ``box_xyxy`` in its pixels, ``type``, ``score``."""
-        ...
 
 
 def _faster_rcnn(run: Path, config: dict, labels: LabelSet, device: str) -> Detector:

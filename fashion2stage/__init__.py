@@ -11,7 +11,7 @@ __all__ = ["Reader", "ImagePrediction", "GarmentPrediction", "AttributePredictio
 def __getattr__(name: str):
     # lazy: `import fashion2stage` stays light (a reader of predictions.jsonl needs no torch)
     if name == "Reader":
-        from fashion2stage.reader import Reader  # noqa: PLC0415
+        from fashion2stage.app.reader import Reader  # noqa: PLC0415
         return Reader
     if name in ("ImagePrediction", "GarmentPrediction", "AttributePrediction"):
         from fashion2stage import results  # noqa: PLC0415

@@ -82,9 +82,6 @@ class CropTransform:
         p[..., 1] = (p[..., 1] - self.y0) / self.scale
         return p
 
-    def box_to_image(self, box_crop_xyxy) -> np.ndarray:
-        return self.to_image(np.asarray(box_crop_xyxy, dtype=np.float64).reshape(2, 2)).reshape(4)
-
     def box_to_crop(self, box_image_xyxy) -> np.ndarray:
         return self.to_crop(np.asarray(box_image_xyxy, dtype=np.float64).reshape(2, 2)).reshape(4)
 

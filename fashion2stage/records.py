@@ -68,11 +68,6 @@ def safe_relpath(name: str, source: str | Path, line: int | None = None) -> str:
     return str(p)
 
 
-def marks_from_index(n_values: int, index: int) -> str:
-    """The mark string with a single ``y`` at ``index``."""
-    return "".join("y" if i == index else "n" for i in range(n_values))
-
-
 def validate_marks(marks: str, key: str, labels: LabelSet, source: str | Path, line: int | None = None) -> str:
     """Check a FashionAI mark string against the label set: known key, right length, only y/n/m, exactly one y."""
     if key not in labels.attributes:

@@ -113,8 +113,10 @@ class ImagePrediction:
         return self.orig_img
 
     def plot(self, image: np.ndarray | None = None) -> np.ndarray:
-        """The overlay, (H, W', 3) uint8 RGB: boxes, types and scores, attributes and landmarks drawn for people to
-        look at (fashion2stage.plotting). ``image`` defaults to ``orig_img``."""
+        """The overlay for people to look at, uint8 RGB: the photo with one numbered label per box (type, score) and
+        the landmarks, and on its right a panel of each garment's attributes under the box's number and colour
+        (fashion2stage.plotting; the canvas is wider than the photo, and taller when the panel needs it).
+        ``image`` defaults to ``orig_img``."""
         from fashion2stage.plotting import draw_overlay  # noqa: PLC0415  (cv2 drawing only when asked)
 
         return draw_overlay(self._image() if image is None else image, self)

@@ -73,13 +73,6 @@ FASHIONAI_NE_NORMALISER: dict[str, tuple[str, str]] = {
     "trousers": ("waistband_left", "waistband_right"),
 }
 
-# DeepFashion's 8-landmark layout (also fashion-bench/landmarks). No FashionAI normaliser: NE uses the box diagonal.
-DEEPFASHION_LANDMARKS: tuple[str, ...] = (
-    "left_collar", "right_collar", "left_sleeve", "right_sleeve",
-    "left_waistline", "right_waistline", "left_hem", "right_hem",
-)
-
-
 def mirror_name(name: str) -> str:
     """The name of the point a horizontal flip turns ``name`` into ("cuff_left_in" -> "cuff_right_in")."""
     parts = name.split("_")

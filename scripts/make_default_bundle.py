@@ -11,14 +11,18 @@ weights as float16 safetensors: half the size of float32, and loaded back into t
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from fashion2stage.io import write_json_atomic
 from fashion2stage.runs import load_config
 
+ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("detector", "attributes", "keypoints")
 KEEP = ("config.json", "labels.json", "metrics.json")
 FP16_MAX = 65504.0
@@ -36,6 +40,17 @@ def half_weights(src: Path, dst: Path) -> tuple[int, int]:
     return src.stat().st_size, dst.stat().st_size
 
 
+def relative_paths(value, root: Path):
+    """``value`` (parsed JSON) with every absolute path string made relative to ``root``, POSIX separators."""
+    if isinstance(value, dict):
+        return {k: relative_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, root) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(os.path.relpath(value, root)).as_posix()
+    return value
+
+
 def copy_run(run: Path, kind: str, dst: Path) -> dict:
     try:
         config = load_config(run, kind=kind)
@@ -50,13 +65,15 @@ def copy_run(run: Path, kind: str, dst: Path) -> dict:
     for name in KEEP:
         if (run / name).is_file():
             shutil.copyfile(run / name, dst / name)
+    # training records absolute paths; the shipped copy names them relative to the repository (no machine's paths)
+    write_json_atomic(dst / "config.json", relative_paths(json.loads((run / "config.json").read_text()), ROOT))
     before, after = half_weights(run / weights, dst / weights)
     return {"run": run.name, "weights_mb_float32": round(before / 2**20, 1), "weights_mb_bundle": round(after / 2**20, 1)}
 
 
 def compare(runs: dict[str, Path], bundle: Path, images: Path) -> dict:
     """Largest differences between the pipeline on the float32 run folders and on the float16 bundle."""
-    from fashion2stage.reader import Reader  # noqa: PLC0415
+    from fashion2stage.app.reader import Reader  # noqa: PLC0415
 
     photos = sorted(images.glob("*.jpg"))
     a = Reader(runs["detector"], runs["attributes"], runs["keypoints"], use_default=False)(photos)
@@ -84,9 +101,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for stage in STAGES:
         ap.add_argument(f"--{stage}", type=Path, required=True, help=f"{stage} run folder")
-    root = Path(__file__).resolve().parents[1]
-    ap.add_argument("--out", type=Path, default=root / "fashion2stage" / "default_model")
-    ap.add_argument("--images", type=Path, default=root / "examples" / "images", help="photos for the float16 check")
+    ap.add_argument("--out", type=Path, default=ROOT / "fashion2stage" / "default_model")
+    ap.add_argument("--images", type=Path, default=ROOT / "examples" / "images", help="photos for the float16 check")
     args = ap.parse_args()
     for stage in STAGES:
         info = copy_run(getattr(args, stage), stage, args.out / stage)

@@ -17,3 +17,24 @@ def bench() -> Path:
     if not BENCH.is_dir():
         pytest.skip(f"fashion-bench data not found at {BENCH}")
     return BENCH
+
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predictions.schema.json"
+
+
+@pytest.fixture(scope="session")
+def check_line():
+    """Validate one predictions.jsonl line (a dict) against docs/predictions.schema.json; raises on a violation."""
+    import json
+
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def check(line: dict) -> dict:
+        validator.validate(line)
+        return line
+
+    return check

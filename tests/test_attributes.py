@@ -18,7 +18,14 @@ from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import soft_targets
 from fashion2stage.records import Dataset, Garment, ImageRecord
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread per test, restored afterwards (the suite runs two workers on two cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_forward_backward_one_head_per_key():
@@ -187,7 +194,7 @@ def test_tiny_training_run_is_loadable_and_resumable(tmp_path):
 def test_cli_classify_train_with_the_pretrained_default(tmp_path):
     from typer.testing import CliRunner
 
-    from fashion2stage.cli import app
+    from fashion2stage.app.cli import app
 
     cad = tmp_path / "cad"
     args = ["classify-train", "--data", str(_csv_dataset(cad, "train")), "--val", str(_csv_dataset(cad, "val", 4)),

@@ -73,7 +73,7 @@ def test_tiny_profile_writes_a_report_with_numbers_and_plots(bench, tmp_path):
     assert [r[2] for r in full] == ["1", "4"] and all(numbers(r)[1] > 0 for r in full)
     assert {r[0] for r in rows(speed)} >= {"detector only (faster-rcnn)", "detector only (yolo)"}
     assert "batch 4 / batch 1, torch" in speed and "the second stage's cost" in speed
-    predict_cmds = [ln for ln in speed.splitlines() if ln.startswith("python -m fashion2stage.cli predict")]
+    predict_cmds = [ln for ln in speed.splitlines() if ln.startswith("python -m fashion2stage predict")]
     assert len(predict_cmds) == 4 and all(ln.endswith("--threads 1") for ln in predict_cmds)
     memory = rows(s["Peak memory vs number of images (full pipeline, torch)"])
     assert [r[0] for r in memory] == ["4", "40"] and all(numbers(r)[2] > 100 for r in memory)  # MiB

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fashion2stage.cli import app
-from fashion2stage.pipeline import default_bundle
+from fashion2stage.app.cli import app
+from fashion2stage.app.pipeline import default_bundle
 from fashion2stage.runs import load_config, load_labels
 
 pytestmark = pytest.mark.slow
@@ -27,11 +27,12 @@ def test_bundle_is_complete_and_small():
 
 
 @pytest.fixture(scope="module")
-def predictions(tmp_path_factory):
+def predictions(tmp_path_factory, check_line):
     out = tmp_path_factory.mktemp("default") / "out"
     result = CliRunner().invoke(app, ["predict", "--images", str(EXAMPLES), "--out", str(out), "--overlays"])
     assert result.exit_code == 0, result.output
-    return out, [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    # every line validates against docs/predictions.schema.json
+    return out, [check_line(json.loads(line)) for line in (out / "predictions.jsonl").read_text().splitlines()]
 
 
 def test_default_predict_follows_the_contract(predictions):

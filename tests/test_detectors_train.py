@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from detectors.load import load_detector
 from detectors.train import DetectTrainConfig, train_detector
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 from fashion2stage.records import Garment
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -119,6 +119,7 @@ def test_keypoint_csv_round_trip(tmp_path):
     write_keypoint_csv(out, ds.records, ds.labels)
     assert sorted(out.read_text().splitlines()) == sorted(src.read_text().splitlines())
     again = read_keypoint_csv(out)
+    assert [len(r.garments) for r in again.records] == [2, 1]
     for r1, r2 in zip(ds.records, again.records):
         for g1, g2 in zip(r1.garments, r2.garments):
             np.testing.assert_array_equal(g1.keypoints, g2.keypoints)

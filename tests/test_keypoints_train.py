@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from classifiers.keypoint_data import garment_crop, keypoint_samples, read_keypoint_dataset
 from classifiers.keypoints import load_keypoint_model
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.metrics import keypoint_report
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 from fashion2stage.errors import DataError
 from fashion2stage.foreground import foreground_box
 from fashion2stage.formats.folders import read_class_folders, read_class_mapping

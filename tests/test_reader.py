@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fashion2stage import Reader
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 from fashion2stage.geometry import box_iou
 from fashion2stage.images import load_image
 from fashion2stage.results import ImagePrediction
@@ -47,12 +47,14 @@ def test_paths_arrays_and_pil_images_give_the_same_prediction(reader, examples):
     assert by_path.orig_img.shape == (by_path.height, by_path.width, 3)
 
 
-def test_unreadable_path_is_an_error_result_not_an_exception(reader, tmp_path):
+def test_unreadable_path_is_an_error_result_not_an_exception(reader, tmp_path, check_line):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     preds = reader([bad, tmp_path / "missing.jpg"])
     assert preds[0].to_json() == {"image": str(bad), "error": "not an image (format not recognised)"}
     assert preds[1].error == "file not found"
+    for p in preds:
+        check_line(p.to_json())
     one = reader(str(tmp_path / "missing.jpg"))  # one input, not in a list
     assert len(one) == 1 and one[0].image == str(tmp_path / "missing.jpg")
 
@@ -64,13 +66,15 @@ def test_bad_in_memory_input_is_refused_with_its_position(reader):
         reader([np.zeros((8, 8, 3), np.uint8), 3])
 
 
-def test_cli_lines_are_the_readers_to_json(examples, tmp_path):
+def test_cli_lines_are_the_readers_to_json(examples, tmp_path, check_line):
     result = CliRunner().invoke(app, ["predict", "--images", str(EXAMPLES), "--out", str(tmp_path), "--conf", "0.5"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     preds = examples
     assert len(lines) == len(preds) == 3
     for line, pred in zip(lines, preds):
+        check_line(line)
+        check_line(pred.to_json())
         assert ImagePrediction.from_json(line).to_json() == line
         assert line["image"] == Path(pred.image).name and (line["width"], line["height"]) == (pred.width, pred.height)
         assert len(line["garments"]) == len(pred.garments) > 0
@@ -85,6 +89,15 @@ def test_cli_lines_are_the_readers_to_json(examples, tmp_path):
 def test_plot_and_crops(examples):
     pred = examples[2]
     overlay = pred.plot()
-    assert overlay.dtype == np.uint8 and overlay.shape[0] == pred.height and overlay.shape[2] == 3
+    assert overlay.dtype == np.uint8 and overlay.shape[0] >= pred.height and overlay.shape[1] > pred.width
+    np.testing.assert_array_equal(overlay[:20, :20], pred.orig_img[:20, :20])  # a corner no garment reaches
     crops = pred.crops()
     assert len(crops) == len(pred.garments) > 0 and all(c.shape == (224, 224, 3) for c in crops)
+
+
+def test_the_shipped_models_fill_the_three_roles(reader):
+    from fashion2stage.roles import AttributeClassifier, Detector, KeypointEstimator
+
+    p = reader.pipeline
+    assert isinstance(p.detector, Detector) and isinstance(p.attributes, AttributeClassifier)
+    assert isinstance(p.keypoints, KeypointEstimator)

@@ -19,8 +19,8 @@ def _dumps(d: dict) -> str:
     return json.dumps(d, separators=(",", ":"))
 
 
-def test_a_line_reads_back_to_the_same_bytes():
-    pred = ImagePrediction.from_json(json.loads(LINE))
+def test_a_line_reads_back_to_the_same_bytes(check_line):
+    pred = ImagePrediction.from_json(check_line(json.loads(LINE)))
     assert _dumps(pred.to_json()) == LINE
     assert pred.garments[0].attributes["sleeve_length"] == AttributePrediction("long", 0.82, [0.05, 0.13, 0.82])
     assert pred.attributes["sleeve_length"].garment == 0 and pred.attributes["length"].garment is None
@@ -28,8 +28,9 @@ def test_a_line_reads_back_to_the_same_bytes():
     assert pred.orig_img is None
 
 
-def test_error_lines_carry_the_image_and_the_problem_only():
+def test_error_lines_carry_the_image_and_the_problem_only(check_line):
     pred = ImagePrediction(image="bad.jpg", error="empty file (0 bytes)")
+    check_line(pred.to_json())
     assert _dumps(pred.to_json()) == '{"image":"bad.jpg","error":"empty file (0 bytes)"}'
     assert ImagePrediction.from_json(pred.to_json()) == pred
 
@@ -56,10 +57,40 @@ def test_plot_and_crops_use_the_kept_image():
         pred.plot()
     pred.orig_img = img
     overlay = pred.plot()
-    assert overlay.dtype == np.uint8 and overlay.ndim == 3 and overlay.shape[0] == 80 and overlay.shape[2] == 3
-    assert not np.array_equal(overlay[:, :120], img) and img.max() == 200  # drawn on a copy
+    # the photo at the top left, the attribute panel on its right (taller than this small photo: the canvas grows)
+    assert overlay.dtype == np.uint8 and overlay.shape[0] >= 80 and overlay.shape[1] > 120 and overlay.shape[2] == 3
+    assert not np.array_equal(overlay[:80, :120], img) and img.max() == 200  # drawn on a copy
     spec = CropSpec(width=32, height=48, padding=1.0)
     crops = pred.crops(spec)
     assert len(crops) == 2 and all(c.shape == (48, 32, 3) for c in crops)
     # the blouse box is the bright square; its unpadded crop at this aspect is mostly bright, centred
     assert crops[0][24, 16].tolist() == [200, 200, 200]
+
+
+def test_the_schema_refuses_what_the_contract_forbids(check_line):
+    import jsonschema
+
+    good = json.loads(LINE)
+    bad_lines = [
+        {k: v for k, v in good.items() if k != "width"},  # a field missing
+        {**good, "garments": [{**good["garments"][0], "box": [1, 2, 3]}]},  # a box of 3 numbers
+        {**good, "attributes": {"length": {"value": "short", "score": 0.6, "probs": [0.6, 0.4]}}},  # no "garment"
+        {**good, "garments": [{**good["garments"][0], "score": 1.5}]},  # a score above 1
+        {"image": "a.jpg", "error": "x", "width": 3},  # an error line with more than the error
+    ]
+    for line in bad_lines:
+        with pytest.raises(jsonschema.ValidationError):
+            check_line(line)
+
+
+def test_box_labels_never_cover_each_other():
+    from fashion2stage.plotting import _place
+
+    taken = []
+    for _ in range(3):  # three garments with the same box: the labels go above, inside the top, inside the bottom
+        x, y = _place([50, 60, 150, 200], (80, 20), taken, 400, 300)
+        taken.append((x, y, x + 80, y + 20))
+    for i, a in enumerate(taken):
+        assert 0 <= a[0] and a[2] <= 400 and 0 <= a[1] and a[3] <= 300
+        for b in taken[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)

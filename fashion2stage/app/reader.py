@@ -15,7 +15,7 @@ import numpy as np
 
 from fashion2stage.errors import ImageReadError
 from fashion2stage.images import load_image, rgb_from_pil
-from fashion2stage.pipeline import Pipeline, load_pipeline
+from fashion2stage.app.pipeline import Pipeline, default_batch_size, load_pipeline
 from fashion2stage.results import ImagePrediction
 
 ImageInput = Union[str, Path, np.ndarray, "PIL.Image.Image"]  # noqa: F821
@@ -36,8 +36,7 @@ class Reader:
         self.pipeline: Pipeline = load_pipeline(detector, classifier, keypoints, device=device,
                                                 use_default=use_default, runtime=runtime, threads=threads,
                                                 conf=conf, flip_tta=flip_tta)
-        # BENCHMARKS.md: torch on 2 CPU cores is fastest one image at a time; other runtimes batch
-        self.batch_size = batch_size or (1 if runtime == "torch" and device == "cpu" else 8)
+        self.batch_size = batch_size or default_batch_size(runtime, device)
 
     def __call__(self, images: ImageInput | list[ImageInput]) -> list[ImagePrediction]:
         """One ImagePrediction per input, in order. Paths are decoded upright (EXIF) to RGB; an unreadable path gives

@@ -24,11 +24,6 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _not_built(stage: str) -> None:
-    typer.echo(f"fashion2stage: {stage} is not built yet in this version.", err=True)
-    raise typer.Exit(code=2)
-
-
 @app.command("detect-train")
 def detect_train(
     data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, or "
@@ -228,42 +223,45 @@ def predict(
             raise ValueError
     except ValueError:
         _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
-    if batch_size == 0:  # BENCHMARKS.md: torch on 2 CPU cores, 2.8 img/s at batch 1 against 1.7 at batch 8
-        batch_size = 1 if runtime == "torch" and device == "cpu" else 8
-    _predict(images, out, dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device,
-                               use_default=not no_default, runtime=runtime, threads=threads, conf=conf,
-                               flip_tta=flip_tta),
-             batch_size=batch_size, resume=resume, shard=(i, n), threads=threads,
-             writers=dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv,
-                          overlays=overlays))
+    from fashion2stage.app.outputs import PredictionWriters  # noqa: PLC0415
+    from fashion2stage.app.pipeline import default_batch_size  # noqa: PLC0415
+
+    pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
+                          runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
+    writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
+                                             fashionai_keypoints=keypoint_csv, overlays=overlays)
+    _predict_folder(pipe, images, out, batch_size=batch_size or default_batch_size(runtime, device), resume=resume,
+                    shard=(i, n), writers=writers)
 
 
-def _predict(images: Path, out: Path, models: dict, batch_size: int, threads: int = 0, resume: bool = False,
-             shard: tuple[int, int] = (0, 1), writers: dict | None = None, files: list[str] | None = None) -> None:
-    """What ``predict`` does once its options are parsed (``evaluate`` calls it with ``files``: the labelled images)."""
-    from fashion2stage.outputs import PredictionWriters  # noqa: PLC0415
-    from fashion2stage.pipeline import load_pipeline  # noqa: PLC0415
-    from fashion2stage.predict import predict_folder  # noqa: PLC0415
+def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bool = True, runtime: str = "torch",
+                   threads: int = 0, conf: float = 0.25, flip_tta: bool = False):
+    from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
 
     _set_threads(threads)
     try:
-        pipe = load_pipeline(**models)
+        return load_pipeline(detector, classifier, keypoints, device=device, use_default=use_default,
+                             runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    garment_types = pipe.detector.labels.garment_types if pipe.detector is not None else []
-    writer = PredictionWriters(out, garment_types, pipe.keypoints.labels if pipe.keypoints else None, **(writers or {}))
+
+
+def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool = False,
+                    shard: tuple[int, int] = (0, 1), writers=None, files: list[str] | None = None) -> None:
+    """Run ``predict_folder`` and tell the user what happened (unreadable files, speed, files written)."""
+    from fashion2stage.app.predict import predict_folder  # noqa: PLC0415
+
     try:
         summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
-                                 on_batch=writer, files=files)
+                                 on_batch=writers, files=files)
     except FileNotFoundError as e:
         _fail(str(e))
-    written = writer.close()
+    written = writers.close() if writers is not None else []
     for rel, problem in summary.errors[:20]:
         typer.echo(f"skipped {rel}: {problem}", err=True)
     if len(summary.errors) > 20:
         typer.echo(f"... and {len(summary.errors) - 20} more unreadable files (see 'error' lines in predictions.jsonl)", err=True)
-    typer.echo(f"{summary.line()} -> {out / 'predictions.jsonl'}"
-               + "".join(f", {p}" for p in written))
+    typer.echo(f"{summary.line()} -> {out / 'predictions.jsonl'}" + "".join(f", {p}" for p in written))
 
 
 @app.command("evaluate")
@@ -292,7 +290,8 @@ def evaluate(
                                help="Detector threshold when predicting here (low: mAP integrates over all scores)."),
 ) -> None:
     """Score predictions against labelled data: detection mAP, attribute accuracy / AP, keypoint NE and PCK."""
-    from fashion2stage import evaluate as ev  # noqa: PLC0415
+    from fashion2stage.app.evaluate import (evaluate_predictions, plot_type_confusion, read_predictions,  # noqa: PLC0415
+                                            report_lines)
     from fashion2stage.errors import DataError  # noqa: PLC0415
     from fashion2stage.formats.coco import read_coco_detection, read_coco_keypoints  # noqa: PLC0415
     from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
@@ -318,42 +317,20 @@ def evaluate(
         # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
         labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types) if gt
                            for r in gt.records})
-        _predict(images, out, dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device,
-                                   conf=conf), batch_size=batch_size, files=labelled)
+        pipe = _load_pipeline(detector, classifier, keypoints, device=device, conf=conf)
+        _predict_folder(pipe, images, out, batch_size=batch_size, files=labelled)
         predictions = out / "predictions.jsonl"
-    report = {}
     try:
-        preds = ev.read_predictions(predictions)
-        if gt_boxes:
-            report["detection"] = ev.evaluate_boxes(gt_boxes, preds)
-            if gt_boxes.labels.attributes:
-                report["garment_attributes"] = ev.evaluate_garment_attributes(gt_boxes, preds)
-        if gt_attributes:
-            report["image_attributes"] = ev.evaluate_image_attributes(gt_attributes, preds)
-        if gt_keypoints:
-            report["keypoints"] = ev.evaluate_keypoints(gt_keypoints, preds)
-        if gt_types:
-            report["types"] = ev.evaluate_types(gt_types, preds, type_conf)
-            ev.plot_type_confusion(report["types"], Path(predictions).parent / "confusion_types.png")
+        report = evaluate_predictions(read_predictions(predictions), gt_boxes, gt_attributes, gt_keypoints,
+                                      gt_types, type_conf)
+        if "types" in report:
+            plot_type_confusion(report["types"], Path(predictions).parent / "confusion_types.png")
     except (DataError, FileNotFoundError) as e:
         _fail(str(e))
     path = Path(predictions).parent / "evaluation.json"
     write_json_atomic(path, report)
-    if "detection" in report:
-        d = report["detection"]
-        typer.echo(f"detection: mAP@[.5:.95] {d['map']:.3f}  mAP@.5 {d['map50']:.3f}")
-    for part in ("garment_attributes", "image_attributes"):
-        if part in report:
-            a = report[part]
-            typer.echo(f"{part}: mAP {a['mAP']:.3f}  mean accuracy {a['mean_accuracy']:.3f}  ("
-                       + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in a["keys"].items()) + ")")
-    if "types" in report:
-        t = report["types"]
-        typer.echo(f"types (garments scoring >= {t['conf']}): top-type accuracy {t['type_accuracy'] or 0:.3f}  "
-                   f"no-garment rate {t['no_garment_rate'] or 0:.3f}  six-way accuracy {t['six_way_accuracy']:.3f}")
-    if "keypoints" in report:
-        k = report["keypoints"]
-        typer.echo(f"keypoints: NE {k['ne']:.2f}%  PCK@0.1 {k['pck@0.1']:.3f}")
+    for line in report_lines(report):
+        typer.echo(line)
     typer.echo(f"-> {path}")
 
 

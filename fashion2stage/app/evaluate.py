@@ -180,3 +180,44 @@ def plot_type_confusion(report: dict, path: str | Path, title: str = "") -> None
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def evaluate_predictions(predictions: dict[str, ImagePrediction], boxes: Dataset | None = None,
+                         attributes: Dataset | None = None, keypoints: Dataset | None = None,
+                         types: Dataset | None = None, type_conf: float = 0.25) -> dict:
+    """Every score the labelled sets given allow: ``detection`` and ``garment_attributes`` (``boxes``, the latter when
+    its garments carry attribute labels), ``image_attributes`` (``attributes``), ``keypoints`` (``keypoints``),
+    ``types`` (a class-folder set, garments scoring at least ``type_conf``)."""
+    report = {}
+    if boxes:
+        report["detection"] = evaluate_boxes(boxes, predictions)
+        if boxes.labels.attributes:
+            report["garment_attributes"] = evaluate_garment_attributes(boxes, predictions)
+    if attributes:
+        report["image_attributes"] = evaluate_image_attributes(attributes, predictions)
+    if keypoints:
+        report["keypoints"] = evaluate_keypoints(keypoints, predictions)
+    if types:
+        report["types"] = evaluate_types(types, predictions, type_conf)
+    return report
+
+
+def report_lines(report: dict) -> list[str]:
+    """The headline numbers of an evaluation report, one line per part."""
+    lines = []
+    if "detection" in report:
+        d = report["detection"]
+        lines.append(f"detection: mAP@[.5:.95] {d['map']:.3f}  mAP@.5 {d['map50']:.3f}")
+    for part in ("garment_attributes", "image_attributes"):
+        if part in report:
+            a = report[part]
+            lines.append(f"{part}: mAP {a['mAP']:.3f}  mean accuracy {a['mean_accuracy']:.3f}  ("
+                         + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in a["keys"].items()) + ")")
+    if "types" in report:
+        t = report["types"]
+        lines.append(f"types (garments scoring >= {t['conf']}): top-type accuracy {t['type_accuracy'] or 0:.3f}  "
+                     f"no-garment rate {t['no_garment_rate'] or 0:.3f}  six-way accuracy {t['six_way_accuracy']:.3f}")
+    if "keypoints" in report:
+        k = report["keypoints"]
+        lines.append(f"keypoints: NE {k['ne']:.2f}%  PCK@0.1 {k['pck@0.1']:.3f}")
+    return lines

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fashion2stage.app.pipeline import Pipeline
 from fashion2stage.formats.coco import write_coco_results
 from fashion2stage.formats.fashionai import write_attribute_submission, write_keypoint_csv
 from fashion2stage.geometry import xyxy_to_xywh
@@ -32,6 +33,15 @@ class PredictionWriters:
         self.kpt_records = [] if fashionai_keypoints and keypoint_labels is not None else None
         self.overlays = overlays
         self.n = 0  # images seen: the COCO image_id of an image is its 1-based position in the input order
+
+    @classmethod
+    def for_pipeline(cls, out_dir: Path, pipeline: Pipeline, coco: bool = False, fashionai_attributes: bool = False,
+                     fashionai_keypoints: bool = False, overlays: bool = False) -> PredictionWriters:
+        """The writers asked for, with the label sets of ``pipeline``'s models."""
+        types = pipeline.detector.labels.garment_types if pipeline.detector is not None else []
+        kp_labels = pipeline.keypoints.labels if pipeline.keypoints is not None else None
+        return cls(out_dir, types, kp_labels, coco=coco, fashionai_attributes=fashionai_attributes,
+                   fashionai_keypoints=fashionai_keypoints, overlays=overlays)
 
     def __call__(self, predictions: list[ImagePrediction]) -> None:
         for pred in predictions:

@@ -19,7 +19,7 @@ import numpy as np
 from fashion2stage.errors import ImageReadError
 from fashion2stage.images import load_image
 from fashion2stage.io import write_text_atomic
-from fashion2stage.pipeline import Pipeline
+from fashion2stage.app.pipeline import Pipeline
 from fashion2stage.results import ImagePrediction
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -1,0 +1,48 @@
+"""The three model roles of the pipeline, as typed interfaces (``typing.Protocol``): what the application layer may
+call on a model, whichever backend implements it (torch or ONNX Runtime; Faster R-CNN or YOLO).
+
+Implementations: Detector - detectors.faster_rcnn.FasterRCNNDetector, detectors.yolo.YoloDetector,
+detectors.export.OnnxFasterRCNNDetector (all built by detectors.load.load_detector); AttributeClassifier -
+classifiers.attributes.AttributePredictor; KeypointEstimator - classifiers.keypoints.KeypointPredictor (both keep
+this interface when classifiers.onnx_runtime.use_onnx swaps their network for an ONNX Runtime session).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from fashion2stage.geometry import CropSpec
+from fashion2stage.labels import LabelSet
+from fashion2stage.records import Garment
+
+
+@runtime_checkable
+class Detector(Protocol):
+    labels: LabelSet  # garment_types: the types it can return
+
+    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+        """images: (H, W, 3) uint8 RGB. Per image, garments scoring >= ``conf`` with ``type``, ``score`` and
+        ``box_xyxy`` in that image's pixels."""
+        ...
+
+
+@runtime_checkable
+class AttributeClassifier(Protocol):
+    labels: LabelSet  # attributes: key -> value names (the order of the probabilities); attribute_types
+    crop_spec: CropSpec  # how its crops must be cut (geometry.crop)
+
+    def predict(self, crops: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order}."""
+        ...
+
+
+@runtime_checkable
+class KeypointEstimator(Protocol):
+    labels: LabelSet  # keypoints: the union set; keypoints_per_type: each type's subset
+    crop_spec: CropSpec
+
+    def predict(self, crops: np.ndarray, types: list[str]) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` of garments of ``types`` -> (N, K, 3): x, y in the
+        crop frame and a score per keypoint of the union set; NaN for points outside a garment type's subset."""
+        ...
