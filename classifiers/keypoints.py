@@ -14,7 +14,7 @@ from torch import nn
 
 from classifiers.backbones import create_backbone, normalisation
 from classifiers.heatmaps import decode
-from classifiers.keypoint_data import can_flip, to_tensor, type_mask
+from classifiers.keypoint_inputs import can_flip, to_tensor, type_mask
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.runs import load_config, load_labels, load_weights
