@@ -378,7 +378,10 @@ def export(
             from classifiers.onnx_runtime import export_keypoint_run as export_run  # noqa: PLC0415
         else:
             from detectors.export import export_detector_onnx as export_run  # noqa: PLC0415
-        typer.echo(f"{run}: {kind} -> {export_run(run)}")
+        try:
+            typer.echo(f"{run}: {kind} -> {export_run(run)}")
+        except (FileNotFoundError, ValueError) as e:  # a broken model file: DataError naming it
+            _fail(str(e))
 
 
 if __name__ == "__main__":
