@@ -255,7 +255,7 @@ def _predict(images: Path, out: Path, models: dict, batch_size: int, threads: in
     try:
         summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
                                  on_batch=writer, files=files)
-    except FileNotFoundError as e:
+    except OSError as e:  # the folder cannot be listed, or the output cannot be written
         _fail(str(e))
     written = writer.close()
     for rel, problem in summary.errors[:20]:
