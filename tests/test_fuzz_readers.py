@@ -12,6 +12,7 @@ import copy
 import csv
 import io
 import json
+import shutil
 import signal
 from contextlib import contextmanager
 from datetime import timedelta
@@ -276,7 +277,50 @@ def test_deepfashion2(workdir, data, raw, which):
     check(lambda: read_deepfashion2(annos), {annos, *(annos / n for n in DF2)})
 
 
-def test_class_folders():
-    """Class-folder reader (fashion2stage/formats/folders.py): extend with the same property once it lands."""
-    pytest.importorskip("fashion2stage.formats.folders", reason="the class-folder reader is not in this checkout yet")
-    pytest.fail("fashion2stage.formats.folders exists: add its fuzz test here (mutated folder trees -> DataError)")
+CLASS_MAPPING = {"classes": {"t-shirt": {"type": "blouse", "attributes": {"sleeve_length": "Short Sleeves"}},
+                             "pants": {"type": "trousers", "attributes": {"pant_length": "Full Length"}},
+                             "hat": {"type": "none"}}}
+
+
+def _class_tree(root: Path, draw) -> None:
+    """Class folders of CLASS_MAPPING with two (empty: the reader opens no image) photos each, then 0-2 changes."""
+    for c in CLASS_MAPPING["classes"]:
+        for name in ("1.jpg", "sub/2.png"):
+            _write(root / c / name, b"")
+    for _ in range(draw(st.integers(0, 2))):
+        c = draw(st.sampled_from(sorted(p.name for p in root.iterdir()) or ["t-shirt"]))
+        op = draw(st.sampled_from(["drop class", "new class", "empty class", "odd file", "link loop", "file as class"]))
+        if op == "drop class" and (root / c).is_dir():
+            shutil.rmtree(root / c)
+        elif op == "new class":
+            (root / draw(st.sampled_from(["shoes", "T-Shirt", ".hidden", "pants "]))).mkdir(exist_ok=True)
+        elif op == "empty class" and (root / c).is_dir():
+            shutil.rmtree(root / c)
+            (root / c).mkdir()
+        elif op == "odd file" and (root / c).is_dir():
+            _write(root / c / draw(st.sampled_from(["x.JPG", ".y.jpg", "z.txt", "a b.png", "é.webp"])), b"\0")
+        elif op == "link loop" and (root / c).is_dir() and not (root / c / "loop").exists():
+            (root / c / "loop").symlink_to("..")
+        elif op == "file as class":
+            _write(root / "file_class", b"x")
+
+
+def test_class_folders(workdir):
+    """Class folders and their mapping file (fashion2stage/formats/folders.py): a mutated mapping (JSON or YAML)
+    or folder tree gives a dataset or a DataError naming the folder or the mapping; never another exception."""
+    folders = pytest.importorskip("fashion2stage.formats.folders",
+                                  reason="the class-folder reader is not in this checkout yet")
+    from fashion2stage.labels import LabelSet
+
+    @settings(FUZZ, max_examples=50)  # each example builds a folder tree
+    @given(data=st.data(), raw=st.booleans(), suffix=st.sampled_from([".json", ".yaml"]))
+    def fuzz(data, raw, suffix):
+        base = workdir / "folders"
+        shutil.rmtree(base, ignore_errors=True)
+        root, mapping = base / "photos", base / f"classes{suffix}"
+        _class_tree(root, data.draw)
+        text = json.dumps(mutate_json(CLASS_MAPPING, data.draw) if not raw else CLASS_MAPPING)
+        _write(mapping, mutate_bytes(text.encode(), data.draw) if raw else text)  # JSON is valid YAML too
+        check(lambda: folders.read_class_folders(root, mapping, LabelSet.fashionai()), {root, mapping})
+
+    fuzz()
