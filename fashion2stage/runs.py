@@ -132,8 +132,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Only tensors and plain containers: never unpickles arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Only tensors and plain containers: never unpickles arbitrary objects. A truncated or foreign file (a run
+    killed while the checkpoint was copied by hand, say) is a DataError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001  (torch.load raises RuntimeError, pickle.UnpicklingError, EOFError, ...)
+        raise DataError(path, f"not a readable training checkpoint (truncated or corrupt?): {one_line(e)}") from None
 
 
 def append_results(run: Path, row: dict) -> None:

@@ -151,3 +151,19 @@ def test_export_of_a_broken_run(tmp_path):
     _cut(run / "weights.safetensors")
     _one_line_error(["export", run], run / "weights.safetensors", "truncated or corrupt")
     assert not (run / "model.onnx").exists()
+
+
+def test_truncated_resume_checkpoint(tmp_path):
+    """--resume reads last.pt through runs.load_checkpoint: a cut file is a DataError naming it (the train commands
+    print DataErrors as one line)."""
+    import torch
+
+    from fashion2stage.errors import DataError
+    from fashion2stage.runs import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 3, "model": {"w": torch.zeros(64, 64)}})
+    assert load_checkpoint(path)["epoch"] == 3
+    _cut(path)
+    with pytest.raises(DataError, match=r"last\.pt: not a readable training checkpoint"):
+        load_checkpoint(path)
