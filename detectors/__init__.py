@@ -4,7 +4,9 @@
 ``Detector.predict(images, conf=0.25, batch_size=8) -> list[list[Garment]]``; training lives in
 ``detectors.train`` (shared steps), ``detectors.faster_rcnn_train`` and ``detectors.yolo_train``.
 """
-import fashion2stage  # noqa: F401  (sets the libraries' offline switches before ultralytics is imported)
+from fashion2stage.offline import set_offline_switches
+
+set_offline_switches()  # before ultralytics is imported (fashion2stage/offline.py)
 
 
 def load_detector(run_dir, device: str = "cpu"):
