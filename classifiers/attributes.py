@@ -18,7 +18,8 @@ from torch import nn
 from classifiers.backbones import create_backbone, normalisation
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
-from fashion2stage.runs import load_config, load_labels, load_weights
+from fashion2stage.errors import DataError
+from fashion2stage.runs import config_errors, load_config, load_labels, load_weights
 
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -133,9 +134,17 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
     run = Path(run_dir)
     config = load_config(run, kind="attributes")
     labels = load_labels(run)
-    keys = {k: len(labels.attributes[k]) for k in config["keys"]}
-    model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))
+    with config_errors(run):
+        if not (isinstance(config["keys"], list) and all(isinstance(k, str) for k in config["keys"])):
+            raise TypeError(f"'keys' {config['keys']!r} is not a list of attribute keys")
+        unknown = [k for k in config["keys"] if k not in labels.attributes]
+        if unknown:
+            raise DataError(run / "labels.json", f"has no attribute {unknown[0]!r}; the model in config.json has a "
+                                                 f"head for it")
+        keys = {k: len(labels.attributes[k]) for k in config["keys"]}
+        model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))
+        spec = crop_spec_from_config(config)
     dev = torch.device(device)
     load_weights(run / WEIGHTS_FILE, model, dev)
     model.to(dev).eval()
-    return AttributePredictor(model=model, labels=labels, crop_spec=crop_spec_from_config(config), device=dev)
+    return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev)

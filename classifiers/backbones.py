@@ -58,7 +58,10 @@ def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, f
             if bad:
                 raise RuntimeError(f"efficientnet-lite0 weights did not cover: {bad[:5]}")
         return model
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
+    from fashion2stage.offline import hub_allowed  # noqa: PLC0415
+
+    with hub_allowed():  # the user asked for these weights: the package's offline default does not apply
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from classifiers.heatmaps import encode
+from classifiers.keypoint_inputs import can_flip, garment_crop, to_tensor, type_mask  # noqa: F401  (re-exported)
 from fashion2stage.formats.coco import read_coco_keypoints
-from fashion2stage.geometry import CropSpec, CropTransform, cover_points, crop
+from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.labels import LabelSet
@@ -58,36 +59,6 @@ def keypoint_samples(dataset: Dataset) -> list[tuple[ImageRecord, Garment]]:
             if g.keypoints is not None and np.any(g.keypoints[:, 2] > 0)]
 
 
-def type_mask(labels: LabelSet, garment_type: str) -> np.ndarray:
-    """(K,) float32: 1 for the points this garment type has, 0 for the rest of the union set."""
-    mask = np.zeros(len(labels.keypoints), dtype=np.float32)
-    mask[labels.keypoint_indices(garment_type)] = 1.0
-    return mask
-
-
-def garment_crop(image: np.ndarray, garment: Garment, spec: CropSpec, jitter: JitterSampler,
-                 rng: np.random.Generator, cover: bool = True) -> tuple[np.ndarray, CropTransform, np.ndarray]:
-    """Crop (H, W, 3) of the jittered box, its crop->image transform and the garment's keypoints (K, 3) in the crop.
-
-    ``cover`` grows the jittered box to contain every labelled point (training); evaluation on jittered boxes
-    leaves it off, as a detector's box would.
-    """
-    box = jitter.jitter(garment.box_xyxy, rng)
-    kpts = garment.keypoints
-    if cover:
-        box = cover_points(box, kpts[kpts[:, 2] > 0, :2])
-    out, t = crop(image, box, spec)
-    kpts_crop = t.to_crop(kpts)
-    kpts_crop[kpts[:, 2] <= 0] = 0.0
-    return out, t, kpts_crop
-
-
-def can_flip(labels: LabelSet) -> bool:
-    """Whether mirroring is safe: the label set names its left/right pairs. A union set with symmetric points but
-    no left/right names (DeepFashion2's numbered points) would learn mirrored points under the wrong names."""
-    return any(i != j for i, j in enumerate(labels.flip_permutation()))
-
-
 def flip_crop(crop_img: np.ndarray, kpts_crop: np.ndarray, flip_perm: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Mirror a crop and its (K, 3) points: x -> W - x, then left/right points trade rows (``flip_perm``)."""
     w = crop_img.shape[1]
@@ -124,14 +95,6 @@ class Augment:
     rotate_deg: float = 20.0
     scale: tuple[float, float] = (0.8, 1.1)  # > 1 zooms in; the 1.25 padding leaves room for ~1.1
     color_p: float = 0.8
-
-
-def to_tensor(crops: np.ndarray, mean, std) -> torch.Tensor:
-    """(N, H, W, 3) or (H, W, 3) uint8 RGB -> float tensor (N, 3, H, W) / (3, H, W), normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).float().div_(255.0)
-    x = x.movedim(-1, -3)
-    shape = (3, 1, 1)
-    return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
 
 
 class KeypointCrops(torch.utils.data.Dataset):

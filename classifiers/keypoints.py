@@ -14,10 +14,11 @@ from torch import nn
 
 from classifiers.backbones import create_backbone, normalisation
 from classifiers.heatmaps import decode
-from classifiers.keypoint_data import can_flip, to_tensor, type_mask
+from classifiers.keypoint_inputs import can_flip, to_tensor, type_mask
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
-from fashion2stage.runs import load_config, load_labels, load_weights
+from fashion2stage.errors import DataError
+from fashion2stage.runs import config_errors, load_config, load_labels, load_weights
 
 HEATMAP_STRIDE = 4
 BACKBONE_STRIDE = 32
@@ -122,9 +123,15 @@ def build_model(config: dict, pretrained: bool) -> HeatmapModel:
 def load_keypoint_model(run_dir: str | Path, device: str = "cpu", weights: str = "weights.safetensors") -> KeypointPredictor:
     """A predictor from a keypoints run folder (config.json, labels.json, weights.safetensors)."""
     config = load_config(run_dir, kind="keypoints")
-    model = build_model(config, pretrained=False)
+    labels = load_labels(run_dir)
+    with config_errors(run_dir):
+        if config["num_keypoints"] != len(labels.keypoints):
+            raise DataError(Path(run_dir) / "labels.json", f"names {len(labels.keypoints)} keypoints; the model in "
+                                                           f"config.json has {config['num_keypoints']}")
+        model = build_model(config, pretrained=False)
+        spec, sigma = CropSpec(**config["crop"]), float(config["sigma"])
+        heatmap_size(spec)
+        mean, std = normalisation(config["backbone"])
     load_weights(Path(run_dir) / weights, model, device)
     model.to(device).eval()
-    mean, std = normalisation(config["backbone"])
-    return KeypointPredictor(model, load_labels(run_dir), CropSpec(**config["crop"]), float(config["sigma"]),
-                             mean, std, device)
+    return KeypointPredictor(model, labels, spec, sigma, mean, std, device)

@@ -31,17 +31,34 @@ def export_onnx(model: torch.nn.Module, crop_hw: tuple[int, int], path: str | Pa
     return path
 
 
+def open_session(path: str | Path, threads: int = 0, outputs: list[str] | None = None):
+    """An ONNX Runtime CPU session of ``path``; a file that does not load (truncated, not ONNX, an operator this
+    runtime lacks) or whose outputs are not ``outputs`` is one :class:`DataError` naming it."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    from fashion2stage.errors import DataError  # noqa: PLC0415
+    from fashion2stage.runs import one_line  # noqa: PLC0415
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001  (ONNX Runtime's errors derive from Exception only)
+        raise DataError(path, f"cannot load the ONNX model (re-run fashion2stage export?): {one_line(e)}") from None
+    names = [o.name for o in session.get_outputs()]
+    if outputs is not None and sorted(names) != sorted(outputs):
+        raise DataError(path, f"ONNX outputs {names} are not this run's {outputs} (exported from another run?)")
+    return session
+
+
 class OnnxModule:
     """Called like the torch network it was exported from: tensor in; a tensor, or a dict of tensors by output
     name when ``dict_output``. Carries the attributes the predictors read (e.g. ``keys``, ``backbone_name``)."""
 
-    def __init__(self, path: str | Path, dict_output: bool, threads: int = 0, **attributes):
-        import onnxruntime as ort  # noqa: PLC0415
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    def __init__(self, path: str | Path, dict_output: bool, threads: int = 0, outputs: list[str] | None = None,
+                 **attributes):
+        self.session = open_session(path, threads, outputs)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.dict_output = dict_output
@@ -80,5 +97,6 @@ def use_onnx(predictor, run_dir: str | Path, threads: int = 0):
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {ONNX_FILE} (run: fashion2stage export {run_dir})")
     attrs = {"keys": keys, "backbone_name": predictor.model.backbone_name} if keys is not None else {}
-    predictor.model = OnnxModule(path, dict_output=keys is not None, threads=threads, **attrs)
+    outputs = list(keys) if keys is not None else ["heatmaps"]  # the names export_*_run gives them
+    predictor.model = OnnxModule(path, dict_output=keys is not None, threads=threads, outputs=outputs, **attrs)
     return predictor

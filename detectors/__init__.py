@@ -4,3 +4,6 @@
 ``Detector.predict(images, conf=0.25, batch_size=8) -> list[list[Garment]]``; training lives in
 ``detectors.train`` (shared steps), ``detectors.faster_rcnn_train`` and ``detectors.yolo_train``.
 """
+from fashion2stage.offline import set_offline_switches
+
+set_offline_switches()  # before ultralytics is imported (fashion2stage/offline.py)

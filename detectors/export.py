@@ -47,12 +47,9 @@ class OnnxFasterRCNNDetector:
     """The faster-rcnn detector run by ONNX Runtime: same ``labels`` and ``predict`` as FasterRCNNDetector."""
 
     def __init__(self, path: Path, labels, threads: int = 0):
-        import onnxruntime as ort  # noqa: PLC0415
+        from classifiers.onnx_runtime import open_session  # noqa: PLC0415
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = open_session(path, threads, ["boxes", "labels", "scores"])
         self.labels = labels
 
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
@@ -77,8 +74,10 @@ def use_onnx_detector(detector, run_dir: str | Path, threads: int = 0):
     config = load_config(run, kind="detector")
     if config["backend"] == "faster-rcnn":
         return OnnxFasterRCNNDetector(path, detector.labels, threads)
+    from classifiers.onnx_runtime import open_session  # noqa: PLC0415
     from detectors.offline import import_ultralytics  # noqa: PLC0415
 
+    open_session(path)  # ultralytics loads the file only at the first image: a broken one fails here, named
     import_ultralytics()
     from ultralytics import YOLO  # noqa: PLC0415
 

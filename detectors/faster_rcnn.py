@@ -130,8 +130,13 @@ class FasterRCNNDetector:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "FasterRCNNDetector":
+        from fashion2stage.errors import DataError  # noqa: PLC0415
         from fashion2stage.runs import load_weights  # noqa: PLC0415
-        model = build_faster_rcnn(FasterRCNNConfig.from_dict(config["model"]), pretrained_backbone=False)
+        cfg = FasterRCNNConfig.from_dict(config["model"])
+        if cfg.num_classes != len(labels.garment_types) + 1:
+            raise DataError(Path(run_dir) / "labels.json", f"names {len(labels.garment_types)} garment types; the "
+                            f"model in config.json has {cfg.num_classes - 1} (num_classes {cfg.num_classes})")
+        model = build_faster_rcnn(cfg, pretrained_backbone=False)
         load_weights(Path(run_dir) / config.get("weights", "weights.safetensors"), model)
         return cls(model, labels, device)
 

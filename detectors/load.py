@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fashion2stage.labels import LabelSet
+from fashion2stage.errors import DataError
 from fashion2stage.roles import Detector
-from fashion2stage.runs import load_config, load_labels
+from fashion2stage.runs import config_errors, load_config, load_labels
 
 
 def _faster_rcnn(run: Path, config: dict, labels: LabelSet, device: str) -> Detector:
@@ -28,8 +29,12 @@ def load_detector(run_dir: str | Path, device: str = "cpu") -> Detector:
     config = load_config(run, kind="detector")
     backend = config.get("backend")
     if backend not in BUILDERS:
-        raise ValueError(f"{run}: unknown detector backend {backend!r} (known: {', '.join(BUILDERS)})")
-    weights = run / config.get("weights", "")
+        raise DataError(run / "config.json", f"unknown detector backend {backend!r} (known: {', '.join(BUILDERS)})")
+    if not isinstance(config.get("weights"), str) or not config["weights"]:
+        raise DataError(run / "config.json", f"'weights' {config.get('weights')!r} is not a file name")
+    weights = run / config["weights"]
     if not weights.is_file():
         raise FileNotFoundError(f"{run}: weights file {config.get('weights')!r} not found (training not finished?)")
-    return BUILDERS[backend](run, config, load_labels(run), device)
+    labels = load_labels(run)
+    with config_errors(run):
+        return BUILDERS[backend](run, config, labels, device)

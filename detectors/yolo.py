@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion2stage.errors import DataError
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Garment
 
@@ -12,10 +13,11 @@ from fashion2stage.records import Garment
 class YoloDetector:
     """``predict(images) -> list[list[Garment]]``; class id ``i`` is ``labels.garment_types[i]``."""
 
-    def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu"):
+    def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu", source: Path | None = None):
         names = [model.names[i] for i in sorted(model.names)]
         if names != list(labels.garment_types):
-            raise ValueError(f"YOLO checkpoint classes {names} differ from the run's label set {labels.garment_types}")
+            raise DataError(source or "YOLO checkpoint", f"classes {names} differ from the run's label set "
+                                                         f"{labels.garment_types}")
         self.model, self.labels, self.image_size, self.device = model, labels, image_size, device
 
     @classmethod
@@ -23,7 +25,13 @@ class YoloDetector:
         from detectors.offline import import_ultralytics  # noqa: PLC0415
         import_ultralytics()
         from ultralytics import YOLO  # noqa: PLC0415
-        return cls(YOLO(str(Path(run_dir) / config["weights"])), labels, int(config["image_size"]), device)
+        weights = Path(run_dir) / config["weights"]
+        try:
+            model = YOLO(str(weights))
+        except (TypeError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
+            # ultralytics reports an unpicklable checkpoint as a TypeError with a multi-line hint
+            raise DataError(weights, "not a loadable ultralytics checkpoint (empty, truncated or corrupt?)") from e
+        return cls(model, labels, int(config["image_size"]), device, source=weights)
 
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
         """images: (H, W, 3) uint8 RGB each; boxes come back in each image's own pixels."""

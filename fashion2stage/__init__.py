@@ -3,9 +3,14 @@
 ``from fashion2stage import Reader`` is the Python API (fashion2stage/reader.py); the result types live in
 fashion2stage.results. Importing the package itself loads neither torch nor any model.
 """
+from fashion2stage.offline import set_offline_switches
+
 __version__ = "0.1.0"
 
 __all__ = ["Reader", "ImagePrediction", "GarmentPrediction", "AttributePrediction"]
+
+# before anything imports albumentations, ultralytics or huggingface_hub (see fashion2stage/offline.py)
+set_offline_switches()
 
 
 def __getattr__(name: str):

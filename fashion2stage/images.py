@@ -6,6 +6,8 @@ The pixel frame of every box and keypoint in the project is the image *after* EX
 """
 from __future__ import annotations
 
+import errno
+import stat
 import sys
 from pathlib import Path
 
@@ -30,16 +32,32 @@ def _pil_open(path: Path) -> Image.Image:
     return getattr(patches, "_image_open", Image.open)(path)
 
 
+def _stat_problem(path: Path, err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if err.errno == errno.ENOENT:
+        return "broken symbolic link (its target does not exist)" if path.is_symlink() else "file not found"
+    if err.errno == errno.EACCES:
+        return "cannot read: permission denied"
+    return f"cannot read: {err.strerror or err}"
+
+
 def _open(path: Path) -> Image.Image:
     """Open lazily (header only) and refuse missing, empty, non-image and too-large files."""
-    if not path.exists():
-        raise ImageReadError(path, "file not found")
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise ImageReadError(path, _stat_problem(path, e)) from None
+    if not stat.S_ISREG(st.st_mode):
         raise ImageReadError(path, "not a regular file")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
         im = _pil_open(path)
+    except PermissionError:
+        raise ImageReadError(path, "cannot read: permission denied") from None
+    except FileNotFoundError:  # removed since the stat above
+        raise ImageReadError(path, "file not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
     except UnidentifiedImageError:

@@ -90,6 +90,34 @@ class LabelSet:
     @classmethod
     def load(cls, path: str | Path) -> "LabelSet":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise DataError(path, f"cannot read label set: {e}") from e
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"cannot read label set: invalid JSON: {e.msg}", e.lineno) from None
+        except OSError as e:
+            raise DataError(path, f"cannot read label set: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise DataError(path, "cannot read label set: not UTF-8 text") from None
+        problem = _shape_problem(data)
+        if problem:
+            raise DataError(path, f"not a label set: {problem}")
+        return cls.from_dict(data)
+
+
+def _shape_problem(data) -> str | None:
+    """Why ``data`` (parsed labels.json) is not a label set, or None: every field a list of names or a dict of
+    such lists, as :meth:`LabelSet.to_dict` writes them."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+
+    def names(v) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for k in ("garment_types", "keypoints"):
+        if k in data and not names(data[k]):
+            return f"{k!r} is not a list of names"
+    for k in ("attributes", "attribute_types", "keypoints_per_type", "ne_normaliser"):
+        if k in data and not (isinstance(data[k], dict) and all(names(v) for v in data[k].values())):
+            return f"{k!r} is not an object of name lists"
+    if not data.get("garment_types") and not data.get("attributes") and not data.get("keypoints"):
+        return "no garment types, attributes or keypoints"
+    return None

@@ -42,7 +42,7 @@ def add_pseudo_boxes(dataset: Dataset, method: str, detector=None, cache: str | 
                      batch_size: int = 8, log=print) -> Dataset:
     """A copy of a class-folder ``dataset`` whose garment photos carry one garment (type = the photo's class
     type, box from ``method``) and whose no-garment photos carry none. ``detector`` (anything with
-    ``predict(images, conf, batch_size)``, e.g. ``detectors.load_detector(RUN)``) is needed for "detector:RUN";
+    ``predict(images, conf, batch_size)``, e.g. ``detectors.load.load_detector(RUN)``) is needed for "detector:RUN";
     the method string names it in the cache. Unreadable photos are left out, named in one warning line each."""
     if method != "foreground" and not method.startswith("detector:"):
         raise ValueError(f"--pseudo-boxes must be 'foreground' or 'detector:RUN', got {method!r}")

@@ -9,12 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fashion2stage.errors import DataError
 from fashion2stage.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from fashion2stage.labels import LabelSet
 
@@ -42,7 +46,14 @@ def load_config(run: str | Path, kind: str | None = None) -> dict:
     path = Path(run) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run}: not a fashion2stage run folder (no config.json)")
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"invalid JSON: {e.msg}", e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(path, f"cannot read: {e}") from None
+    if not isinstance(config, dict):
+        raise DataError(path, f"expected a JSON object, found {type(config).__name__}")
     if kind is not None and config.get("kind") != kind:
         raise ValueError(f"{run}: is a {config.get('kind')!r} run, expected a {kind!r} run")
     return config
@@ -65,8 +76,52 @@ def save_weights(path: Path, model: torch.nn.Module) -> None:
 
 
 def load_weights(path: Path, model: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    """Load safetensors weights into ``model``. A missing, truncated or corrupt file, or tensors that do not fit the
+    model its config.json describes, is one :class:`DataError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "weights file not found (training not finished?)")
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:
+        raise DataError(path, f"not a readable safetensors file (truncated or corrupt?): {one_line(e)}") from None
+    problem = _misfit(state, model.state_dict())
+    if problem:
+        raise DataError(path, f"weights do not fit the model config.json describes: {problem}")
+    model.load_state_dict(state)
     return model
+
+
+def _misfit(state: dict, expected: dict) -> str | None:
+    """What keeps ``state`` from loading into a model whose state dict is ``expected``, in one line; None if it fits."""
+    wrong = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    parts = ([f"{len(wrong)} tensor(s) of another shape ({wrong[0]})"] if wrong else []) + \
+            ([f"{len(missing)} missing ({missing[0]}, ...)"] if missing else []) + \
+            ([f"{len(unexpected)} unexpected ({unexpected[0]}, ...)"] if unexpected else [])
+    return "; ".join(parts) or None
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (library messages often span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+@contextmanager
+def config_errors(run: str | Path) -> Iterator[None]:
+    """Rebuilding a model from a run folder: a config.json that lacks a field or holds one of the wrong type or
+    value becomes one DataError naming that file, instead of a KeyError or TypeError from deep inside."""
+    try:
+        yield
+    except DataError:
+        raise
+    except KeyError as e:
+        raise DataError(Path(run) / "config.json", f"lacks the field {e}") from None
+    except (TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise DataError(Path(run) / "config.json", f"does not describe a model this version can build: "
+                                                   f"{one_line(e)}") from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -77,8 +132,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Only tensors and plain containers: never unpickles arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Only tensors and plain containers: never unpickles arbitrary objects. A truncated or foreign file (a run
+    killed while the checkpoint was copied by hand, say) is a DataError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001  (torch.load raises RuntimeError, pickle.UnpicklingError, EOFError, ...)
+        raise DataError(path, f"not a readable training checkpoint (truncated or corrupt?): {one_line(e)}") from None
 
 
 def append_results(run: Path, row: dict) -> None:

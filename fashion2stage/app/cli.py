@@ -254,7 +254,7 @@ def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool
     try:
         summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
                                  on_batch=writers, files=files)
-    except FileNotFoundError as e:
+    except OSError as e:  # the folder cannot be listed, or the output cannot be written
         _fail(str(e))
     written = writers.close() if writers is not None else []
     for rel, problem in summary.errors[:20]:
@@ -355,7 +355,10 @@ def export(
             from classifiers.onnx_runtime import export_keypoint_run as export_run  # noqa: PLC0415
         else:
             from detectors.export import export_detector_onnx as export_run  # noqa: PLC0415
-        typer.echo(f"{run}: {kind} -> {export_run(run)}")
+        try:
+            typer.echo(f"{run}: {kind} -> {export_run(run)}")
+        except (FileNotFoundError, ValueError) as e:  # a broken model file: DataError naming it
+            _fail(str(e))
 
 
 if __name__ == "__main__":

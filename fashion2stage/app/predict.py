@@ -7,6 +7,7 @@ each batch's lines are written (and flushed) before the next batch is decoded. L
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,17 +27,40 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 
 def list_images(folder: str | Path, shard: tuple[int, int] = (0, 1)) -> list[str]:
-    """Image paths under ``folder`` (recursive), relative POSIX, sorted; ``shard=(i, n)`` keeps every n-th from i."""
+    """Image paths under ``folder`` (recursive), relative POSIX, sorted; ``shard=(i, n)`` keeps every n-th from i.
+
+    Every name with an image suffix that is not a folder is listed, whether it can be read or not (a symbolic link
+    loop, a broken link, a file without read permission), so that predict gives it an error line instead of
+    leaving it out. A sub-folder that cannot be opened is listed as ``name/`` for the same reason. Links to
+    folders are not followed (a link loop would never end).
+    """
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    try:
+        os.scandir(root).close()
+    except OSError as e:
+        raise FileNotFoundError(f"{root}: cannot open folder: {e.strerror}") from None
+    files = []
+
+    def unlistable(err: OSError) -> None:
+        files.append(Path(err.filename).relative_to(root).as_posix() + "/")
+
+    for here, _, names in os.walk(root, onerror=unlistable):
+        files += [(Path(here) / name).relative_to(root).as_posix() for name in names
+                  if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")]
+    files.sort()
     i, n = shard
     return files[i::n]
 
 
 def _decode(root: Path, rel: str) -> tuple[str, np.ndarray | None, str | None]:
+    if rel.endswith("/"):  # a folder list_images could not open
+        try:
+            os.scandir(root / rel).close()
+            return rel, None, "folder could not be listed"
+        except OSError as e:
+            return rel, None, f"cannot open folder: {e.strerror}"
     try:
         return rel, load_image(root / rel), None
     except ImageReadError as e:

@@ -32,6 +32,8 @@ def _load_json(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(path, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text (byte {e.start})") from None
     if not text.strip():
         raise DataError(path, "empty file")
     try:
@@ -41,6 +43,10 @@ def _load_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object at the top level, found {type(data).__name__}")
     return data
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _require(obj: dict, keys: tuple[str, ...], what: str, source: Path, line: int | None = None) -> None:
@@ -57,6 +63,8 @@ def _by_id(items: list, what: str, source: Path) -> list[dict]:
         raise DataError(source, f"'{what}' is not a list")
     for i, it in enumerate(items):
         _require(it, ("id", "name"), f"{what}[{i}]", source)
+        if not _is_int(it["id"]) or not isinstance(it["name"], str):
+            raise DataError(source, f"{what}[{i}]: id {it['id']!r} / name {it['name']!r} are not an integer and a string")
     ids = [it["id"] for it in items]
     if len(set(ids)) != len(ids):
         raise DataError(source, f"'{what}' has duplicate ids")
@@ -70,16 +78,17 @@ def _label_set(data: dict, source: Path, with_keypoints: bool) -> LabelSet:
         raise DataError(source, "'categories' has duplicate names")
     labels = LabelSet(garment_types=names)
     for a in _by_id(data.get("attributes", []), "attributes", source):
-        if "supercategory" not in a:
-            raise DataError(source, f"attribute id {a['id']} lacks 'supercategory' (its attribute key)")
+        if not isinstance(a.get("supercategory"), str):
+            raise DataError(source, f"attribute id {a['id']} lacks a string 'supercategory' (its attribute key)")
         values = labels.attributes.setdefault(str(a["supercategory"]), [])
         if a["name"] in values:
             raise DataError(source, f"attribute {a['name']!r} appears twice under {a['supercategory']!r}")
         values.append(str(a["name"]))
     if with_keypoints:
         for c in cats:
-            if not isinstance(c.get("keypoints"), list):
-                raise DataError(source, f"category {c['name']!r} lacks a 'keypoints' list")
+            kps = c.get("keypoints")
+            if not isinstance(kps, list) or not all(isinstance(n, str) for n in kps) or len(set(kps)) != len(kps):
+                raise DataError(source, f"category {c['name']!r} lacks a 'keypoints' list of distinct names")
             for n in c["keypoints"]:
                 if n not in labels.keypoints:
                     labels.keypoints.append(str(n))
@@ -102,7 +111,7 @@ def _marks(attribute_ids, index: dict, labels: LabelSet, source: Path, line) -> 
         raise DataError(source, f"attribute_ids {attribute_ids!r} is not a list", line)
     out: dict[str, str] = {}
     for aid in attribute_ids:
-        if aid not in index:
+        if not _is_int(aid) or aid not in index:
             raise DataError(source, f"unknown attribute id {aid!r}", line)
         key, pos = index[aid]
         if key in out:
@@ -140,6 +149,9 @@ def _read_images(data: dict, root: Path, source: Path) -> dict:
         if (w is None) != (h is None) or (w is not None and not (isinstance(w, int) and isinstance(h, int)
                                                                    and w > 0 and h > 0)):
             raise DataError(source, f"images[{i}] (id {im['id']}): width/height {w}/{h} are not positive integers")
+        if not isinstance(im["id"], (int, str)) or not isinstance(im["file_name"], str):
+            raise DataError(source, f"images[{i}]: id {im['id']!r} / file_name {im['file_name']!r} are not an "
+                                    "integer or string and a string")
         if im["id"] in records:
             raise DataError(source, f"images[{i}]: duplicate image id {im['id']!r}")
         file = safe_relpath(im["file_name"], source, im["id"] if isinstance(im["id"], int) else None)
@@ -163,15 +175,15 @@ def _read(json_path, image_root, with_keypoints: bool) -> Dataset:
         raise DataError(source, "'annotations' is not a list")
     crowd = 0
     for i, ann in enumerate(data["annotations"]):
-        line = ann.get("id", i) if isinstance(ann, dict) else i
+        line = ann["id"] if isinstance(ann, dict) and _is_int(ann.get("id")) else i
         required = ("image_id", "category_id", "bbox") + (("keypoints",) if with_keypoints else ())
         _require(ann, required, f"annotation {line}", source, line)
         if ann.get("iscrowd", 0):
             crowd += 1
             continue
-        if ann["image_id"] not in records:
+        if not isinstance(ann["image_id"], (int, str)) or ann["image_id"] not in records:
             raise DataError(source, f"unknown image_id {ann['image_id']!r}", line)
-        if ann["category_id"] not in cat_name:
+        if not _is_int(ann["category_id"]) or ann["category_id"] not in cat_name:
             raise DataError(source, f"unknown category_id {ann['category_id']!r}", line)
         rec = records[ann["image_id"]]
         bbox = ann["bbox"]

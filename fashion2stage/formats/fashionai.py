@@ -51,7 +51,7 @@ def _load_schema(schema, csv_path: Path) -> dict[str, list[str]]:
         source = Path(schema)
         try:
             schema = json.loads(source.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(source, f"cannot read attribute schema: {e}") from None
     if not isinstance(schema, dict) or not schema or not all(
             isinstance(v, list) and v and all(isinstance(x, str) for x in v) for v in schema.values()):
