@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fashion2stage.cli import app
-from fashion2stage.pipeline import default_bundle
+from fashion2stage.app.cli import app
+from fashion2stage.app.pipeline import default_bundle
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 FLAG = {"detector": "--detector", "attributes": "--classifier", "keypoints": "--keypoints"}

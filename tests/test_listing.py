@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion2stage.pipeline import Pipeline
-from fashion2stage.predict import list_images, predict_folder
+from fashion2stage.app.pipeline import Pipeline
+from fashion2stage.app.predict import list_images, predict_folder
 
 
 def _permissions_enforced(folder: Path) -> bool:
@@ -64,9 +64,9 @@ def test_a_file_that_vanishes_after_listing_gets_an_error_line(tmp_path):
     for i in range(5):
         _photo(images / f"{i}.png")
 
-    def remove_the_last(records, decoded):
+    def remove_the_last(predictions):
         # called after the first batch; the decoder runs at most two images ahead, so 4.png is not read yet
-        if records[0]["image"] == "0.png":
+        if predictions[0].image == "0.png":
             (images / "4.png").unlink()
 
     predict_folder(Pipeline(), images, tmp_path / "out", batch_size=1, progress=False, on_batch=remove_the_last)

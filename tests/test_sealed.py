@@ -57,7 +57,7 @@ def _modules():
         json.dump(sorted(sys.modules), f)
 
 sys.argv[0] = "fashion2stage"
-from fashion2stage.cli import app
+from fashion2stage.app.cli import app
 app()
 """
 
