@@ -107,10 +107,8 @@ def read_class_folders(root: str | Path, mapping: str | Path, labels: LabelSet |
     for c in folders:
         spec = classes[c]
         marks = {}
-        for k, v in spec["attributes"].items():
+        for k, v in spec["attributes"].items():  # marks only in the label set's values (none without one)
             values = out_labels.attributes.get(k)
-            if values is None:  # no label set given: the attribute is kept only if the taxonomy knows it
-                values = taxonomy.FASHIONAI_ATTRIBUTES.get(k)
             if values is not None and v in values:
                 marks[k] = "".join("y" if x == v else "n" for x in values)
         files = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
