@@ -76,3 +76,15 @@ def test_two_processes_one_run_folder_half_the_samples_each_and_resume(trainer, 
     assert log.count(" train: ") == 2 and "2 process(es)" in log  # once per training: rank 1 wrote nothing
     assert "after epoch 1" in log
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_yolo_refuses_torchrun_with_one_line_saying_what_to_do(tmp_path, monkeypatch):
+    """ultralytics starts its own DDP processes: under torchrun every rank would train its own YOLO into one folder."""
+    from detectors.train import DetectTrainConfig, train_detector
+
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match="without torchrun.*--device 0,1") as err:
+        train_detector(DetectTrainConfig(data=str(tmp_path / "missing.json"), detector="yolo",
+                                         project=str(tmp_path / "runs")))
+    assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()
