@@ -281,7 +281,8 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     # label files first: class folders name their attribute values in the label set those files define
     files = {p: read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.data + cfg.val if not Path(p).is_dir()}
     if not files:
-        raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class folders")
+        raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class "
+                         "folders")
     labels = merged_labels([files[p] for p in cfg.data if p in files], cfg.key_types)
     pseudo = Path(cfg.project) / ".pseudo_boxes.json"  # shared by runs: the foreground box of a photo never changes
 

@@ -1,5 +1,6 @@
-"""Training of the Faster R-CNN backend: SGD with warm-up and cosine decay to 1% (:func:`fashion2stage.engine.schedule`),
-horizontal flip and multi-scale resizing (inside torchvision's transform), one checkpoint per epoch for ``--resume``.
+"""Training of the Faster R-CNN backend: SGD with warm-up and cosine decay to 1%
+(:func:`fashion2stage.engine.schedule`), horizontal flip and multi-scale resizing (inside torchvision's transform),
+one checkpoint per epoch for ``--resume``.
 
 Like torchvision's ``references/detection``: the epoch loop here, ``train_one_epoch`` and the checkpoint / results
 steps in :mod:`fashion2stage.engine`; the run folder, evaluation and box-error steps shared with YOLO in

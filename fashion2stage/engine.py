@@ -88,8 +88,9 @@ def make_loader(dataset, batch_size: int, ctx: Dist, *, seed: int = 0, sources: 
         sampler = SourceBalancedSampler(sources, num_samples, seed=seed, rank=ctx.rank, world_size=ctx.world_size)
     if sampler is None:  # also with one process: the order then depends on (seed, epoch) only, so resume repeats it
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last and len(sampler) > batch_size,
-                      num_workers=workers, persistent_workers=workers > 0, collate_fn=collate_fn)
+    drop_last = drop_last and len(sampler) > batch_size
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+                      persistent_workers=workers > 0, collate_fn=collate_fn)
 
 
 def schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, kind: str = "cosine",
