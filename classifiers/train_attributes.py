@@ -2,15 +2,17 @@
 
 Run folder: config.json (kind "attributes", backbone, keys, crop spec, jitter, the training settings),
 labels.json, weights.safetensors (best epoch on validation), last.pt (resume), results.csv (one row per epoch),
-metrics.json (the best epoch's full validation report), detections_*.json (cached detector boxes),
-box_errors.json (the detector error statistics used for jitter), loss.png and confusion_<key>.png.
+train.log, metrics.json (the best epoch's full validation report), detections_*.json (cached detector boxes),
+box_errors.json (the detector error statistics used for jitter), results.png and confusion_<key>.png.
+
+The epoch loop is here; ``train_one_epoch``, the schedule, checkpoints and results rows are
+:mod:`fashion2stage.engine`'s. Several ``--data`` are drawn with equal shares (``SourceBalancedSampler``). Under
+torchrun every rank trains on its share; rank 0 alone runs the detector for pseudo-boxes, validates and writes.
 """
 from __future__ import annotations
 
-import csv
 import math
 import shutil
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,16 +24,16 @@ from classifiers.attribute_data import (CROP_MODES, CropDataset, build_samples, 
                                         needs_detections)
 from classifiers.attributes import (WEIGHTS_FILE, AttributeModel, inverse_frequency_weights,
                                     masked_soft_cross_entropy, to_input)
+from fashion2stage import engine
+from fashion2stage.distributed import Dist
+from fashion2stage.errors import DataError
 from fashion2stage.geometry import CropSpec
 from fashion2stage.io import write_json_atomic
 from fashion2stage.jitter import BoxErrorStats, JitterSampler
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import attribute_report
-from fashion2stage.errors import DataError
 from fashion2stage.records import Dataset
-from fashion2stage.sampling import SourceBalancedSampler
-from fashion2stage.runs import (append_results, load_checkpoint, load_config, new_run_dir, save_checkpoint,
-                                save_config, save_labels, save_weights, truncate_results)
+from fashion2stage.runs import load_weights, save_config, save_labels, save_weights
 
 JITTER_CHOICES = ("detector", "default", "none")
 SCHEDULES = ("cosine", "onecycle")
@@ -50,9 +52,9 @@ class AttributeTrainConfig:
     key_types: dict[str, list[str]] = field(default_factory=dict)  # attribute key -> garment types carrying it
     crop: str = "two-stage"  # or "whole": image-level labels read the whole image (ablation)
     epochs: int = 10
+    batch_size: int = 32  # crops per step and per process (under torchrun the global batch is N times larger)
     image_size: int = 224
     padding: float = 1.25
-    batch_size: int = 32
     backbone: str = "efficientnet_lite0"
     pretrained: bool = True
     lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_mult once unfrozen
@@ -66,11 +68,13 @@ class AttributeTrainConfig:
     select: str = "mAP"  # validation metric for the best checkpoint: mAP or mean_accuracy
     flip_tta: bool = False
     workers: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # under torchrun, "cuda" is cuda:LOCAL_RANK
+    threads: int | None = None
     conf: float = 0.25  # detector confidence threshold for pseudo-boxes (as predict)
     seed: int = 0
     project: str = "runs/attributes"
     name: str | None = None
+    resume: bool = False  # continue project/name from its last.pt (--epochs may extend it)
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -147,12 +151,13 @@ def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: Lab
 
 
 def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], val_sets: list[Dataset],
-             labels: LabelSet, sizes: list[int]) -> tuple[list, list, int]:
+             labels: LabelSet) -> tuple[list, list, int, list[int]]:
     """Train samples (jittered ground-truth boxes, detector boxes for boxless labels), validation samples (with a
-    detector: garments cut from their matched detections, as at inference) and the garments the detector missed."""
+    detector: garments cut from their matched detections, as at inference), the garments the detector missed and
+    the number of train samples of each source."""
     det_train = _detections(cfg, run, train_sets, "train", labels, force=False)
     det_val = _detections(cfg, run, val_sets, "val", labels, force=True)
-    train_samples, val_samples, missed = [], [], 0
+    train_samples, val_samples, missed, sizes = [], [], 0, []
     for d, det in zip(train_sets, det_train):
         train_samples += build_samples(d, labels, det, cfg.crop)[0]
         sizes.append(len(train_samples) - sum(sizes))
@@ -163,7 +168,7 @@ def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], va
     if not train_samples or not val_samples:
         raise ValueError(f"no labelled samples: {len(train_samples)} train, {len(val_samples)} val "
                          f"(keys {', '.join(labels.attributes)})")
-    return train_samples, val_samples, missed
+    return train_samples, val_samples, missed, sizes
 
 
 # --- optimisation ----------------------------------------------------------------------------------------------
@@ -175,45 +180,18 @@ def _optimizer(model: AttributeModel, cfg: AttributeTrainConfig) -> torch.optim.
     ], weight_decay=cfg.weight_decay)
 
 
-def _scheduler(opt, cfg: AttributeTrainConfig, steps_per_epoch: int):
-    total = max(cfg.epochs * steps_per_epoch, 1)
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
-                                                   total_steps=total, pct_start=0.25)
-    warm = max(int(cfg.warmup_epochs * steps_per_epoch), 1)
-
-    def factor(step: int) -> float:  # linear warm-up, then cosine to zero
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min((step - warm) / max(total - warm, 1), 1.0)))
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
 def _set_frozen(model: AttributeModel, frozen: bool) -> None:
     for p in model.backbone.parameters():
         p.requires_grad_(not frozen)
 
 
-def train_one_epoch(model, loader, opt, sched, device, class_weights, frozen: bool, desc: str) -> dict:
-    model.train()
-    if frozen:
-        model.backbone.eval()  # keep ImageNet BatchNorm statistics while only the heads learn
-    total, n, t0 = 0.0, 0, time.time()
-    bar = tqdm(loader, desc=desc, mininterval=10, leave=False)
-    for x, targets, mask in bar:
-        x = x.to(device)
+def _loss_fn(device, class_weights):
+    def loss_fn(model, batch) -> tuple[dict, int]:
+        x, targets, mask = batch
         targets = {k: v.to(device) for k, v in targets.items()}
         mask = {k: v.to(device) for k, v in mask.items()}
-        loss = masked_soft_cross_entropy(model(x), targets, mask, class_weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        total += float(loss.detach()) * len(x)
-        n += len(x)
-        bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
-    seconds = time.time() - t0
-    return {"train_loss": total / max(n, 1), "train_images_per_s": n / max(seconds, 1e-9), "train_seconds": seconds}
+        return {"loss": masked_soft_cross_entropy(model(x.to(device)), targets, mask, class_weights)}, len(x)
+    return loss_fn
 
 
 @torch.no_grad()
@@ -246,21 +224,12 @@ def _marks_by_key(ds: CropDataset, keys: list[str]) -> dict[str, list[str]]:
 
 # --- plots -----------------------------------------------------------------------------------------------------
 
-def save_plots(run: Path, report: dict, history: list[dict]) -> None:
+def plot_confusions(run: Path, report: dict) -> None:
+    """confusion_<key>.png per key of a validation report (per-epoch curves: the engine's results.png)."""
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    if history:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ep = [int(h["epoch"]) for h in history]
-        ax.plot(ep, [float(h["train_loss"]) for h in history], label="train loss")
-        ax.plot(ep, [float(h["val_loss"]) for h in history], label="val loss")
-        ax.set_xlabel("epoch")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(run / "loss.png", dpi=100)
-        plt.close(fig)
     for key, r in report.get("keys", {}).items():
         cm = np.asarray(r["confusion_matrix"], dtype=np.float64)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -291,118 +260,116 @@ def _run_config(cfg: AttributeTrainConfig, labels: LabelSet, keys: list[str], sp
             "box_errors": "box_errors.json" if errors_file else None, "train": asdict(cfg)}
 
 
-def train(cfg: AttributeTrainConfig, resume: str | Path | None = None) -> Path:
-    """Train (or resume) and return the run folder."""
-    if resume is not None:
-        run = Path(resume)
-        saved = load_config(run, kind="attributes")["train"]
-        cfg = AttributeTrainConfig(**{**saved, "epochs": cfg.epochs or saved["epochs"]})
+def train(cfg: AttributeTrainConfig) -> Path:
+    """Train (or, with ``cfg.resume``, continue) and return the run folder; under torchrun, on every rank."""
+    ctx = engine.start(cfg.device, cfg.threads, cfg.seed)
+    try:
+        return _train(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
+    if cfg.resume:
+        cfg = engine.resumed_config(cfg, engine.open_run(cfg.project, cfg.name, "attributes", True, ctx), "attributes")
     if cfg.crop not in CROP_MODES or cfg.schedule not in SCHEDULES or cfg.balance not in BALANCE:
         raise ValueError(f"crop {cfg.crop!r} / schedule {cfg.schedule!r} / balance {cfg.balance!r} not one of "
                          f"{CROP_MODES} / {SCHEDULES} / {BALANCE}")
     if len(cfg.val) != len(cfg.data):
         raise ValueError(f"give one --val per --data ({len(cfg.data)} --data, {len(cfg.val)} --val)")
-    torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = ctx.device
     # label files first: class folders name their attribute values in the label set those files define
     files = {p: read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.data + cfg.val if not Path(p).is_dir()}
     if not files:
-        raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class folders")
+        raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class "
+                         "folders")
     labels = merged_labels([files[p] for p in cfg.data if p in files], cfg.key_types)
     pseudo = Path(cfg.project) / ".pseudo_boxes.json"  # shared by runs: the foreground box of a photo never changes
-    train_sets = [files.get(p) or replace(read_dataset(p, None, {}, cfg.classes, labels, pseudo), labels=labels)
-                  for p in cfg.data]
-    val_sets = [files.get(p) or replace(read_dataset(p, None, {}, cfg.classes, labels, pseudo), labels=labels)
-                for p in cfg.val]
+
+    def read(p: str) -> Dataset:
+        return files.get(p) or replace(read_dataset(p, None, {}, cfg.classes, labels, pseudo), labels=labels)
+    with ctx.main_first():  # rank 0 fills that cache, the others read it
+        train_sets, val_sets = [read(p) for p in cfg.data], [read(p) for p in cfg.val]
     keys = list(labels.attributes)
     spec = CropSpec(width=cfg.image_size, height=cfg.image_size, padding=cfg.padding)
     sampler, errors_file = jitter_sampler(cfg)
-    if resume is None:
-        run = new_run_dir(cfg.project, cfg.name, "attributes")
+    run = engine.open_run(cfg.project, cfg.name, "attributes", cfg.resume, ctx)
+    log = engine.run_log(run, ctx)
+    if ctx.is_main:  # on resume too: a longer --epochs is recorded
         save_config(run, _run_config(cfg, labels, keys, spec, sampler, errors_file))
-        save_labels(run, labels)
-        if errors_file:
-            shutil.copyfile(errors_file, run / "box_errors.json")
+        if not cfg.resume:
+            save_labels(run, labels)
+            if errors_file:
+                shutil.copyfile(errors_file, run / "box_errors.json")
 
-    sizes: list[int] = []  # train samples per source: each source gets an equal share of every epoch
-    train_samples, val_samples, missed = _samples(cfg, run, train_sets, val_sets, labels, sizes)
+    with ctx.main_first():  # rank 0 runs the detector and caches its boxes in the run folder; the others read them
+        train_samples, val_samples, missed, sizes = _samples(cfg, run, train_sets, val_sets, labels)
 
     def normalise(crops):
         return to_input(crops, cfg.backbone)
     train_ds = CropDataset(train_samples, labels, keys, spec, normalise, sampler, train=True, seed=cfg.seed)
     val_ds = CropDataset(val_samples, labels, keys, spec, normalise, train=False)
-    loader_args = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "persistent_workers": cfg.workers > 0}
-    balanced = SourceBalancedSampler(sizes, seed=cfg.seed)
-    train_loader = torch.utils.data.DataLoader(train_ds, sampler=balanced, drop_last=len(train_ds) > cfg.batch_size,
-                                               **loader_args)
-    val_loader = torch.utils.data.DataLoader(val_ds, shuffle=False, **loader_args)
+    train_loader = engine.make_loader(train_ds, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, drop_last=True,
+                                      workers=cfg.workers)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.workers)
     class_weights = None
     if cfg.balance == "weights":
         class_weights = {k: torch.tensor(inverse_frequency_weights(train_ds.label_counts(k)), dtype=torch.float32,
                                          device=device) for k in keys}
+    log(f"train: {len(train_ds)} crops from {len(sizes)} source(s) {sizes}; val: {len(val_ds)} crops; "
+        f"{ctx.world_size} process(es)")
 
     model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
-                           pretrained=cfg.pretrained and resume is None, dropout=cfg.dropout).to(device)
+                           pretrained=cfg.pretrained and not cfg.resume, dropout=cfg.dropout).to(device)
     opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg, len(train_loader))
-    start, best, best_epoch = 0, -math.inf, 0
-    if resume is not None and (run / "last.pt").is_file():
-        state = load_checkpoint(run / "last.pt")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):  # --epochs may have grown since
-            sched.total_steps = max(cfg.epochs * len(train_loader), sched.total_steps)
-        start, best, best_epoch = int(state["epoch"]), float(state["best"]), int(state["best_epoch"])
-        truncate_results(run, start)
+    steps = len(train_loader)
+    sched = engine.schedule(opt, cfg.epochs * steps, int(cfg.warmup_epochs * steps), kind=cfg.schedule)
+    state = engine.resume(run, model, opt, sched, ctx, log)
+    best, best_epoch = float(state.get("best", -math.inf)), int(state.get("best_epoch", 0))
 
     val_marks = _marks_by_key(val_ds, keys)
     eval_keys = [k for k in keys if val_marks[k]]
-    best_report = None
-    for epoch in range(start, cfg.epochs):
-        train_ds.set_epoch(epoch)
-        balanced.set_epoch(epoch)
+
+    def validate() -> tuple[dict, float]:
+        probs, loss = evaluate(model, val_loader, device, keys, cfg.flip_tta)
+        return attribute_report({k: probs[k] for k in eval_keys}, {k: val_marks[k] for k in eval_keys},
+                                {k: labels.attributes[k] for k in eval_keys}), loss
+    loss_fn, best_report, net, net_frozen = _loss_fn(device, class_weights), None, None, None
+    for epoch in range(int(state["epoch"]), cfg.epochs):
         frozen = epoch < cfg.freeze_epochs
-        _set_frozen(model, frozen)
-        row = {"epoch": epoch + 1, "frozen_backbone": int(frozen)}
-        row.update(train_one_epoch(model, train_loader, opt, sched, device, class_weights, frozen,
-                                   f"epoch {epoch + 1}/{cfg.epochs}"))
-        probs, val_loss = evaluate(model, val_loader, device, keys, cfg.flip_tta)
-        report = attribute_report({k: probs[k] for k in eval_keys}, {k: val_marks[k] for k in eval_keys},
-                                  {k: labels.attributes[k] for k in eval_keys})
-        row.update({"val_loss": val_loss, "val_mAP": report["mAP"], "val_mean_accuracy": report["mean_accuracy"],
-                    "lr": opt.param_groups[0]["lr"]})
-        for k in eval_keys:
-            row[f"val_acc/{k}"] = report["keys"][k]["accuracy"]
-            if "top3" in report["keys"][k]:
-                row[f"val_top3/{k}"] = report["keys"][k]["top3"]
-        score = report[cfg.select]
-        improved = not math.isnan(score) and score > best
-        if improved:
-            best, best_epoch, best_report = score, epoch + 1, report
+        if frozen != net_frozen:  # DDP must be rebuilt when the set of learning parameters changes
+            _set_frozen(model, frozen)
+            net, net_frozen = ctx.wrap(model), frozen
+        row = {"epoch": epoch + 1, "frozen_backbone": int(frozen),
+               **engine.train_one_epoch(net, train_loader, opt, sched, loss_fn, epoch, ctx, log,
+                                        frozen=model.backbone if frozen else None)}
+        if ctx.is_main:
+            report, val_loss = validate()
+            row.update({"val_loss": val_loss, "val_mAP": report["mAP"], "val_mean_accuracy": report["mean_accuracy"]})
+            for k in eval_keys:
+                row[f"val_acc/{k}"] = report["keys"][k]["accuracy"]
+                if "top3" in report["keys"][k]:
+                    row[f"val_top3/{k}"] = report["keys"][k]["top3"]
+            score = report[cfg.select]
+            if not math.isnan(score) and score > best:
+                best, best_epoch, best_report = score, epoch + 1, report
+                save_weights(run / WEIGHTS_FILE, model)
+        engine.end_epoch(run, ctx, log, row, model, opt, sched, best=best, best_epoch=best_epoch)
+    if ctx.is_main:
+        if not (run / WEIGHTS_FILE).is_file():  # no epoch had a defined score: keep the last weights
             save_weights(run / WEIGHTS_FILE, model)
-        append_results(run, row)
-        save_checkpoint(run / "last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
-                                          "best_epoch": best_epoch})
-        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
-                   f"({row['train_images_per_s']:.1f} img/s), val loss {val_loss:.4f}, mAP {report['mAP']:.4f}, "
-                   f"mean acc {report['mean_accuracy']:.4f}{' *' if improved else ''}")
-    if not (run / WEIGHTS_FILE).is_file():  # no epoch had a defined score: keep the last weights
-        save_weights(run / WEIGHTS_FILE, model)
-    if best_report is None:  # resumed after the best epoch, or no defined score: report the saved weights
-        from fashion2stage.runs import load_weights  # noqa: PLC0415
-        load_weights(run / WEIGHTS_FILE, model, device)
-        probs, _ = evaluate(model, val_loader, device, keys, cfg.flip_tta)
-        best_report = attribute_report({k: probs[k] for k in eval_keys}, {k: val_marks[k] for k in eval_keys},
-                                       {k: labels.attributes[k] for k in eval_keys})
-    sources = {}
-    for s in train_samples:
-        sources[s.source] = sources.get(s.source, 0) + 1
-    write_json_atomic(run / "metrics.json", {
-        "best_epoch": best_epoch, "select": cfg.select, "flip_tta": cfg.flip_tta, "val": best_report,
-        "n_train_samples": len(train_samples), "n_val_samples": len(val_samples),
-        "train_crop_sources": sources, "val_garments_missed_by_detector": missed})
-    with (run / "results.csv").open() as f:  # the whole history, also across a resume
-        save_plots(run, best_report, list(csv.DictReader(f)))
+        if best_report is None:  # resumed after the best epoch, or no defined score: report the saved weights
+            load_weights(run / WEIGHTS_FILE, model, device)
+            best_report = validate()[0]
+        sources = {}
+        for s in train_samples:
+            sources[s.source] = sources.get(s.source, 0) + 1
+        write_json_atomic(run / "metrics.json", {
+            "best_epoch": best_epoch, "select": cfg.select, "flip_tta": cfg.flip_tta, "val": best_report,
+            "n_train_samples": len(train_samples), "n_val_samples": len(val_samples),
+            "train_crop_sources": sources, "train_samples_per_source": sizes,
+            "val_garments_missed_by_detector": missed})
+        engine.plot_results(run)
+        plot_confusions(run, best_report)
+    ctx.barrier()
     return run

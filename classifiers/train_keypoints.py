@@ -1,14 +1,14 @@
-"""Training loop, evaluation and plots of the keypoint heatmap model (``fashion2stage keypoints-train``).
+"""``keypoints-train``: the heatmap keypoint model, its evaluation and plots.
 
 The run folder holds config.json (kind "keypoints"), labels.json, weights.safetensors (best epoch by val NE),
-last.pt (resumable state), box_errors.json / the jitter used, results.csv, metrics.json, curves.png and
-val_crops.png (predicted points as crosses, ground truth as circles).
+last.pt (resumable state), box_errors.json / the jitter used, results.csv, train.log, metrics.json, results.png and
+val_crops.png (predicted points as crosses, ground truth as circles). The epoch loop is here; ``train_one_epoch``,
+the schedule, checkpoints and results rows are :mod:`fashion2stage.engine`'s. Under torchrun every rank trains on
+its share; rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
-import math
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,23 +20,30 @@ from classifiers.backbones import normalisation
 from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
                                       read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
+from fashion2stage import engine
+from fashion2stage.distributed import Dist
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.io import write_bytes_atomic, write_json_atomic
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.metrics import keypoint_report
 from fashion2stage.records import Dataset
-from fashion2stage.runs import (append_results, load_checkpoint, load_config, load_weights, new_run_dir,
-                                save_checkpoint, save_config, save_labels, save_weights, truncate_results)
+from fashion2stage.runs import load_config, load_weights, save_config, save_labels, save_weights
 
 
 @dataclass
 class KeypointTrainConfig:
+    data: str  # COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder
+    val: str | None = None
+    images: str | None = None  # image root of data (default: the format's usual place)
+    val_images: str | None = None
+    box_errors: str | None = None  # a detector's box_errors.json: crops jittered the way it errs
+    jitter: str = "default"  # without box_errors: "default" (shift 0.1, scale 0.25) or "none"
     width: int = 192
     height: int = 256
     padding: float = 1.25
     epochs: int = 60
-    batch_size: int = 16
+    batch_size: int = 16  # crops per step and per process (under torchrun the global batch is N times larger)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 2.0
@@ -46,55 +53,30 @@ class KeypointTrainConfig:
     deconv_channels: list[int] = field(default_factory=lambda: [128, 128, 128])
     flip_test: bool = True
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # under torchrun, "cuda" is cuda:LOCAL_RANK
+    threads: int | None = None
+    project: str = "runs/keypoints"
+    name: str | None = None
+    resume: bool = False  # continue project/name from its last.pt (--epochs may extend it)
 
     def crop_spec(self) -> CropSpec:
         return CropSpec(self.width, self.height, self.padding)
 
 
-def resume_config(run: Path, epochs: int | None = None, device: str | None = None) -> KeypointTrainConfig:
-    """The training settings a run folder was started with (``epochs`` / ``device`` may change on resume)."""
-    cfg = KeypointTrainConfig(**load_config(run, kind="keypoints")["train"])
-    if epochs is not None:
-        cfg.epochs = epochs
-    if device is not None:
-        cfg.device = device
-    return cfg
-
-
-def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler, sources: dict) -> dict:
+def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler) -> dict:
     """What config.json records: everything ``load_keypoint_model`` needs, plus how the run was trained."""
     spec = cfg.crop_spec()
     return {"kind": "keypoints", "backbone": cfg.backbone, "num_keypoints": num_keypoints,
             "deconv_channels": list(cfg.deconv_channels), "crop": spec.to_dict(),
             "heatmap_size": list(heatmap_size(spec)), "sigma": cfg.sigma, "train": asdict(cfg),
-            "jitter": jitter.to_dict(), "data": sources}
+            "jitter": jitter.to_dict(), "data": {"train": cfg.data, "val": cfg.val, "box_errors": cfg.box_errors}}
 
 
-def cosine_with_warmup(optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the base lr, then cosine decay to zero, stepped once per batch."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def train_one_epoch(model, loader, optimizer, scheduler, device: str) -> float:
-    """One pass over the loader; returns the mean masked heatmap loss."""
-    model.train()
-    total, n = 0.0, 0
-    for batch in loader:
+def _loss_fn(device):
+    def loss_fn(model, batch) -> tuple[dict, int]:
         pred = model(batch["image"].to(device))
-        loss = heatmap_loss(pred, batch["heatmaps"].to(device), batch["weights"].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += loss.item() * len(pred)
-        n += len(pred)
-    return total / max(n, 1)
+        return {"loss": heatmap_loss(pred, batch["heatmaps"].to(device), batch["weights"].to(device))}, len(pred)
+    return loss_fn
 
 
 def evaluate_keypoints(predictor: KeypointPredictor, dataset: Dataset, jitter: JitterSampler, seed: int = 0,
@@ -148,138 +130,102 @@ def draw_crops(path: Path, kept: list, columns: int = 4) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
-def plot_curves(run: Path) -> None:
-    """curves.png: train loss and val NE / PCK per epoch, from results.csv."""
-    import matplotlib  # noqa: PLC0415
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
-
-    df = pd.read_csv(run / "results.csv")
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    axes[0].plot(df["epoch"], df["train_loss"])
-    axes[0].set(title="train heatmap loss", xlabel="epoch", yscale="log")
-    for ax, col, title in ((axes[1], "val_ne", "val NE % (GT boxes)"), (axes[2], "val_pck", "val PCK@0.1")):
-        if col in df and df[col].notna().any():
-            ax.plot(df["epoch"], df[col])
-        ax.set(title=title, xlabel="epoch")
-    fig.tight_layout()
-    tmp = run / ".curves.tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(run / "curves.png")
-
-
-def _predictor(model, labels, cfg: KeypointTrainConfig) -> KeypointPredictor:
+def _predictor(model, labels, cfg: KeypointTrainConfig, device) -> KeypointPredictor:
     mean, std = normalisation(cfg.backbone)
-    return KeypointPredictor(model, labels, cfg.crop_spec(), cfg.sigma, mean, std, cfg.device, cfg.batch_size)
+    return KeypointPredictor(model, labels, cfg.crop_spec(), cfg.sigma, mean, std, device, cfg.batch_size)
 
 
-def train_keypoints(train: Dataset, val: Dataset | None, run: Path, cfg: KeypointTrainConfig, jitter: JitterSampler,
-                    box_errors: Path | None = None, resume: bool = False, sources: dict | None = None) -> dict:
-    """Train into ``run`` (an empty folder, or one to resume); returns metrics.json's content.
+def _jitter(cfg: KeypointTrainConfig, run: Path | None) -> JitterSampler:
+    """The run's saved jitter on resume; else the detector's (``box_errors``), or ``cfg.jitter``."""
+    if run is not None:
+        return JitterSampler.from_dict(load_config(run)["jitter"])
+    if cfg.box_errors is not None:
+        return JitterSampler.from_file(cfg.box_errors)
+    if cfg.jitter not in ("default", "none"):
+        raise ValueError(f"--jitter must be default or none, got {cfg.jitter!r}")
+    return JitterSampler.default() if cfg.jitter == "default" else JitterSampler.none()
 
-    Best checkpoint by val NE on ground-truth boxes (the last epoch when there is no val set); at the end the best
-    weights are scored on val crops of ground-truth boxes and of boxes jittered by ``jitter``.
+
+def train(cfg: KeypointTrainConfig) -> Path:
+    """Train (or, with ``cfg.resume``, continue) into ``project/name``; returns the run folder, whose metrics.json
+    scores the best weights on val crops of ground-truth boxes and of boxes jittered like the training crops.
+    Best checkpoint by val NE on ground-truth boxes (the last epoch without a val set). Under torchrun, on every rank.
     """
-    torch.manual_seed(cfg.seed)
-    if val is not None and val.labels.keypoints != train.labels.keypoints:
-        raise ValueError(f"{val.source}: keypoint names {val.labels.keypoints} differ from the training set's "
-                         f"{train.labels.keypoints}")
-    labels = train.labels if val is None else train.labels.merged(val.labels)
-    labels = observed_subsets(Dataset(train.root, train.records, labels, train.source))
-    train = Dataset(train.root, train.records, labels, train.source)
+    ctx = engine.start(cfg.device, cfg.threads, cfg.seed)
+    try:
+        return _train(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
+    resumed = engine.open_run(cfg.project, cfg.name, "keypoints", True, ctx) if cfg.resume else None
+    if resumed is not None:
+        cfg = engine.resumed_config(cfg, resumed, "keypoints")
+    jitter = _jitter(cfg, resumed)
     spec = cfg.crop_spec()
+    heatmap_size(spec)  # refuse a bad --image-size before reading any data
+    train_set = read_keypoint_dataset(cfg.data, cfg.images)
+    val = read_keypoint_dataset(cfg.val, cfg.val_images) if cfg.val else None
+    if val is not None and val.labels.keypoints != train_set.labels.keypoints:
+        raise ValueError(f"{val.source}: keypoint names {val.labels.keypoints} differ from the training set's "
+                         f"{train_set.labels.keypoints}")
+    labels = train_set.labels if val is None else train_set.labels.merged(val.labels)
+    labels = observed_subsets(Dataset(train_set.root, train_set.records, labels, train_set.source))
+    train_set = Dataset(train_set.root, train_set.records, labels, train_set.source)
     mean, std = normalisation(cfg.backbone)
-    data = KeypointCrops(train, spec, heatmap_size(spec), cfg.sigma, jitter, Augment(), mean, std, cfg.seed)
+    data = KeypointCrops(train_set, spec, heatmap_size(spec), cfg.sigma, jitter, Augment(), mean, std, cfg.seed)
     if len(data) == 0:
-        raise ValueError(f"{train.source}: no garment with labelled keypoints to train on")
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) > cfg.batch_size,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    model = build_model(run_config(cfg, len(labels.keypoints), jitter, {}), cfg.pretrained).to(cfg.device)
+        raise ValueError(f"{train_set.source}: no garment with labelled keypoints to train on")
+    run = engine.open_run(cfg.project, cfg.name, "keypoints", cfg.resume, ctx)
+    log = engine.run_log(run, ctx)
+    if ctx.is_main:  # on resume too: a longer --epochs is recorded
+        save_config(run, run_config(cfg, len(labels.keypoints), jitter))
+        if not cfg.resume:
+            save_labels(run, labels)
+            if cfg.box_errors is not None:
+                shutil.copyfile(cfg.box_errors, run / "box_errors.json")
+    loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, drop_last=True)
+    log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
+        f"{ctx.world_size} process(es)")
+    model = build_model(run_config(cfg, len(labels.keypoints), jitter), cfg.pretrained).to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(loader)
     total = cfg.epochs * steps
-    scheduler = cosine_with_warmup(optimizer, total, max(1, min(round(cfg.warmup_epochs * steps), total // 5)))
-    start, best = 0, {"epoch": 0, "val_ne": float("inf")}
-    if resume and (run / "last.pt").exists():
-        state = load_checkpoint(run / "last.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, best = int(state["epoch"]), {"epoch": int(state["best_epoch"]), "val_ne": float(state["best_ne"])}
-        truncate_results(run, start)
-        config = load_config(run, kind="keypoints")
-        save_config(run, {**config, "train": asdict(cfg)})  # a longer --epochs on resume is recorded
-    else:
-        save_config(run, run_config(cfg, len(labels.keypoints), jitter, sources or {}))
-        save_labels(run, labels)
-        if box_errors is not None:
-            shutil.copyfile(box_errors, run / "box_errors.json")
-    predictor = _predictor(model, labels, cfg)
-    for epoch in range(start + 1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        loss = train_one_epoch(model, loader, optimizer, scheduler, cfg.device)
-        seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss, "train_seconds": seconds,
-               "train_images_per_s": (len(loader) * cfg.batch_size if loader.drop_last else len(loader.dataset))
-               / max(seconds, 1e-9)}
-        if val is not None:
-            report, _ = evaluate_keypoints(predictor, val, JitterSampler.none(), flip_test=cfg.flip_test)
-            row.update(val_ne=report["ne"], val_pck=report["pck@0.1"])
-            if report["ne"] < best["val_ne"]:
-                best = {"epoch": epoch, "val_ne": report["ne"]}
+    scheduler = engine.schedule(optimizer, total, min(round(cfg.warmup_epochs * steps), total // 5))
+    state = engine.resume(run, model, optimizer, scheduler, ctx, log)
+    best = {"epoch": int(state.get("best_epoch", 0)), "val_ne": float(state.get("best_ne", float("inf")))}
+    predictor, net, loss_fn = _predictor(model, labels, cfg, ctx.device), ctx.wrap(model), _loss_fn(ctx.device)
+    for epoch in range(int(state["epoch"]), cfg.epochs):
+        row = {"epoch": epoch + 1,
+               **engine.train_one_epoch(net, loader, optimizer, scheduler, loss_fn, epoch, ctx, log)}
+        if ctx.is_main:
+            if val is not None:
+                report, _ = evaluate_keypoints(predictor, val, JitterSampler.none(), flip_test=cfg.flip_test)
+                row.update(val_ne=report["ne"], val_pck=report["pck@0.1"])
+            if val is None or report["ne"] < best["val_ne"]:
+                best = {"epoch": epoch + 1, "val_ne": report["ne"] if val is not None else float("nan")}
                 save_weights(run / "weights.safetensors", model)
-        else:
-            best = {"epoch": epoch, "val_ne": float("nan")}
-            save_weights(run / "weights.safetensors", model)
-        append_results(run, row)
-        save_checkpoint(run / "last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                          "best_epoch": best["epoch"], "best_ne": best["val_ne"]})
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    plot_curves(run)
+        engine.end_epoch(run, ctx, log, row, model, optimizer, scheduler, best_epoch=best["epoch"],
+                         best_ne=best["val_ne"])
+    if ctx.is_main:
+        engine.plot_results(run)
+        write_json_atomic(run / "metrics.json", _final_metrics(run, model, predictor, val, jitter, best, cfg))
+    ctx.barrier()
+    return run
+
+
+def _final_metrics(run: Path, model, predictor, val: Dataset | None, jitter: JitterSampler, best: dict,
+                   cfg: KeypointTrainConfig) -> dict:
     # a model trained on exact boxes is still scored on detector-like boxes: that is the point of the comparison
     eval_jitter = jitter if jitter.kind != "none" else JitterSampler.default()
     metrics = {"best_epoch": best["epoch"], "train_jitter": jitter.kind, "eval_jitter": eval_jitter.kind,
                "note": "NE in percent: FashionAI normaliser where the label set has one, else the GT box diagonal"}
     if val is not None:
-        load_weights(run / "weights.safetensors", model, cfg.device)
+        load_weights(run / "weights.safetensors", model, predictor.device)
         metrics["val_gt_boxes"], kept = evaluate_keypoints(predictor, val, JitterSampler.none(),
                                                            flip_test=cfg.flip_test, keep=8)
         metrics["val_jittered_boxes"], _ = evaluate_keypoints(predictor, val, eval_jitter, seed=1,
                                                               flip_test=cfg.flip_test)
         draw_crops(run / "val_crops.png", kept)
-    write_json_atomic(run / "metrics.json", metrics)
     return metrics
-
-
-def keypoints_train_run(data: Path, val: Path | None, project: Path, name: str | None, cfg: KeypointTrainConfig,
-                        box_errors: Path | None = None, jitter_kind: str = "default", resume: bool = False,
-                        image_root: Path | None = None, val_image_root: Path | None = None) -> tuple[Path, dict]:
-    """What ``keypoints-train`` does: read the data, choose the jitter, make (or reopen) the run folder, train.
-
-    The jitter is the detector's (``box_errors``, a saved BoxErrorStats) when given, else ``jitter_kind``
-    ("default" or "none"). On ``resume`` the run's saved settings win, except ``cfg.epochs`` and ``cfg.device``.
-    """
-    if resume:
-        run = Path(project) / (name or "")
-        if not name or not (run / "last.pt").exists():
-            raise FileNotFoundError(f"{run}: nothing to resume (needs --name of a run folder with last.pt)")
-        cfg = resume_config(run, cfg.epochs, cfg.device)
-        jitter = JitterSampler.from_dict(load_config(run)["jitter"])
-    else:
-        if box_errors is not None:
-            jitter = JitterSampler.from_file(box_errors)
-        elif jitter_kind in ("default", "none"):
-            jitter = JitterSampler.default() if jitter_kind == "default" else JitterSampler.none()
-        else:
-            raise ValueError(f"--jitter must be default or none, got {jitter_kind!r}")
-        heatmap_size(cfg.crop_spec())  # refuse a bad --image-size before reading any data
-    train = read_keypoint_dataset(data, image_root)
-    val_set = read_keypoint_dataset(val, val_image_root) if val is not None else None
-    if not resume:
-        run = new_run_dir(project, name, "keypoints")
-    sources = {"train": str(data), "val": str(val) if val else None,
-               "box_errors": str(box_errors) if box_errors else None}
-    return run, train_keypoints(train, val_set, run, cfg, jitter, box_errors, resume, sources)

@@ -1,4 +1,5 @@
-"""Run-folder plots: per-epoch curves from ``results.csv`` and precision-recall curves per garment type."""
+"""Run-folder plots of a detector: precision-recall curves per garment type (per-epoch curves:
+:func:`fashion2stage.engine.plot_results`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,30 +12,6 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
     return plt
-
-
-def plot_results(results_csv: Path, out_png: Path) -> None:
-    """One panel per numeric column of ``results.csv`` (losses, learning rate, val mAP) against the epoch."""
-    import pandas as pd  # noqa: PLC0415
-    if not results_csv.exists():
-        return
-    df = pd.read_csv(results_csv)
-    df.columns = [c.strip() for c in df.columns]
-    cols = [c for c in df.columns if c != "epoch" and pd.api.types.is_numeric_dtype(df[c])]
-    if df.empty or not cols:
-        return
-    plt = _pyplot()
-    n = len(cols)
-    fig, axes = plt.subplots((n + 3) // 4, min(n, 4), figsize=(4 * min(n, 4), 3 * ((n + 3) // 4)), squeeze=False)
-    for ax, c in zip(axes.flat, cols):
-        ax.plot(df["epoch"], df[c], marker=".")
-        ax.set_title(c)
-        ax.set_xlabel("epoch")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=80)
-    plt.close(fig)
 
 
 def plot_pr_curves(gt, preds, out_png: Path) -> None:

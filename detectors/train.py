@@ -12,13 +12,15 @@ from pathlib import Path
 
 from detectors.data import read_detection_data
 from detectors.load import Detector, load_detector
+from fashion2stage import engine
+from fashion2stage.distributed import Dist, under_torchrun
 from fashion2stage.errors import DataError
 from fashion2stage.images import load_image
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.domain import type_report
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, ImageRecord
-from fashion2stage.runs import load_config, load_labels, new_run_dir, save_config, save_labels
+from fashion2stage.runs import load_config, load_labels, save_config, save_labels
 
 BACKENDS = ("faster-rcnn", "yolo")
 EVAL_CONF = 0.001  # COCO mAP integrates over all scores: keep nearly every detection
@@ -38,29 +40,21 @@ class DetectTrainConfig:
     detector: str = "faster-rcnn"
     weights: str | None = None  # faster-rcnn: "coco" (torchvision, online) / "none" (random); yolo: a .pt file
     epochs: int = 12
-    batch: int = 4
+    batch: int = 4  # images per step and per process (under torchrun the global batch is N times larger)
     image_size: int = 416  # faster-rcnn: shorter side at inference; yolo: imgsz
     lr: float | None = None
+    trainable_stages: int = 4  # faster-rcnn: backbone blocks (of 7, from the top) that learn
+    device: str = "cpu"  # faster-rcnn: cpu / cuda (cuda:LOCAL_RANK under torchrun); yolo: ultralytics' device ("0,1")
     project: str = "runs/detect"
     name: str | None = None
     resume: bool = False
     threads: int | None = None
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # backend options (e.g. trainable_stages) from the CLI
 
     def __post_init__(self):  # one source may be given as a plain path
         self.data = [str(self.data)] if isinstance(self.data, (str, Path)) else [str(d) for d in self.data]
         self.val = [] if self.val is None else [str(self.val)] if isinstance(self.val, (str, Path)) \
             else [str(v) for v in self.val]
-
-
-def _log(run: Path):
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        with (run / "train.log").open("a") as f:
-            f.write(line + "\n")
-    return log
 
 
 def predict_dataset(detector: Detector, dataset: Dataset, conf: float, batch_size: int = 8) -> list[ImageRecord]:
@@ -116,95 +110,93 @@ def _final_evaluation(detector: Detector, dataset: Dataset, out: Path, batch_siz
 
 
 def train_detector(cfg: DetectTrainConfig) -> Path:
-    """Train one detector and write its self-describing run folder; returns the folder."""
-    import torch  # noqa: PLC0415
+    """Train one detector and write its self-describing run folder; returns the folder.
+
+    Faster R-CNN runs under ``torchrun`` (rank 0 writes the folder and evaluates); YOLO hands ``--device`` to
+    ultralytics, which starts its own DDP processes, so it refuses to be started by torchrun.
+    """
     if cfg.detector not in BACKENDS:
         raise ValueError(f"--detector must be one of {BACKENDS}, got {cfg.detector!r}")
     if cfg.detector == "faster-rcnn" and cfg.weights not in (None, "coco", "none") and \
             not (Path(cfg.weights) / "config.json").is_file():
         raise ValueError(f"--weights for faster-rcnn is 'coco' (torchvision's COCO detector, needs the internet), "
                          f"'none' (random backbone) or a faster-rcnn run folder to fine-tune, got {cfg.weights!r}")
-    init_run = Path(cfg.weights) if cfg.detector == "faster-rcnn" and cfg.weights not in (None, "coco", "none") \
-        else None
     if cfg.detector == "yolo" and len(cfg.data) > 1:
         raise ValueError("the yolo backend trains on one source (ultralytics samples its own data): merge the COCO "
                          "files, or use --detector faster-rcnn for balanced multi-source training")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.detector == "yolo" and under_torchrun():
+        raise ValueError("--detector yolo: ultralytics runs its own DDP; start detect-train without torchrun and "
+                         "give the GPUs with --device (e.g. --device 0,1)")
+    ctx = engine.start(cfg.device if cfg.detector == "faster-rcnn" else "cpu", cfg.threads, cfg.seed)
+    try:
+        return _train(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
+    previous_wall = 0.0
+    if cfg.resume:
+        run = engine.open_run(cfg.project, cfg.name, "detector", True, ctx)
+        cfg = engine.resumed_config(cfg, run, "detector")
+        previous_wall = float(load_config(run).get("train_wall_seconds", 0.0))
+    init_run = Path(cfg.weights) if cfg.detector == "faster-rcnn" and cfg.weights not in (None, "coco", "none") \
+        else None
     sources = [read_source(d, cfg, split="train") for d in cfg.data]
     labels = load_labels(init_run) if init_run else next(
         (s.labels for s in sources if not s.classes), sources[0].labels)
     sources = [relabelled(s, labels) for s in sources]
     val_specs = list(cfg.val) or ([cfg.data[0]] if str(cfg.data[0]).endswith((".yaml", ".yml")) else [])
     vals = [relabelled(read_source(v, cfg, split="val"), labels) for v in val_specs]
-    val = vals[0] if vals else None
-    if cfg.resume:
-        run = Path(cfg.project) / cfg.name if cfg.name else None
-        if run is None or not (run / "config.json").exists():
-            raise FileNotFoundError(f"--resume needs --project/--name of an existing run folder (got {run})")
-        saved = load_config(run, kind="detector")
-        if saved["backend"] != cfg.detector:
-            raise ValueError(f"{run}: was trained with {saved['backend']}, not {cfg.detector}")
-        previous_wall = float(saved.get("train_wall_seconds", 0.0))
-    else:
-        run = new_run_dir(cfg.project, cfg.name, "detector")
-        previous_wall = 0.0
-    log = _log(run)
-    sources = [with_boxes(s, cfg, run, log) for s in sources]
-    vals = [with_boxes(v, cfg, run, log) for v in vals]
+    run = engine.open_run(cfg.project, cfg.name, "detector", cfg.resume, ctx)
+    log = engine.run_log(run, ctx)
+    with ctx.main_first():  # rank 0 computes the pseudo-boxes and caches them in the run folder; the others read them
+        sources = [with_boxes(s, cfg, run, log) for s in sources]
+        vals = [with_boxes(v, cfg, run, log) for v in vals]
     val = vals[0] if vals else None
     train = sources[0] if len(sources) == 1 else Dataset(
         root=sources[0].root, records=[r for s in sources for r in s.records], labels=labels,
         source=" + ".join(s.source for s in sources))
     for s in sources:
         log(f"train source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes")
-    log(f"val: {', '.join(f'{v.source} ({len(v)} images)' for v in vals) or 'none'}")
-    save_labels(run, labels)
+    log(f"val: {', '.join(f'{v.source} ({len(v)} images)' for v in vals) or 'none'}; {ctx.world_size} process(es)")
+    if ctx.is_main:
+        save_labels(run, labels)
     config = {"kind": "detector", "backend": cfg.detector, "image_size": cfg.image_size, "train": asdict(cfg),
               "train_data": [s.source for s in sources], "val_data": [v.source for v in vals],
               "source_sizes": [len(s) for s in sources]}
     t0 = time.perf_counter()
     if cfg.detector == "faster-rcnn":
-        config.update(_train_faster_rcnn(run, cfg, train, vals, config, log))
+        config.update(_train_faster_rcnn(run, cfg, train, vals, config, ctx, log))
     else:
         config.update(_train_yolo(run, cfg, train, val, config, log))
-    # wall time of the whole command (training + per-epoch validation), summed over resumed sessions
-    config["train_wall_seconds"] = previous_wall + time.perf_counter() - t0
-    save_config(run, config)
-    from detectors.plots import plot_results  # noqa: PLC0415
-    plot_results(run / "results.csv", run / "results.png")
+    if ctx.is_main:
+        # wall time of the whole command (training + per-epoch validation), summed over resumed sessions
+        config["train_wall_seconds"] = previous_wall + time.perf_counter() - t0
+        save_config(run, config)
+        engine.plot_results(run)
+        _final_report(run, cfg, val, labels, str(ctx.device), log)
+    ctx.barrier()
+    return run
+
+
+def _final_report(run: Path, cfg: DetectTrainConfig, val: Dataset | None, labels: LabelSet, device: str, log) -> None:
+    """metrics.json of the saved weights on the first val set: top-type accuracy on a class folder, else COCO mAP."""
     if val is not None and val.classes:
-        report = type_report(val.records, predict_dataset(load_detector(run), val, TYPE_EVAL_CONF, cfg.batch),
+        report = type_report(val.records, predict_dataset(load_detector(run, device), val, TYPE_EVAL_CONF, cfg.batch),
                              labels.garment_types)
         write_json_atomic(run / "metrics.json", {"data": val.source, "conf": TYPE_EVAL_CONF, **report})
         log(f"val top-type accuracy {report['type_accuracy']:.4f} no-garment rate {report['no_garment_rate']:.4f}")
     elif val is not None:
-        metrics = _final_evaluation(load_detector(run), val, run, cfg.batch)
+        metrics = _final_evaluation(load_detector(run, device), val, run, cfg.batch)
         log(f"val mAP@[.5:.95] {metrics['map']:.4f} mAP@.5 {metrics['map50']:.4f} "
             + " ".join(f"{k} {v['map50']:.3f}" for k, v in metrics["per_class"].items()))
-    return run
 
 
 def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: list[Dataset], config: dict,
-                       log) -> dict:
-    from detectors.faster_rcnn import FasterRCNNConfig  # noqa: PLC0415
+                       ctx: Dist, log) -> dict:
     from detectors.faster_rcnn_train import fit  # noqa: PLC0415
 
-    init_run = Path(cfg.weights) if cfg.weights not in (None, "coco", "none") else None
-    if cfg.resume:
-        model_cfg = FasterRCNNConfig.from_dict(load_config(run)["model"])
-    elif init_run is not None:  # fine-tune: the architecture (and label set) of the run it starts from
-        model_cfg = FasterRCNNConfig.from_dict(load_config(init_run, kind="detector")["model"])
-    else:
-        sizes = tuple(s for s in (cfg.image_size - 96, cfg.image_size - 64, cfg.image_size - 32) if s >= 64)
-        model_cfg = FasterRCNNConfig(
-            num_classes=len(train.labels.garment_types) + 1,
-            backbone="mobilenet_v3_large" if cfg.weights == "coco" else "efficientnet_lite0",
-            min_size=sizes + (cfg.image_size,), max_size=int(cfg.image_size * 1.6),
-            **{k: v for k, v in cfg.extra.items() if k in FasterRCNNConfig.__dataclass_fields__})
-    # the config is written before training so an interrupted run can be resumed and inspected
-    config.update({"model": model_cfg.to_dict(), "weights": "weights.safetensors"})
-    save_config(run, config)
     val = vals[0] if vals else None
     val_eval = (lambda det: evaluate(det, val, cfg.batch)[0]) if val is not None and not val.classes else None
     folder_vals = [v for v in vals if v.classes]
@@ -215,10 +207,7 @@ def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: 
             report = type_report(v.records, predict_dataset(det, v, TYPE_EVAL_CONF, cfg.batch), v.labels.garment_types)
             out.update({f"val_{k}": report[k] for k in ("type_accuracy", "no_garment_rate", "six_way_accuracy")})
         return out
-    summary = fit(run, train, model_cfg, cfg.epochs, cfg.batch, cfg.lr or 0.01, val_eval, cfg.resume,
-                  init_weights=cfg.weights, seed=cfg.seed, log=log, source_sizes=config["source_sizes"],
-                  epoch_size=cfg.epoch_size, extra_eval=extra_eval)
-    return {"train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["train_cpu_seconds"]}
+    return fit(run, cfg, train, config, val_eval, extra_eval if folder_vals else None, ctx, log)
 
 
 def read_source(path: str, cfg: DetectTrainConfig, split: str) -> Dataset:

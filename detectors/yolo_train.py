@@ -4,6 +4,9 @@ From ``yolo11n.yaml`` (random init, no download) by default, or from any ultraly
 (``--weights path/to/yolo11n.pt``). The COCO data is exported to YOLO layout in ``<run>/yolo_data``; ultralytics'
 own outputs (weights, its results.csv and plots) go to ``<run>/ultralytics``. ``--resume`` uses ultralytics'
 ``resume=True`` on ``<run>/ultralytics/weights/last.pt``.
+
+Devices go to ultralytics as given (``--device 0,1`` trains on two GPUs): it starts its own DDP processes, so this
+wrapper is never started by ``torchrun`` (:func:`detectors.train.train_detector` refuses it with one line).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print) -> 
         data_yaml = export_yolo(train, val if val is not None else train, run / "yolo_data")
         model = YOLO(cfg.weights or DEFAULT_MODEL)
         extra = {"lr0": cfg.lr} if cfg.lr else {}
-        model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.image_size, batch=cfg.batch, device="cpu",
+        model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.image_size, batch=cfg.batch, device=cfg.device,
                     workers=0, project=str(run), name="ultralytics", exist_ok=True, seed=cfg.seed, amp=False,
                     plots=True, val=val is not None, verbose=False, **extra)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0

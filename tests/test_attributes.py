@@ -168,7 +168,7 @@ def test_tiny_training_run_is_loadable_and_resumable(tmp_path):
                                name="tiny", balance="weights", flip_tta=True)
     run = train(cfg)
     for f in ("config.json", "labels.json", "weights.safetensors", "last.pt", "results.csv", "metrics.json",
-              "loss.png", "confusion_colour.png", "confusion_sleeve_length.png"):
+              "results.png", "train.log", "confusion_colour.png", "confusion_sleeve_length.png"):
         assert (run / f).is_file(), f
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_train_samples"] == 12 and set(metrics["val"]["keys"]) == {"colour", "sleeve_length"}
@@ -183,8 +183,8 @@ def test_tiny_training_run_is_loadable_and_resumable(tmp_path):
         assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
     # resume continues from last.pt: one more epoch, results.csv gets its second row
-    cfg.epochs = 2
-    train(cfg, resume=run)
+    cfg.epochs, cfg.resume = 2, True
+    train(cfg)
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert rows[0]["frozen_backbone"] == "1" and rows[1]["frozen_backbone"] == "0"

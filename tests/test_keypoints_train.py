@@ -60,7 +60,7 @@ def test_tiny_keypoints_train_run_is_loadable_and_scored(tmp_path):
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "kp"
     for f in ("config.json", "labels.json", "weights.safetensors", "last.pt", "results.csv", "metrics.json",
-              "curves.png", "val_crops.png"):
+              "results.png", "train.log", "val_crops.png"):
         assert (run / f).is_file(), f
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val_gt_boxes"]["n_samples"] == 4 and metrics["val_gt_boxes"]["n_points"] == 9

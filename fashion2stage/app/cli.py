@@ -1,6 +1,7 @@
 """The ``fashion2stage`` command line. It only parses arguments and calls the library; nothing else lives here."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -49,6 +50,8 @@ def detect_train(
     resume: bool = typer.Option(False, help="Continue project/name from its last checkpoint."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     trainable_stages: int = typer.Option(4, help="faster-rcnn: backbone blocks (of 7, from the top) to train."),
+    device: str = typer.Option("cpu", help="faster-rcnn: cpu or cuda (cuda:LOCAL_RANK under torchrun); yolo: "
+                               "ultralytics' --device, e.g. 0,1 (it runs its own DDP)."),
 ) -> None:
     """Train a garment detector (YOLO or Faster R-CNN) on boxes from one or several sources; writes a run folder."""
     from detectors.train import DetectTrainConfig, train_detector
@@ -56,9 +59,12 @@ def detect_train(
     cfg = DetectTrainConfig(data=list(data), val=list(val), images=str(images) if images else None,
                             classes=str(classes) if classes else None, pseudo_boxes=pseudo_boxes,
                             epoch_size=epoch_size, detector=detector, weights=weights, epochs=epochs, batch=batch,
-                            image_size=image_size, lr=lr, project=str(project), name=name, resume=resume,
-                            threads=threads, extra={"trainable_stages": trainable_stages})
-    run = train_detector(cfg)
+                            image_size=image_size, lr=lr, trainable_stages=trainable_stages, device=device,
+                            project=str(project), name=name, resume=resume, threads=threads)
+    try:
+        run = train_detector(cfg)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:  # a DataError is a ValueError
+        _fail(str(e))
     typer.echo(f"run folder: {run}")
 
 
@@ -125,7 +131,6 @@ def classify_train(
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
     from classifiers.train_attributes import AttributeTrainConfig, train  # noqa: PLC0415
 
-    _set_threads(threads)
     types = {}
     for item in key_types:
         key, sep, names = item.partition("=")
@@ -139,11 +144,11 @@ def classify_train(
         batch_size=batch_size,
         backbone=backbone, pretrained=pretrained, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
         freeze_epochs=freeze_epochs, balance=balance, select=select, flip_tta=flip_tta, workers=workers,
-        device=device, seed=seed, project=str(project), name=name)
+        device=device, threads=threads, seed=seed, project=str(project), name=name, resume=resume)
     if resume and not name:
         _fail("--resume needs --name (the run folder under --project to continue)")
     try:
-        run = train(cfg, resume=project / name if resume else None)
+        run = train(cfg)
     except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
         _fail(str(e))
     typer.echo(f"run folder: {run}")
@@ -173,18 +178,21 @@ def keypoints_train(
 ) -> None:
     """Train the heatmap keypoint model on padded, detector-jittered garment crops."""
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
-    from classifiers.train_keypoints import KeypointTrainConfig, keypoints_train_run  # noqa: PLC0415
+    from classifiers.train_keypoints import KeypointTrainConfig, train  # noqa: PLC0415
 
-    _set_threads(threads)
     try:
         width, height = (int(v) for v in image_size.lower().split("x"))
     except ValueError:
         typer.echo(f"fashion2stage: --image-size must be WIDTHxHEIGHT, got {image_size!r}", err=True)
         raise typer.Exit(code=2) from None
-    cfg = KeypointTrainConfig(width=width, height=height, epochs=epochs, batch_size=batch_size, lr=lr, sigma=sigma,
-                              pretrained=pretrained, flip_test=flip_test, seed=seed, device=device)
+    paths = {k: str(v) if v else None for k, v in dict(val=val, images=images, val_images=val_images,
+                                                        box_errors=box_errors).items()}
+    cfg = KeypointTrainConfig(data=str(data), **paths, jitter=jitter, width=width, height=height, epochs=epochs,
+                              batch_size=batch_size, lr=lr, sigma=sigma, pretrained=pretrained, flip_test=flip_test,
+                              seed=seed, device=device, threads=threads, project=str(project), name=name, resume=resume)
     try:
-        run, metrics = keypoints_train_run(data, val, project, name, cfg, box_errors, jitter, resume, images, val_images)
+        run = train(cfg)
+        metrics = json.loads((run / "metrics.json").read_text())
     except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
         typer.echo(f"fashion2stage: {e}", err=True)
         raise typer.Exit(code=1) from None

@@ -29,7 +29,7 @@ SPLIT = re.compile(r"\| time: (.*?) ->")  # per-stage time shares, where this ve
 
 @dataclass(frozen=True)
 class Profile:
-    """Budgets of one benchmark size. Detectors always train on the CPU (detect-train has no --device)."""
+    """Budgets of one benchmark size. Detectors always train on the CPU (detect-train gets no --device here)."""
     train_images: int | None  # a fixed-seed sample of each dataset's split (ccp, cad, landmarks); None: all
     val_images: int | None
     det: tuple[int, int, int]  # detect-train --epochs, --image-size (faster-rcnn shorter side, yolo imgsz), --batch

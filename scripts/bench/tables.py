@@ -42,7 +42,7 @@ def detection_table(b: Bench, made: dict) -> str:
     header = ["class", "val boxes"] + [f"{be} {k}" for be in BACKENDS for k in ("mAP@.5", "mAP@[.5:.95]")]
     return section(b, "Detection (ccp val)", [f"det-{be}" for be in BACKENDS], table(header, rows), [
         f"Same images, {p.det[0]} epochs, `--image-size {p.det[1]}`, batch {p.det[2]} for both (faster-rcnn: shorter "
-        "side; yolo: letterbox side), on the CPU (detect-train has no --device). faster-rcnn starts from ImageNet "
+        "side; yolo: letterbox side), on the CPU (detect-train gets no --device). faster-rcnn starts from ImageNet "
         "EfficientNet-Lite0, yolo from scratch (yolo11n.yaml: no pretrained weights offline).",
         *[f"PR curves {be}: ![PR {be}]({made[f'pr_{be}']})" for be in BACKENDS if f"pr_{be}" in made]])
 
