@@ -22,6 +22,7 @@ from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, key
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
 from fashion2stage import engine
 from fashion2stage.distributed import Dist
+from fashion2stage.errors import DataError
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.io import write_bytes_atomic, write_json_atomic
@@ -33,9 +34,9 @@ from fashion2stage.runs import load_config, load_weights, save_config, save_labe
 
 @dataclass
 class KeypointTrainConfig:
-    data: str  # COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder
+    data: str | list[str]  # COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder; or several
     val: str | None = None
-    images: str | None = None  # image root of data (default: the format's usual place)
+    images: str | list[str] | None = None  # image root of each data (default: the format's usual place)
     val_images: str | None = None
     box_errors: str | None = None  # a detector's box_errors.json: crops jittered the way it errs
     jitter: str = "default"  # without box_errors: "default" (shift 0.1, scale 0.25) or "none"
@@ -158,6 +159,25 @@ def train(cfg: KeypointTrainConfig) -> Path:
         ctx.close()
 
 
+def read_sources(data: str | list[str], images: str | list[str] | None) -> tuple[Dataset, list[int]]:
+    """One keypoint dataset from one or several sources (formats may differ; keypoint names must not), and each
+    source's number of labelled garments, in order: every source is then drawn with an equal share."""
+    paths = [data] if isinstance(data, str) else list(data)
+    roots = images if isinstance(images, list) else [images] * len(paths)
+    if len(roots) != len(paths):
+        raise ValueError(f"give one --images per --data or none ({len(paths)} --data, {len(roots)} --images)")
+    sets = [read_keypoint_dataset(p, r) for p, r in zip(paths, roots)]
+    for s in sets[1:]:
+        if s.labels.keypoints != sets[0].labels.keypoints:
+            raise DataError(s.source, f"keypoint names {s.labels.keypoints} differ from {sets[0].source}'s "
+                                      f"{sets[0].labels.keypoints}: sources of one model share one layout")
+    labels = sets[0].labels
+    for s in sets[1:]:
+        labels = labels.merged(s.labels)
+    merged = Dataset(sets[0].root, [r for s in sets for r in s.records], labels, " + ".join(s.source for s in sets))
+    return merged, [len(keypoint_samples(s)) for s in sets]
+
+
 def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     resumed = engine.open_run(cfg.project, cfg.name, "keypoints", True, ctx) if cfg.resume else None
     if resumed is not None:
@@ -165,7 +185,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     jitter = _jitter(cfg, resumed)
     spec = cfg.crop_spec()
     heatmap_size(spec)  # refuse a bad --image-size before reading any data
-    train_set = read_keypoint_dataset(cfg.data, cfg.images)
+    train_set, sizes = read_sources(cfg.data, cfg.images)
     val = read_keypoint_dataset(cfg.val, cfg.val_images) if cfg.val else None
     if val is not None and val.labels.keypoints != train_set.labels.keypoints:
         raise ValueError(f"{val.source}: keypoint names {val.labels.keypoints} differ from the training set's "
@@ -185,7 +205,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
             save_labels(run, labels)
             if cfg.box_errors is not None:
                 shutil.copyfile(cfg.box_errors, run / "box_errors.json")
-    loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, drop_last=True)
+    loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, drop_last=True)
     log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
         f"{ctx.world_size} process(es)")
     model = build_model(run_config(cfg, len(labels.keypoints), jitter), cfg.pretrained).to(ctx.device)

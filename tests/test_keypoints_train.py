@@ -96,3 +96,22 @@ def test_bad_image_size_is_one_clear_line(tmp_path):
                                       "--project", str(tmp_path / "runs")])
     assert result.exit_code != 0
     assert "multiple of 32" in result.output
+
+
+def test_several_sources_are_one_dataset_with_their_sizes(tmp_path):
+    from classifiers.train_keypoints import read_sources
+    from fashion2stage.errors import DataError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = _write_split(tmp_path / "a", "train", 6, 0), _write_split(tmp_path / "b", "train", 3, 2)
+    merged, sizes = read_sources([str(a), str(b)], None)
+    assert len(merged.records) == 9 and sizes == [6, 3]
+    assert {r.path.parent.parent.name for r in merged.records} == {"a", "b"}  # each keeps its image root
+    other = json.loads(b.read_text())
+    other["categories"][0]["keypoints"] = ["left_cuff", "right_cuff", "collar"]
+    b.write_text(json.dumps(other))
+    with pytest.raises(DataError, match="keypoint names"):
+        read_sources([str(a), str(b)], None)
+    with pytest.raises(ValueError, match="one --images per --data"):
+        read_sources([str(a), str(b)], [str(tmp_path)])

@@ -156,9 +156,12 @@ def classify_train(
 
 @app.command("keypoints-train")
 def keypoints_train(
-    data: Path = typer.Option(..., help="Training keypoints: COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder."),
+    data: list[Path] = typer.Option(..., help="Training keypoints: COCO keypoints JSON, FashionAI keypoint CSV or "
+                                    "DeepFashion2 annos folder. Repeat to train on several (same keypoint names), "
+                                    "each drawn with an equal share."),
     val: Optional[Path] = typer.Option(None, help="Validation keypoints, same formats (best epoch by its NE)."),
-    images: Optional[Path] = typer.Option(None, help="Image root of --data (default: the format's usual place)."),
+    images: list[Path] = typer.Option([], help="Image root of each --data, in order (default: the format's usual "
+                                      "place)."),
     val_images: Optional[Path] = typer.Option(None, help="Image root of --val."),
     box_errors: Optional[Path] = typer.Option(None, help="A detector's box_errors.json: jitter crops the way it errs."),
     jitter: str = typer.Option("default", help="Without --box-errors: 'default' (shift 0.1, scale 0.25) or 'none'."),
@@ -185,9 +188,10 @@ def keypoints_train(
     except ValueError:
         typer.echo(f"fashion2stage: --image-size must be WIDTHxHEIGHT, got {image_size!r}", err=True)
         raise typer.Exit(code=2) from None
-    paths = {k: str(v) if v else None for k, v in dict(val=val, images=images, val_images=val_images,
-                                                        box_errors=box_errors).items()}
-    cfg = KeypointTrainConfig(data=str(data), **paths, jitter=jitter, width=width, height=height, epochs=epochs,
+    paths = {k: str(v) if v else None for k, v in dict(val=val, val_images=val_images, box_errors=box_errors).items()}
+    cfg = KeypointTrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]),
+                              images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
+                              **paths, jitter=jitter, width=width, height=height, epochs=epochs,
                               batch_size=batch_size, lr=lr, sigma=sigma, pretrained=pretrained, flip_test=flip_test,
                               seed=seed, device=device, threads=threads, project=str(project), name=name, resume=resume)
     try:
