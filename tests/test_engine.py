@@ -17,9 +17,10 @@ from fashion2stage.distributed import Dist
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def torchrun(script: Path, *args: str, nproc: int = 2, timeout: int = 120) -> subprocess.CompletedProcess:
+def torchrun(script: Path, *args: str, nproc: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --standalone --nproc_per_node nproc script args``, this checkout first on
-    the path, one thread per process; fails the test with both streams when a process fails."""
+    the path, one thread per process; fails the test with both streams when a process fails. The timeout only
+    catches a hang: ~30 s on a quiet 2-core machine, but minutes when other jobs leave each process 5% of a core."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",

@@ -56,7 +56,7 @@ def test_two_processes_one_run_folder_half_the_samples_each_and_resume(trainer, 
     project = tmp_path / "runs"
     script = tmp_path / "launch.py"
     script.write_text(LAUNCH)
-    out = torchrun(script, module, fn, cfg_class, json.dumps({**cfg, "project": str(project)}), timeout=240).stdout
+    out = torchrun(script, module, fn, cfg_class, json.dumps({**cfg, "project": str(project)})).stdout
     first = out[out.index("FIRST"):]
     runs = list(project.iterdir())
     assert len(runs) == 1 and first.startswith(f"FIRST ['{runs[0].name}']"), (runs, first[:200])
