@@ -23,7 +23,18 @@ function setStatus(text, isError = false) {
   statusLine.className = isError ? "error" : "";
 }
 
-// boxes, numbered labels and landmarks over the photo; the canvas has the photo's own pixel size (CSS scales it)
+// a label's place: the first of a few spots around its box that covers no label placed before (else the first spot)
+function placeLabel(placed, w, h, [x1, y1, x2, y2], width, height) {
+  const clamp = (v, hi) => Math.min(Math.max(v, 0), Math.max(hi, 0));
+  const spots = [[x1, y1 - h], [x1, y1], [x2 - w, y1], [x1, y2 - h], [x1, y2], [x2 - w, y2 - h]]
+    .map(([x, y]) => [clamp(x, width - w), clamp(y, height - h)]);
+  const free = spots.find(([x, y]) => !placed.some((r) => x < r[0] + r[2] && r[0] < x + w && y < r[1] + r[3] && r[1] < y + h));
+  const [x, y] = free || spots[0];
+  placed.push([x, y, w, h]);
+  return [x, y];
+}
+
+// boxes, landmarks and numbered labels over the photo; the canvas has the photo's own pixel size (CSS scales it)
 function drawOverlay(canvas, bitmap, pred) {
   canvas.width = bitmap.width;
   canvas.height = bitmap.height;
@@ -32,31 +43,37 @@ function drawOverlay(canvas, bitmap, pred) {
   // predictions are in the upright photo's pixels; scale in case the browser's decoded size differs
   const sx = bitmap.width / pred.width, sy = bitmap.height / pred.height;
   const line = Math.max(2, Math.round(Math.max(bitmap.width, bitmap.height) / 300));
-  const font = 6 * line + 4;
-  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  const font = 5 * line + 4;
+  const colours = pred.garments.map((g, n) => rgb(PALETTE[n % PALETTE.length]));
+  const boxes = pred.garments.map((g) => [g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy]);
   pred.garments.forEach((g, n) => {
-    const colour = rgb(PALETTE[n % PALETTE.length]);
-    const [x1, y1, x2, y2] = [g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy];
-    ctx.strokeStyle = colour;
+    const [x1, y1, x2, y2] = boxes[n];
+    ctx.strokeStyle = colours[n];
     ctx.lineWidth = line;
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    const label = `${n + 1} ${g.type} ${g.score.toFixed(2)}`;
-    const w = ctx.measureText(label).width + 2 * line;
-    const lx = Math.min(Math.max(x1, 0), Math.max(canvas.width - w, 0));
-    const ly = Math.max(y1, 0);
-    ctx.fillStyle = colour;
-    ctx.fillRect(lx, ly, w, font + 2 * line);
-    ctx.fillStyle = "#000";
-    ctx.fillText(label, lx + line, ly + font);
+  });
+  pred.garments.forEach((g, n) => {
     for (const [x, y] of Object.values(g.keypoints)) {
       ctx.beginPath();
       ctx.arc(x * sx, y * sy, 2 * line + 1, 0, 2 * Math.PI);
-      ctx.fillStyle = colour;
+      ctx.fillStyle = colours[n];
       ctx.fill();
       ctx.lineWidth = Math.max(1, line / 2);
       ctx.strokeStyle = "#fff";
       ctx.stroke();
     }
+  });
+  // labels last, so that no box or landmark hides one; the garment list beside the photo has the details
+  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  const placed = [];
+  pred.garments.forEach((g, n) => {
+    const label = `${n + 1} ${g.type} ${g.score.toFixed(2)}`;
+    const w = ctx.measureText(label).width + 2 * line, h = font + 2 * line;
+    const [x, y] = placeLabel(placed, w, h, boxes[n], canvas.width, canvas.height);
+    ctx.fillStyle = colours[n];
+    ctx.fillRect(x, y, w, h);
+    ctx.fillStyle = "#000";
+    ctx.fillText(label, x + line, y + font);
   });
 }
 
@@ -87,7 +104,7 @@ async function showResult(file, pred) {
   const side = el("div", {}, [
     pred.garments.length ? garmentList(pred) : el("p", {textContent: "No garment found."}),
     el("p", {className: "image-attrs", textContent: "Whole photo: " + attributeText(pred.attributes)}),
-    el("details", {}, [el("summary", {textContent: "JSON"}),
+    el("details", {open: true}, [el("summary", {textContent: "JSON"}),
                        el("pre", {className: "json", textContent: JSON.stringify(pred, null, 2)})]),
   ]);
   card.append(el("div", {}, [canvas]), side);
