@@ -179,7 +179,10 @@ def test_full_queue_answers_503_with_retry_after(shipped_reader):
         for key in ("a", "b", "d"):
             assert answers[key].status_code == 200, answers[key].text
             assert answers[key].json()["predictions"][0]["image"] == f"{key}0.png"
-        assert batcher.pending == 0 and client.get("/healthz").json()["status"] == "ready"
+        health = client.get("/healthz").json()
+        assert health["status"] == "ready" and health["queue"]["pending"] == 0
+        # three requests, two model calls: the two that waited together went in one batch (max_batch=2)
+        assert (health["served"]["batches"], health["served"]["images"]) == (2, 3)
 
 
 def test_failed_model_load_is_reported():

@@ -173,7 +173,8 @@ def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
     @app.get("/healthz", summary="Readiness: 200 once the models are loaded, 503 before (or if loading failed)")
     async def healthz():
         b = service.batcher
-        body = {"status": service.status, "queue": {"pending": b.pending, "size": b.queue_size, "batches": b.batches},
+        body = {"status": service.status, "queue": {"pending": b.pending, "size": b.queue_size},
+                "served": {"batches": b.batches, "images": b.images, "model_seconds": round(b.model_seconds, 3)},
                 "limits": asdict(limits)}
         if service.error:
             body["error"] = service.error

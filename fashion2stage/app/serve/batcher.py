@@ -51,7 +51,7 @@ class Batcher:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fashion2stage-model")
         self.pending = 0  # images admitted and not yet answered (queued or in the model)
         self.seconds_per_image = 1.0  # running average, for Retry-After
-        self.batches = 0
+        self.batches, self.images, self.model_seconds = 0, 0, 0.0  # totals, for /healthz and the load test
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
 
@@ -112,9 +112,10 @@ class Batcher:
                     t0 = time.perf_counter()
                     preds = await loop.run_in_executor(self.worker, self.predict, [it.image for it in live],
                                                        [it.name for it in live])
-                    per_image = (time.perf_counter() - t0) / len(live)
-                    self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * per_image
-                    self.batches += 1
+                    seconds = time.perf_counter() - t0
+                    self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * seconds / len(live)
+                    self.batches, self.images, self.model_seconds = (self.batches + 1, self.images + len(live),
+                                                                     self.model_seconds + seconds)
                     for it, pred in zip(live, preds):
                         if not it.future.done():
                             it.future.set_result(pred)
