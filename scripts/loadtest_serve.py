@@ -30,7 +30,7 @@ import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "fashion2stage.cli"]
+CLI = [sys.executable, "-m", "fashion2stage"]
 
 
 def free_port() -> int:

@@ -66,7 +66,7 @@ def test_healthz_and_page(client):
     assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
 
 
-def test_predict_contract(client, shipped_reader):
+def test_predict_contract(client, shipped_reader, check_line):
     files = [("files", ("a/../x/ccp_0062.jpg", PHOTO.read_bytes(), "image/jpeg")),
              ("files", ("tiny.png", png_of(Image.new("RGB", (40, 30), (200, 200, 200))), "image/png"))]
     r = client.post("/v1/predict", files=files)
@@ -74,8 +74,8 @@ def test_predict_contract(client, shipped_reader):
     lines = r.json()["predictions"]
     assert [p["image"] for p in lines] == ["ccp_0062.jpg", "tiny.png"]  # upload order, no directory part
     assert (lines[1]["width"], lines[1]["height"]) == (40, 30)
-    for line in lines:
-        assert ImagePrediction.from_json(line).to_json() == line  # exactly a predictions.jsonl line
+    for line in lines:  # exactly a predictions.jsonl line
+        assert ImagePrediction.from_json(line).to_json() == check_line(line)
     direct = shipped_reader([PHOTO])[0]  # the Python API on the file itself
     got = lines[0]
     assert (got["width"], got["height"]) == (direct.width, direct.height) and len(got["garments"]) == len(direct.garments) > 0

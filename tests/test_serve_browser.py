@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion2stage.serve.app import create_app
+from fashion2stage.app.serve.app import create_app
 
 pytestmark = pytest.mark.slow
 
