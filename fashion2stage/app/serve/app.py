@@ -20,10 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from fashion2stage.errors import ImageReadError, ImageTooLargeError
-from fashion2stage.images import load_image_bytes
 from fashion2stage.app.serve.batcher import Batcher, QueueFull
 from fashion2stage.app.serve.limits import Limits
+from fashion2stage.errors import ImageReadError, ImageTooLargeError
+from fashion2stage.images import load_image_bytes
 
 log = logging.getLogger("fashion2stage.app.serve")
 
@@ -34,7 +34,7 @@ _IMAGE_TYPES = ("image/", "application/octet-stream")  # what a part may declare
 class ApiError(Exception):
     def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
-        self.status, self.message, self.retry_after = status, " ".join(message.split()), retry_after
+        self.status, self.message, self.retry_after = status, message, retry_after
 
 
 class _BodyTooLarge(Exception):
@@ -158,6 +158,10 @@ def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
     async def _http_error(request: Request, e: HTTPException):
         return _error(e.status_code, e.detail, None)
 
+    @app.exception_handler(Exception)  # anything unforeseen: still one JSON line (the traceback goes to the log)
+    async def _unexpected(request: Request, e: Exception):
+        return _error(500, f"internal error: {type(e).__name__}")
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, e: RequestValidationError):
         return _error(422, "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
@@ -207,7 +211,11 @@ def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
         except QueueFull as e:
             raise ApiError(503, f"server busy: {service.batcher.pending} images pending, no room for "
                                 f"{len(uploads)} more", retry_after=e.retry_after) from None
-        preds = await asyncio.gather(*futures)
+        try:
+            preds = await asyncio.gather(*futures)
+        except Exception as e:  # noqa: BLE001  (the model failed on this batch: say so, in one line, and go on)
+            log.exception("prediction failed")
+            raise ApiError(500, f"prediction failed: {type(e).__name__}: {e}") from None
         return {"predictions": [p.to_json() for p in preds]}
 
     return app
