@@ -19,3 +19,8 @@ class ImageReadError(OSError):
     def __init__(self, path: str | Path, problem: str):
         self.path, self.problem = str(path), problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose pixel count is over the limit (read from its header, before decoding): a decompression bomb or
+    simply too big. A service answers it differently (413) from a broken file."""

@@ -7,6 +7,7 @@ The pixel frame of every box and keypoint in the project is the image *after* EX
 from __future__ import annotations
 
 import errno
+import io
 import stat
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fashion2stage.errors import ImageReadError
+from fashion2stage.errors import ImageReadError, ImageTooLargeError
 
 # Larger images are refused from the header, before any pixel is decoded (a decompression bomb: a few KB of PNG
 # can claim 10^10 pixels). Kept below PIL's own warning threshold (Image.MAX_IMAGE_PIXELS, ~89.5 MP) so that this
@@ -25,11 +26,11 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees (width and height trade places)
 
 
-def _pil_open(path: Path) -> Image.Image:
+def _pil_open(source: Path | io.BytesIO) -> Image.Image:
     """PIL's own ``Image.open``. Importing ultralytics replaces ``PIL.Image.open`` with a wrapper that, on a file PIL
     cannot identify, tries to pip-install pi-heif and raises ImportError offline; a non-image must stay a clear error."""
     patches = sys.modules.get("ultralytics.utils.patches")
-    return getattr(patches, "_image_open", Image.open)(path)
+    return getattr(patches, "_image_open", Image.open)(source)
 
 
 def _stat_problem(path: Path, err: OSError) -> str:
@@ -42,24 +43,30 @@ def _stat_problem(path: Path, err: OSError) -> str:
     return f"cannot read: {err.strerror or err}"
 
 
-def _open(path: Path) -> Image.Image:
-    """Open lazily (header only) and refuse missing, empty, non-image and too-large files."""
-    try:
-        st = path.stat()
-    except OSError as e:
-        raise ImageReadError(path, _stat_problem(path, e)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageReadError(path, "not a regular file")
-    if st.st_size == 0:
+def _open(path: Path, data: bytes | None = None, max_pixels: int | None = None) -> Image.Image:
+    """Open lazily (header only) and refuse missing, empty, non-image and too-large files. With ``data`` the image is
+    those bytes (an upload) and ``path`` only names it in errors. ``max_pixels`` defaults to ``MAX_PIXELS``."""
+    if data is None:
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise ImageReadError(path, _stat_problem(path, e)) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(path, "not a regular file")
+        size = st.st_size
+    else:
+        size = len(data)
+    if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
+    limit = MAX_PIXELS if max_pixels is None else max_pixels  # read at call time: tests and callers may change it
     try:
-        im = _pil_open(path)
+        im = _pil_open(path if data is None else io.BytesIO(data))
     except PermissionError:
         raise ImageReadError(path, "cannot read: permission denied") from None
     except FileNotFoundError:  # removed since the stat above
         raise ImageReadError(path, "file not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
+        raise ImageTooLargeError(path, f"image too large (decompression bomb?): {e}") from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -68,15 +75,16 @@ def _open(path: Path) -> Image.Image:
     if w <= 0 or h <= 0:
         im.close()
         raise ImageReadError(path, f"image has zero size {w}x{h}")
-    if w * h > MAX_PIXELS:
+    if w * h > limit:
         im.close()
-        raise ImageReadError(path, f"image too large: {w}x{h} = {w * h:,} pixels > MAX_PIXELS {MAX_PIXELS:,}")
+        name = "MAX_PIXELS" if max_pixels is None else "the limit"
+        raise ImageTooLargeError(path, f"image too large: {w}x{h} = {w * h:,} pixels > {name} {limit:,}")
     if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
         # PIL's own bomb limit as a backstop when MAX_PIXELS was raised above it. Compared here rather than by
         # turning PIL's warning into an error: warnings.catch_warnings is not thread-safe and predict decodes in threads.
         im.close()
-        raise ImageReadError(path, f"image too large (decompression bomb?): {w}x{h} = {w * h:,} pixels "
-                                   f"> PIL.Image.MAX_IMAGE_PIXELS {Image.MAX_IMAGE_PIXELS:,}")
+        raise ImageTooLargeError(path, f"image too large (decompression bomb?): {w}x{h} = {w * h:,} pixels "
+                                       f"> PIL.Image.MAX_IMAGE_PIXELS {Image.MAX_IMAGE_PIXELS:,}")
     return im
 
 
@@ -133,26 +141,37 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Decode an image file to an array (H, W, 3) uint8 RGB in the upright (EXIF-oriented) pixel frame."""
     path = Path(path)
-    with _open(path) as im:
-        try:
-            im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageReadError(path, f"image too large (decompression bomb?): {e}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise ImageReadError(path, f"corrupt or truncated image: {e}") from None
-        _orientation(im, path)  # malformed EXIF is refused the same way image_size refuses it
-        try:
-            upright = ImageOps.exif_transpose(im)
-        except Exception as e:  # noqa: BLE001
-            raise ImageReadError(path, f"cannot apply EXIF orientation: {e}") from None
-        try:
-            rgb = _to_rgb(upright)
-        except (OSError, ValueError) as e:
-            raise ImageReadError(path, f"cannot convert {upright.mode} image to RGB: {e}") from None
-        out = np.asarray(rgb, dtype=np.uint8)
+    with _open(path, max_pixels=max_pixels) as im:
+        return _decode(im, path)
+
+
+def load_image_bytes(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image held in memory (an upload) exactly as :func:`load_image` decodes a file, with the same checks;
+    ``name`` is what errors call it."""
+    with _open(Path(name), data=bytes(data), max_pixels=max_pixels) as im:
+        return _decode(im, Path(name))
+
+
+def _decode(im: Image.Image, path: Path) -> np.ndarray:
+    try:
+        im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(path, f"image too large (decompression bomb?): {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(path, f"corrupt or truncated image: {e}") from None
+    _orientation(im, path)  # malformed EXIF is refused the same way image_size refuses it
+    try:
+        upright = ImageOps.exif_transpose(im)
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"cannot apply EXIF orientation: {e}") from None
+    try:
+        rgb = _to_rgb(upright)
+    except (OSError, ValueError) as e:
+        raise ImageReadError(path, f"cannot convert {upright.mode} image to RGB: {e}") from None
+    out = np.asarray(rgb, dtype=np.uint8)
     if out.ndim != 3 or out.shape[2] != 3:
         raise ImageReadError(path, f"decoded to an unexpected shape {out.shape}")
     return np.ascontiguousarray(out)

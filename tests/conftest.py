@@ -38,3 +38,10 @@ def check_line():
         return line
 
     return check
+
+
+@pytest.fixture(scope="session")
+def shipped_reader():
+    """The Python API on the shipped model (conf 0.5), loaded once per test worker for the service's tests."""
+    from fashion2stage import Reader
+    return Reader(conf=0.5)

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from fashion2stage import images
-from fashion2stage.errors import ImageReadError
-from fashion2stage.images import image_size, load_image
+from fashion2stage.errors import ImageReadError, ImageTooLargeError
+from fashion2stage.images import image_size, load_image, load_image_bytes
 
 
 def save(tmp_path, im, name, **kw):
@@ -141,8 +141,8 @@ def test_decompression_bomb_refused_from_the_header(tmp_path):
     p = tmp_path / "bomb.png"
     p.write_bytes(png_header_only(100_000, 100_000))  # 10^10 pixels in ~100 bytes
     assert p.stat().st_size < 200
-    for fn in (load_image, image_size):
-        with pytest.raises(ImageReadError, match="too large"):
+    for fn in (load_image, image_size, lambda p: load_image_bytes(p.read_bytes(), "up.png")):
+        with pytest.raises(ImageTooLargeError, match="too large"):
             fn(p)
 
 
@@ -163,3 +163,32 @@ def test_pils_own_bomb_warning_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 10**9)
     with pytest.raises(ImageReadError, match="decompression bomb"):
         image_size(p)
+
+
+def test_bytes_decode_like_files(tmp_path):
+    """An upload goes through the same checks and conversions as a file: EXIF orientation, modes, errors."""
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(tmp_path, Image.fromarray(a), "r.jpg", exif=exif, quality=95)
+    np.testing.assert_array_equal(load_image_bytes(path.read_bytes(), "r.jpg"), load_image(path))
+    assert load_image_bytes(bytearray(path.read_bytes()), "r.jpg").shape == (40, 20, 3)
+    la = save(tmp_path, Image.new("LA", (1, 1), (0, 128)), "la.png")
+    assert load_image_bytes(la.read_bytes(), "la.png")[0, 0].tolist() == [127, 127, 127]
+    noise = save(tmp_path, Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)),
+                 "n.jpg")
+    truncated = noise.read_bytes()[: noise.stat().st_size // 2]
+    for data, message in ((b"", "up.jpg: empty file"), (b"<html></html>", "up.jpg: not an image"),
+                          (truncated, "up.jpg: corrupt or truncated image")):
+        with pytest.raises(ImageReadError, match=message) as e:
+            load_image_bytes(data, "up.jpg")
+        assert "\n" not in str(e.value) and not isinstance(e.value, ImageTooLargeError)
+
+
+def test_max_pixels_argument(tmp_path):
+    path = save(tmp_path, Image.new("RGB", (30, 20)), "s.png")
+    assert load_image(path, max_pixels=600).shape == (20, 30, 3)
+    for fn in (lambda: load_image(path, max_pixels=599), lambda: load_image_bytes(path.read_bytes(), "s.png", 599)):
+        with pytest.raises(ImageTooLargeError, match=r"too large: 30x20 = 600 pixels > the limit 599"):
+            fn()

@@ -373,5 +373,10 @@ def export(
             _fail(str(e))
 
 
+# the service's flags live beside it (fashion2stage/app/serve/command.py); importing them loads no web framework
+from fashion2stage.app.serve.command import serve as _serve  # noqa: E402
+
+app.command("serve")(_serve)
+
 if __name__ == "__main__":
     app()

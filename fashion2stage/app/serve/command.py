@@ -1,0 +1,69 @@
+"""The ``fashion2stage serve`` command: parse its flags and call :func:`fashion2stage.app.serve.app.serve`.
+
+Kept beside the service (cli.py registers it) so that cli.py stays a list of commands; importing it loads neither
+FastAPI nor torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fashion2stage.app.serve.limits import Limits
+
+_D = Limits()
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; mind who can reach it)."),
+    port: int = typer.Option(8000, min=1, max=65535),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
+    classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
+    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
+    no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    runtime: Optional[str] = typer.Option(None, help="torch or onnx (default: the Python API's, as predict)."),
+    batch_size: int = typer.Option(0, min=0, help="Images per pipeline call inside a model batch (0: predict's rule)."),
+    threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
+    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
+    max_file_bytes: int = typer.Option(_D.max_file_bytes, min=1, help="Largest upload per image, in bytes."),
+    max_files: int = typer.Option(_D.max_files, min=1, help="Most images per request."),
+    max_pixels: int = typer.Option(_D.max_pixels, min=1, help="Largest image (width x height), read from its "
+                                   "header before decoding: refuses decompression bombs."),
+    queue_size: int = typer.Option(_D.queue_size, min=1, help="Images waiting or in the model; past it: 503."),
+    max_batch: int = typer.Option(_D.max_batch, min=1, help="Most images gathered from requests into one batch."),
+    batch_wait_ms: float = typer.Option(_D.max_wait_ms, min=0.0, help="How long a batch waits for more images."),
+    max_connections: int = typer.Option(64, min=1, help="Open connections past which uvicorn answers 503."),
+) -> None:
+    """Serve the pipeline over HTTP: POST /v1/predict (images -> predictions JSON), GET /healthz, a web page at /."""
+    from fashion2stage.app.serve.app import serve as run
+
+    try:
+        limits = Limits(max_file_bytes=max_file_bytes, max_files=max_files, max_pixels=max_pixels,
+                        queue_size=queue_size, max_batch=max_batch, max_wait_ms=batch_wait_ms)
+    except ValueError as e:
+        _fail(str(e))
+    options = dict(detector=detector, classifier=classifier, keypoints=keypoints, device=device, conf=conf,
+                   flip_tta=flip_tta, threads=threads, use_default=not no_default, batch_size=batch_size)
+    if runtime is not None:
+        options["runtime"] = runtime
+
+    def load_reader():
+        from fashion2stage.app.reader import Reader  # noqa: PLC0415
+
+        if threads and options.get("runtime", "torch") == "torch":
+            import torch  # noqa: PLC0415
+            torch.set_num_threads(threads)
+        return Reader(**options)
+
+    try:
+        run(load_reader, host=host, port=port, limits=limits, max_connections=max_connections)
+    except RuntimeError as e:
+        _fail(str(e))
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"fashion2stage: {message}", err=True)
+    raise typer.Exit(code=1)
