@@ -151,7 +151,7 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
     run = engine.open_run(cfg.project, cfg.name, "detector", cfg.resume, ctx)
     log = engine.run_log(run, ctx)
     with ctx.main_first():  # rank 0 computes the pseudo-boxes and caches them in the run folder; the others read them
-        sources = [with_boxes(s, cfg, run, log) for s in sources]
+        sources = [part for s in sources for part in split_negatives(with_boxes(s, cfg, run, log))]
         vals = [with_boxes(v, cfg, run, log) for v in vals]
     val = vals[0] if vals else None
     train = sources[0] if len(sources) == 1 else Dataset(
@@ -227,6 +227,20 @@ def relabelled(ds: Dataset, labels: LabelSet) -> Dataset:
     if unknown:
         raise DataError(ds.source, f"garment type(s) {unknown} are not in the model's label set {labels.garment_types}")
     return replace(ds, labels=labels)
+
+
+def split_negatives(ds: Dataset) -> list[Dataset]:
+    """A class folder's garment photos and its "no garment" photos as two sources: drawn with equal shares, the
+    background photos get as much weight as the garments (at their natural 10% share of fashion-bench/products the
+    shipped detector's first epoch left a garment on 97% of hat and shoe photos; BENCHMARKS.md, "Per domain")."""
+    if not ds.classes:
+        return [ds]
+    garments = [r for r in ds.records if r.item_type is not None]
+    negatives = [r for r in ds.records if r.item_type is None]
+    if not garments or not negatives:
+        return [ds]
+    return [replace(ds, records=garments, source=f"{ds.source} (garment classes)"),
+            replace(ds, records=negatives, source=f"{ds.source} (no-garment classes)")]
 
 
 def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log) -> Dataset:

@@ -71,13 +71,11 @@ wait $DET
 wait $CROPS
 
 # 5. the shipped detector: the train + val one, fine-tuned on street, held-flat and product photos
-P=$T/products
-mkdir -p "$P/garments" "$P/negatives"
-for c in dress longsleeve outwear pants shirt shorts skirt t-shirt; do ln -sfn "$B/products/train/$c" "$P/garments/$c"; done
-for c in hat shoes; do ln -sfn "$B/products/train/$c" "$P/negatives/$c"; done
+# (products/train's hat and shoe photos become a source of their own: detect-train splits a class folder's
+# garment and no-garment classes)
 done_ "$W/detect/detector-multi" || fashion2stage detect-train \
     --data "$T/ccp/annotations/instances_trainval.json" --data "$B/landmarks/annotations/keypoints_train.json" \
-    --data "$P/garments" --data "$P/negatives" --classes configs/fashion-bench-products.yaml --pseudo-boxes foreground \
+    --data "$B/products/train" --classes configs/fashion-bench-products.yaml --pseudo-boxes foreground \
     --val "$B/ccp/annotations/instances_val.json" --val "$B/products/val" --weights "$W/detect/detector-trainval" \
     --epochs 3 --epoch-size 900 --batch 4 --lr 0.005 --image-size 416 --threads 2 \
     --project "$W/detect" --name detector-multi $(resume "$W/detect/detector-multi") >> "$W/logs/detector-multi.log" 2>&1

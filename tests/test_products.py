@@ -143,7 +143,8 @@ def test_multi_source_detector_and_class_folder_evaluation(tmp_path, mapping):
                             name="multi", threads=1)
     run = train_detector(cfg)
     config = json.loads((run / "config.json").read_text())
-    assert config["source_sizes"] == [4, 9] and len(config["train_data"]) == 2
+    # the class folder's hat photos are their own source: background weighs as much as the garments
+    assert config["source_sizes"] == [4, 6, 3] and len(config["train_data"]) == 3
     boxes = json.loads((run / "pseudo_boxes.json").read_text())
     assert len(boxes) == 6  # the 6 garment photos of train (= val here); the 3 hats train as background
     assert all(k.startswith("foreground|") for k in boxes)
