@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60, help="the first n photos of the folder (sorted)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=1, help="repeat plain, Ray 1, Ray 2 this many times")
+    ap.add_argument("--start-tries", type=int, default=1, help="calls of start_ray (each tries 3 times)")
     args = ap.parse_args()
     files = list_images(args.images)[: args.n]
     cores = os.cpu_count() or 1
@@ -77,7 +78,14 @@ def main() -> None:
     from fashion2stage.app.ray_predict import start_ray
 
     t0 = time.perf_counter()
-    start_ray(None, num_cpus=cores)
+    for attempt in range(args.start_tries):  # on a machine loaded far past its cores Ray's node may not come up
+        try:
+            start_ray(None, num_cpus=cores)
+            break
+        except Exception as e:  # noqa: BLE001
+            if attempt == args.start_tries - 1:
+                raise
+            print(f"{e}: trying again", file=sys.stderr)
     node_start = time.perf_counter() - t0
     rows = []
     try:
