@@ -227,8 +227,13 @@ def predict(
     fashionai_csv: bool = typer.Option(False, "--fashionai-csv", help="Also write the FashionAI attribute submission CSV."),
     keypoint_csv: bool = typer.Option(False, "--keypoint-csv", help="Also write the FashionAI keypoint CSV."),
     overlays: bool = typer.Option(False, "--overlays", help="Also draw boxes, attributes and landmarks into out/overlays/."),
+    engine: str = typer.Option("local", help="local, or ray: decoding in Ray tasks, the models in a pool of actors."),
+    ray_address: Optional[str] = typer.Option(None, help="--engine ray: a cluster (auto, ray://host:10001), not a local one."),
+    actors: int = typer.Option(0, min=0, help="--engine ray: model actors (0: one per GPU with --device cuda, else 1)."),
 ) -> None:
     """Detect garments in every image of a folder and read their attributes and landmarks (predictions.jsonl)."""
+    if engine not in ("local", "ray"):
+        _fail(f"--engine {engine!r}: expected local or ray")
     try:
         i, n = (int(v) for v in shard.split("/"))
         if not 0 <= i < n:
@@ -238,6 +243,15 @@ def predict(
     from fashion2stage.app.outputs import PredictionWriters  # noqa: PLC0415
     from fashion2stage.app.pipeline import default_batch_size  # noqa: PLC0415
 
+    if engine == "ray":  # fashion2stage/app/ray_predict.py; the models load in the Ray actors, not here
+        from fashion2stage.app.ray_predict import predict_with_writers  # noqa: PLC0415
+
+        models = dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device, conf=conf,
+                      use_default=not no_default, runtime=runtime, threads=threads, flip_tta=flip_tta)
+        writers = dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv, overlays=overlays)
+        return _predict_folder(None, images, out, batch_size or default_batch_size(runtime, device), resume, (i, n),
+                               run=lambda **kw: predict_with_writers(models, images, out, writers, actors=actors,
+                                                                     threads=threads, address=ray_address, **kw))
     pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
                           runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
     writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
@@ -259,16 +273,24 @@ def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bo
 
 
 def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool = False,
-                    shard: tuple[int, int] = (0, 1), writers=None, files: list[str] | None = None) -> None:
-    """Run ``predict_folder`` and tell the user what happened (unreadable files, speed, files written)."""
+                    shard: tuple[int, int] = (0, 1), writers=None, files: list[str] | None = None, run=None) -> None:
+    """Run ``predict_folder`` and tell the user what happened (unreadable files, speed, files written).
+    ``run(batch_size=, resume=, shard=, files=) -> (summary, files written)`` replaces it (``--engine ray``)."""
     from fashion2stage.app.predict import predict_folder  # noqa: PLC0415
 
     try:
-        summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
-                                 on_batch=writers, files=files)
+        if run is not None:
+            summary, written = run(batch_size=batch_size, resume=resume, shard=shard, files=files)
+        else:
+            summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
+                                     on_batch=writers, files=files)
+            written = writers.close() if writers is not None else []
     except OSError as e:  # the folder cannot be listed, or the output cannot be written
         _fail(str(e))
-    written = writers.close() if writers is not None else []
+    except (ImportError, ValueError) as e:  # --engine ray: Ray is not installed, or an output it cannot write
+        if run is None:
+            raise
+        _fail(str(e))
     for rel, problem in summary.errors[:20]:
         typer.echo(f"skipped {rel}: {problem}", err=True)
     if len(summary.errors) > 20:

@@ -98,6 +98,36 @@ def read_done(jsonl: Path) -> list[str]:
     return good
 
 
+def input_files(root: Path, files: list[str] | None, shard: tuple[int, int]) -> list[str]:
+    """The images ``predict`` reads, relative to ``root``: ``files`` if given, else every image under it; one shard."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    files = list_images(root, shard) if files is None else list(files)[shard[0]::shard[1]]
+    if not files:
+        raise FileNotFoundError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def prepare_output(out_dir: str | Path, files: list[str], resume: bool) -> tuple[Path, list[str], int]:
+    """Make ``out_dir/predictions.jsonl`` ready for appending: removed, or with ``resume`` cut to its whole lines.
+    Returns the file, the ``files`` not yet in it (input order kept) and how many were already there."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "predictions.jsonl"
+    if not resume:
+        jsonl.unlink(missing_ok=True)
+        return jsonl, list(files), 0
+    done_lines = read_done(jsonl)
+    write_text_atomic(jsonl, "".join(l + "\n" for l in done_lines))  # drop a torn tail before appending
+    done = {json.loads(l)["image"] for l in done_lines}
+    return jsonl, [f for f in files if f not in done], sum(f in done for f in files)
+
+
+def jsonl_line(pred: ImagePrediction) -> str:
+    """One line of predictions.jsonl, newline included."""
+    return json.dumps(pred.to_json(), separators=(",", ":")) + "\n"
+
+
 @dataclass
 class PredictSummary:
     images: int = 0
@@ -124,23 +154,9 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     ``orig_img`` holds the decoded image, None where decoding failed).
     ``files``: these paths relative to ``images_dir`` instead of every image in it (a missing one is an error line)."""
     root = Path(images_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    files = list_images(root, shard) if files is None else list(files)[shard[0]::shard[1]]
-    if not files:
-        raise FileNotFoundError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    jsonl = out / "predictions.jsonl"
-    summary = PredictSummary()
-    if resume:
-        done_lines = read_done(jsonl)
-        write_text_atomic(jsonl, "".join(l + "\n" for l in done_lines))  # drop a torn tail before appending
-        done = {json.loads(l)["image"] for l in done_lines}
-        summary.skipped = sum(f in done for f in files)
-        files = [f for f in files if f not in done]
-    elif jsonl.exists():
-        jsonl.unlink()
+    files = input_files(root, files, shard)
+    jsonl, files, skipped = prepare_output(out_dir, files, resume)
+    summary = PredictSummary(skipped=skipped)
 
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -172,19 +188,23 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     return summary
 
 
-def _run_batch(pipeline: Pipeline, batch, f, summary: PredictSummary, on_batch) -> None:
+def predict_batch(pipeline: Pipeline, batch: list[tuple[str, np.ndarray | None, str | None]]) -> list[ImagePrediction]:
+    """One ImagePrediction per decoded ``(rel, image, problem)``, in order; an image that failed to decode (None)
+    becomes its error record."""
     ok = [(rel, img) for rel, img, err in batch if img is not None]
     results = iter(pipeline([img for _, img in ok], names=[rel for rel, _ in ok]) if ok else [])
-    preds: list[ImagePrediction] = []
-    for rel, img, err in batch:
-        if img is None:
-            preds.append(ImagePrediction(image=rel, error=err))
-            summary.errors.append((rel, err))
+    return [ImagePrediction(image=rel, error=err) if img is None else next(results) for rel, img, err in batch]
+
+
+def _run_batch(pipeline: Pipeline, batch, f, summary: PredictSummary, on_batch) -> None:
+    preds = predict_batch(pipeline, batch)
+    for p in preds:
+        if p.error is not None:
+            summary.errors.append((p.image, p.error))
         else:
-            preds.append(next(results))
-            summary.garments += len(preds[-1].garments)
+            summary.garments += len(p.garments)
     # one write per batch, then flush: a killed run leaves whole lines (at worst one torn line, dropped on resume)
-    f.write("".join(json.dumps(p.to_json(), separators=(",", ":")) + "\n" for p in preds))
+    f.write("".join(jsonl_line(p) for p in preds))
     f.flush()
     summary.images += len(batch)
     if on_batch is not None:
