@@ -157,8 +157,10 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
     train = sources[0] if len(sources) == 1 else Dataset(
         root=sources[0].root, records=[r for s in sources for r in s.records], labels=labels,
         source=" + ".join(s.source for s in sources))
+    log(f"train: {len(train)} images, {sum(len(r.garments) for r in train.records)} boxes from "
+        f"{len(sources)} source(s), each drawn with an equal share")
     for s in sources:
-        log(f"train source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes")
+        log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes")
     log(f"val: {', '.join(f'{v.source} ({len(v)} images)' for v in vals) or 'none'}; {ctx.world_size} process(es)")
     if ctx.is_main:
         save_labels(run, labels)

@@ -107,7 +107,10 @@ def train_rate(b: Bench, run: str) -> tuple[float | None, str]:
         if rows and col in rows[0]:
             return statistics.mean(float(r[col]) for r in rows), f"results.csv {col}, mean of {len(rows)} epochs"
     if cfg.get("kind") == "detector" and cfg.get("train_seconds"):
-        n = len(read_json(Path(cfg["train_data"])).get("images", []))
+        # images per epoch: the sampler's epoch size, else every source once (detect-train takes several)
+        n = cfg["train"].get("epoch_size") or sum(cfg.get("source_sizes") or [
+            len(read_json(Path(d)).get("images", [])) for d in (cfg["train_data"] if isinstance(cfg["train_data"], list)
+                                                                 else [cfg["train_data"]])])
         return n * cfg["train"]["epochs"] / cfg["train_seconds"], "images x epochs / train_seconds (incl. val)"
     if cfg.get("kind") == "keypoints" and b.stages.get(run, {}).get("wall_s"):
         n = len(read_json(Path(cfg["data"]["train"])).get("annotations", []))
