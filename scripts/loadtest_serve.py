@@ -2,8 +2,8 @@
 
 Starts the server in a subprocess on a free 127.0.0.1 port, then for each client count sends a bounded number of
 one-photo requests from that many concurrent clients (each waits for its answer before sending the next), and
-reports throughput, p50/p95 latency, errors and the server's peak resident memory. Then times ``predict`` over a
-folder holding the same photos. Everything is bounded: requests per client, seconds per level, startup time.
+reports throughput, p50/p95 latency, errors and the server's peak resident memory. Before that it times
+``predict`` over a folder holding the same photos. Everything is bounded: requests per client, seconds per level, startup time.
 
     python scripts/loadtest_serve.py --images examples/images --clients 1 4 16 --requests 12
 
@@ -158,15 +158,17 @@ def main(argv: list[str] | None = None) -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    results = {"machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
+               "photos": [p.name for p in photos], "serve_args": serve_args, "levels": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.predict_images:  # first, right before the server: on a shared machine the load drifts
+            results["predict"] = time_predict(photos, args.predict_images, work)
         log = open(work / "serve.log", "w")
         server = subprocess.Popen(CLI + ["serve", "--host", "127.0.0.1", "--port", str(port),
                                          "--queue-size", str(max(32, max(args.clients)))] + serve_args,
                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         rss = PeakRss(server.pid)
-        results = {"machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
-                   "photos": [p.name for p in photos], "serve_args": serve_args, "levels": []}
         try:
             t0 = time.perf_counter()
             while True:
@@ -190,10 +192,9 @@ def main(argv: list[str] | None = None) -> None:
             server.terminate()
             server.wait(30)
             log.close()
-        if args.predict_images:
-            results["predict"] = time_predict(photos, args.predict_images, work)
     print(json.dumps(results, indent=1))
-    print("\n| clients | requests (ok) | img/s | p50 s | p95 s | mean batch | model s/img | server CPU s/img | errors |\n"
+    print("\n| clients | requests (ok) | img/s | p50 s | p95 s | mean batch | model s/img | server CPU s/img "
+          "| errors |\n"
           "|---|---|---|---|---|---|---|---|---|")
     for lv in results["levels"]:
         print(f"| {lv['clients']} | {lv['requests']} ({lv['ok']}) | {lv['img_per_s']:.2f} | {lv['p50_s']:.2f} | "

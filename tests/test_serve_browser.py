@@ -60,10 +60,10 @@ def test_page_shows_overlay_and_garments(server_url):
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server_url + "/")
-            with page.expect_response(lambda r: r.url.endswith("/v1/predict")) as answer:
+            with page.expect_response(lambda r: r.url.endswith("/v1/predict"), timeout=300_000) as answer:
                 page.set_input_files("#files", str(PHOTO))
             prediction = answer.value.json()["predictions"][0]
-            page.wait_for_selector("canvas.overlay[data-drawn=true]", timeout=120_000)
+            page.wait_for_selector("canvas.overlay[data-drawn=true]", timeout=60_000)
             assert prediction["image"] == PHOTO.name and prediction["garments"]
             # the garment list shows every garment of the answer, in its order
             types = page.eval_on_selector_all("ol.garments li", "lis => lis.map(li => li.dataset.type)")

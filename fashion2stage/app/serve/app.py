@@ -132,8 +132,8 @@ async def _read_uploads(request: Request, limits: Limits) -> list[tuple[str, byt
 
 def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
                on_fatal: Callable[[], None] | None = None) -> FastAPI:
-    """The service. ``load_reader()`` returns a :class:`fashion2stage.app.reader.Reader` (called once, in the model thread,
-    after startup; /healthz says "loading" until it returns). ``on_fatal`` is called if it raises."""
+    """The service. ``load_reader()`` returns a :class:`fashion2stage.app.reader.Reader`; it is called once, in the
+    model thread, after startup (/healthz says "loading" until it returns). ``on_fatal`` is called if it raises."""
     service = Service(load_reader, limits, on_fatal)
 
     @contextlib.asynccontextmanager

@@ -16,12 +16,14 @@ _D = Limits()
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; mind who can reach it)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; mind who can "
+                             "reach it)."),
     port: int = typer.Option(8000, min=1, max=65535),
     detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
     classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
     keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
-    no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
+    no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped "
+                                    "ones."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     runtime: Optional[str] = typer.Option(None, help="torch or onnx (default: the Python API's, as predict)."),
     batch_size: int = typer.Option(0, min=0, help="Images per pipeline call inside a model batch (0: predict's rule)."),

@@ -19,4 +19,5 @@ class Limits:
         if min(self.max_file_bytes, self.max_files, self.max_pixels, self.queue_size, self.max_batch) < 1:
             raise ValueError("every limit must be at least 1")
         if self.max_files > self.queue_size:
-            raise ValueError(f"max_files {self.max_files} > queue_size {self.queue_size}: such a request could never fit")
+            raise ValueError(f"max_files {self.max_files} > queue_size {self.queue_size}: such a request could "
+                             "never fit")
