@@ -41,28 +41,50 @@ class Clock:
         return sum(n for _, n in self.times[1:]) / (t1 - t0)
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and all its descendants, live ones and those already reaped by their parent."""
-    import psutil
+class TreeCPU:
+    """CPU seconds of this process and all its descendants (Ray's node processes and workers are its children),
+    sampled every ``every`` seconds in a thread, so that actors which exit before the end still count (up to
+    their last sample)."""
 
-    total = 0.0
-    me = psutil.Process()
-    for p in [me, *me.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    def __init__(self, every: float = 0.5):
+        import threading
+
+        self.seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> last user + system seconds
+        self.every, self.stop = every, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.sample()
+        self.start = dict(self.seen)
+        self.thread.start()
+
+    def sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                self.seen[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.sample()
+
+    def seconds(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        self.sample()
+        return sum(v - self.start.get(k, 0.0) for k, v in self.seen.items())
 
 
 def plain(images: Path, files: list[str], out: Path, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    start, cpu, clock = time.perf_counter(), cpu_seconds(), Clock()
+    start, cpu, clock = time.perf_counter(), TreeCPU(), Clock()
     s = predict_folder(load_pipeline(), images, out, batch_size=1, files=files, progress=False, on_batch=clock)
-    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    wall, cpu = time.perf_counter() - start, cpu.seconds()
     per_image = {k: v / s.images for k, v in s.stage_seconds.items()}
     return dict(run=f"plain predict (1 process x {threads} thread)", wall=wall, cpu=cpu, steady=clock.steady(),
                 garments=s.garments, per_image=per_image)
@@ -71,10 +93,10 @@ def plain(images: Path, files: list[str], out: Path, threads: int) -> dict:
 def ray_run(images: Path, files: list[str], out: Path, actors: int, threads: int) -> dict:
     from fashion2stage.app.ray_predict import predict_folder_ray
 
-    start, cpu, clock = time.perf_counter(), cpu_seconds(), Clock()
+    start, cpu, clock = time.perf_counter(), TreeCPU(), Clock()
     s = predict_folder_ray({}, images, out, actors=actors, threads=threads, files=files, progress=False,
                            on_batch=clock)
-    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    wall, cpu = time.perf_counter() - start, cpu.seconds()
     ok = s.images - len(s.errors)
     per_image = {k: v / (s.images if k == "decode" else ok) for k, v in s.stage_seconds.items()}
     return dict(run=f"Ray, {actors} actor{'s' if actors > 1 else ''} x {threads} thread", wall=wall, cpu=cpu,
