@@ -22,7 +22,7 @@ import numpy as np
 
 from fashion2stage.errors import DataError, ImageReadError
 from fashion2stage.foreground import foreground_box
-from fashion2stage.images import load_image
+from fashion2stage.images import image_size, load_image
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, Garment, ImageRecord
 
@@ -84,8 +84,13 @@ def add_pseudo_boxes(dataset: Dataset, method: str, detector=None, cache: str | 
         write_json_atomic(cache, known)
     records = []
     for r in dataset.records:
-        if r.item_type is None:
-            records.append(replace(r, garments=[]))
+        if r.item_type is None:  # a background photo: it must open, or training would stop on it later
+            try:
+                w, h = image_size(r.path)
+            except ImageReadError as e:
+                log(f"warning: {e} (left out of training)")
+                continue
+            records.append(replace(r, width=w, height=h, garments=[]))
             continue
         entry = known.get(key(r))
         if entry is None:

@@ -111,6 +111,20 @@ def test_foreground_box_finds_the_item_and_admits_failure():
     assert not found and box[0] > 0 and box[2] < 160
 
 
+def test_unreadable_photos_are_left_out_with_a_warning(tmp_path, mapping):
+    from fashion2stage.pseudo_boxes import add_pseudo_boxes
+
+    root = class_folder(tmp_path / "p", 2, seed=1)
+    (root / "red" / "broken.jpg").write_bytes(b"not a jpeg")
+    (root / "hat" / "empty.jpg").write_bytes(b"")
+    said = []
+    ds = add_pseudo_boxes(read_class_folders(root, mapping, LABELS), "foreground", cache=tmp_path / "c.json",
+                          log=said.append)
+    assert {r.file for r in ds.records} == {f"{c}/{i}.jpg" for c in ("red", "blue", "hat") for i in range(2)}
+    assert sum("broken.jpg" in s for s in said) == 1 and sum("empty.jpg" in s for s in said) == 1
+    assert all(len(r.garments) == (r.item_type is not None) for r in ds.records)
+
+
 def test_type_report_by_hand():
     def rec(f, cls, t, garments=()):
         return ImageRecord(file=f, root=Path("."), image_class=cls, item_type=t, garments=list(garments))
