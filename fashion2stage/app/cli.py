@@ -1,209 +1,22 @@
 """The ``fashion2stage`` command line. It only parses arguments and calls the library; nothing else lives here."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from fashion2stage.app import train_commands
+from fashion2stage.app.cli_common import fail, set_threads
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Two-stage garment reading: detect garments, then read attributes and landmarks from padded crops.")
 
-
-def _fail(message: str) -> None:
-    """One clear line on stderr, exit code 1."""
-    typer.echo(f"fashion2stage: {message}", err=True)
-    raise typer.Exit(code=1)
-
-
-def _set_threads(threads: int | None) -> None:
-    """torch's CPU threads when the user gave ``--threads`` (torch is imported only then)."""
-    if threads:
-        import torch  # noqa: PLC0415
-        torch.set_num_threads(threads)
-
-
-@app.command("detect-train")
-def detect_train(
-    data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, or "
-                                   "a class folder (<dir>/<class>/<image>, needs --classes). Repeat to train on "
-                                   "several at once, each drawn with an equal share."),
-    val: list[str] = typer.Option([], help="Validation set(s), same kinds; the first chooses the best epoch "
-                                  "(default: the YAML's val entry)."),
-    images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
-    classes: Optional[Path] = typer.Option(None, help="Class-folder mapping file: class -> garment type or none."),
-    pseudo_boxes: str = typer.Option("foreground", help="Boxes for class-folder photos: foreground (class-agnostic "
-                                     "box from colour) or detector:RUN (that detector's top box, type forced)."),
-    epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch over all sources (default: their total)."),
-    detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN, offline) or yolo."),
-    weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .pt checkpoint (default: yolo11n.yaml "
-                                          "from scratch); faster-rcnn: a detect-train run folder to fine-tune, "
-                                          "'none' (random init) or 'coco' (torchvision, needs the internet)."),
-    epochs: int = typer.Option(12),
-    batch: int = typer.Option(4),
-    image_size: int = typer.Option(416, help="faster-rcnn: shorter image side at inference; yolo: imgsz."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the backend's)."),
-    project: Path = typer.Option(Path("runs/detect"), help="Folder that holds run folders."),
-    name: Optional[str] = typer.Option(None, help="Run folder name (default: detector-<timestamp>)."),
-    resume: bool = typer.Option(False, help="Continue project/name from its last checkpoint."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    trainable_stages: int = typer.Option(4, help="faster-rcnn: backbone blocks (of 7, from the top) to train."),
-    device: str = typer.Option("cpu", help="faster-rcnn: cpu or cuda (cuda:LOCAL_RANK under torchrun); yolo: "
-                               "ultralytics' --device, e.g. 0,1 (it runs its own DDP)."),
-) -> None:
-    """Train a garment detector (YOLO or Faster R-CNN) on boxes from one or several sources; writes a run folder."""
-    from detectors.train import DetectTrainConfig, train_detector
-
-    cfg = DetectTrainConfig(data=list(data), val=list(val), images=str(images) if images else None,
-                            classes=str(classes) if classes else None, pseudo_boxes=pseudo_boxes,
-                            epoch_size=epoch_size, detector=detector, weights=weights, epochs=epochs, batch=batch,
-                            image_size=image_size, lr=lr, trainable_stages=trainable_stages, device=device,
-                            project=str(project), name=name, resume=resume, threads=threads)
-    try:
-        run = train_detector(cfg)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:  # a DataError is a ValueError
-        _fail(str(e))
-    typer.echo(f"run folder: {run}")
-
-
-@app.command("detect-val")
-def detect_val(
-    run: Path = typer.Argument(..., help="A detect-train run folder."),
-    data: Path = typer.Option(..., help="Labelled COCO detection json (or a dataset YAML: its val entry)."),
-    images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
-    out: Optional[Path] = typer.Option(None, help="Where metrics.json etc. go (default: the run folder)."),
-    batch: int = typer.Option(8),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-) -> None:
-    """Evaluate a detector run on a labelled set: COCO mAP@[.5:.95] / mAP@.5 per type, box errors."""
-    from detectors.train import validate_run
-
-    _set_threads(threads)
-    m = validate_run(run, str(data), str(images) if images else None, out, batch)
-    typer.echo(f"mAP@[.5:.95] {m['map']:.4f}  mAP@.5 {m['map50']:.4f}")
-    for t, v in m["per_class"].items():
-        typer.echo(f"  {t:10s} mAP {v['map']:.4f}  mAP@.5 {v['map50']:.4f}  ({v['n_gt']} boxes)")
-
-
-@app.command("classify-train")
-def classify_train(
-    data: list[Path] = typer.Option(..., help="Training labels: COCO detection json (garment boxes + attributes), a "
-                                    "class folder (with --classes), or "
-                                    "FashionAI label.csv (image-level, no boxes). Repeat to train one model on several."),
-    val: list[Path] = typer.Option(..., help="Validation labels, one per --data, same order."),
-    schema: Optional[Path] = typer.Option(None, help="attributes.json {key: [values]} for label CSVs (default: the "
-                                          "one beside the CSV, else FashionAI's)."),
-    classes: Optional[Path] = typer.Option(None, help="Mapping file for class-folder --data/--val (class -> type, "
-                                           "attribute values); their photos train on foreground boxes."),
-    detector: Optional[Path] = typer.Option(None, help="detect-train run: crops of boxless images come from its "
-                                            "boxes (cached in the run folder); validation garments use its matched boxes."),
-    box_errors: Optional[Path] = typer.Option(None, help="box_errors.json for the ground-truth box jitter (default: "
-                                              "the --detector run's)."),
-    jitter: Optional[str] = typer.Option(None, help="detector | default (shift 0.1, scale 0.25) | none "
-                                         "(default: detector when box errors exist, else default)."),
-    key_types: list[str] = typer.Option([], help="key=type1,type2: garment types that carry an attribute key."),
-    crop: str = typer.Option("two-stage", help="two-stage (detector crops) or whole (image-level labels read the "
-                             "whole image: the ablation)."),
-    epochs: int = typer.Option(10),
-    image_size: int = typer.Option(224, help="Square crop side, pixels."),
-    padding: float = typer.Option(1.25, min=1.0, help="Crop side / box side (1.0: tight crop of the box)."),
-    batch_size: int = typer.Option(32),
-    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights) or a timm name."),
-    pretrained: bool = typer.Option(True, help="Start from pretrained backbone weights."),
-    lr: float = typer.Option(1e-3, help="Heads' learning rate; the backbone gets lr x --backbone-lr-mult."),
-    backbone_lr_mult: float = typer.Option(0.1),
-    schedule: str = typer.Option("cosine", help="cosine (with warm-up) or onecycle."),
-    freeze_epochs: int = typer.Option(1, help="Epochs with a frozen backbone (heads only) first."),
-    balance: str = typer.Option("none", help="none or weights (inverse-sqrt-frequency class weights per key)."),
-    select: str = typer.Option("mAP", help="Validation metric choosing the best epoch: mAP or mean_accuracy."),
-    flip_tta: bool = typer.Option(False, "--flip-tta", help="Validate on the mean of the crop and its mirror image."),
-    project: Path = typer.Option(Path("runs/attributes"), help="Folder that holds run folders."),
-    name: Optional[str] = typer.Option(None, help="Run folder name (default: attributes-<timestamp>)."),
-    resume: bool = typer.Option(False, help="Continue --project/--name from its last.pt (--epochs may extend it)."),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
-    device: str = typer.Option("cpu"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    seed: int = typer.Option(0),
-) -> None:
-    """Train the attribute heads (one backbone, one head per key) on padded, detector-jittered garment crops."""
-    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
-    from classifiers.train_attributes import AttributeTrainConfig, train  # noqa: PLC0415
-
-    types = {}
-    for item in key_types:
-        key, sep, names = item.partition("=")
-        if not sep or not key or not names:
-            _fail(f"--key-types must be key=type1,type2, got {item!r}")
-        types[key] = [t for t in names.split(",") if t]
-    cfg = AttributeTrainConfig(
-        data=[str(p) for p in data], val=[str(p) for p in val], schema=str(schema) if schema else None,
-        classes=str(classes) if classes else None, detector=str(detector) if detector else None, box_errors=str(box_errors) if box_errors else None,
-        jitter=jitter, key_types=types, crop=crop, epochs=epochs, image_size=image_size, padding=padding,
-        batch_size=batch_size,
-        backbone=backbone, pretrained=pretrained, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
-        freeze_epochs=freeze_epochs, balance=balance, select=select, flip_tta=flip_tta, workers=workers,
-        device=device, threads=threads, seed=seed, project=str(project), name=name, resume=resume)
-    if resume and not name:
-        _fail("--resume needs --name (the run folder under --project to continue)")
-    try:
-        run = train(cfg)
-    except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
-        _fail(str(e))
-    typer.echo(f"run folder: {run}")
-
-
-@app.command("keypoints-train")
-def keypoints_train(
-    data: list[Path] = typer.Option(..., help="Training keypoints: COCO keypoints JSON, FashionAI keypoint CSV or "
-                                    "DeepFashion2 annos folder. Repeat to train on several (same keypoint names), "
-                                    "each drawn with an equal share."),
-    val: Optional[Path] = typer.Option(None, help="Validation keypoints, same formats (best epoch by its NE)."),
-    images: list[Path] = typer.Option([], help="Image root of each --data, in order (default: the format's usual "
-                                      "place)."),
-    val_images: Optional[Path] = typer.Option(None, help="Image root of --val."),
-    box_errors: Optional[Path] = typer.Option(None, help="A detector's box_errors.json: jitter crops the way it errs."),
-    jitter: str = typer.Option("default", help="Without --box-errors: 'default' (shift 0.1, scale 0.25) or 'none'."),
-    epochs: int = typer.Option(60),
-    image_size: str = typer.Option("192x256", help="Crop WIDTHxHEIGHT, multiples of 32 (heatmaps are 1/4 of it)."),
-    batch_size: int = typer.Option(16),
-    lr: float = typer.Option(1e-3),
-    sigma: float = typer.Option(2.0, help="Gaussian sigma of the target heatmaps, heatmap pixels."),
-    pretrained: bool = typer.Option(True, help="Start from the offline ImageNet EfficientNet-Lite0 weights."),
-    flip_test: bool = typer.Option(True, help="Average predictions of the crop and its mirror image."),
-    project: Path = typer.Option(Path("runs/keypoints")),
-    name: Optional[str] = typer.Option(None),
-    resume: bool = typer.Option(False, help="Continue the run folder --project/--name from its last.pt."),
-    device: str = typer.Option("cpu"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    seed: int = typer.Option(0),
-) -> None:
-    """Train the heatmap keypoint model on padded, detector-jittered garment crops."""
-    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
-    from classifiers.train_keypoints import KeypointTrainConfig, train  # noqa: PLC0415
-
-    try:
-        width, height = (int(v) for v in image_size.lower().split("x"))
-    except ValueError:
-        typer.echo(f"fashion2stage: --image-size must be WIDTHxHEIGHT, got {image_size!r}", err=True)
-        raise typer.Exit(code=2) from None
-    paths = {k: str(v) if v else None for k, v in dict(val=val, val_images=val_images, box_errors=box_errors).items()}
-    cfg = KeypointTrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]),
-                              images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
-                              **paths, jitter=jitter, width=width, height=height, epochs=epochs,
-                              batch_size=batch_size, lr=lr, sigma=sigma, pretrained=pretrained, flip_test=flip_test,
-                              seed=seed, device=device, threads=threads, project=str(project), name=name, resume=resume)
-    try:
-        run = train(cfg)
-        metrics = json.loads((run / "metrics.json").read_text())
-    except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
-        typer.echo(f"fashion2stage: {e}", err=True)
-        raise typer.Exit(code=1) from None
-    typer.echo(str(run))
-    for split in ("val_gt_boxes", "val_jittered_boxes"):
-        if split in metrics:
-            typer.echo(f"{split}: NE {metrics[split]['ne']:.2f}%  PCK@0.1 {metrics[split]['pck@0.1']:.3f}")
+# the training commands live in train_commands.py; registered first, so that --help lists them first
+app.command("detect-train")(train_commands.detect_train)
+app.command("detect-val")(train_commands.detect_val)
+app.command("classify-train")(train_commands.classify_train)
+app.command("keypoints-train")(train_commands.keypoints_train)
 
 
 @app.command("predict")
@@ -233,13 +46,13 @@ def predict(
 ) -> None:
     """Detect garments in every image of a folder and read their attributes and landmarks (predictions.jsonl)."""
     if engine not in ("local", "ray"):
-        _fail(f"--engine {engine!r}: expected local or ray")
+        fail(f"--engine {engine!r}: expected local or ray")
     try:
         i, n = (int(v) for v in shard.split("/"))
         if not 0 <= i < n:
             raise ValueError
     except ValueError:
-        _fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
+        fail(f"--shard {shard!r}: expected i/n with 0 <= i < n")
     from fashion2stage.app.outputs import PredictionWriters  # noqa: PLC0415
     from fashion2stage.app.pipeline import default_batch_size  # noqa: PLC0415
 
@@ -264,12 +77,12 @@ def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bo
                    threads: int = 0, conf: float = 0.25, flip_tta: bool = False):
     from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
 
-    _set_threads(threads)
+    set_threads(threads)
     try:
         return load_pipeline(detector, classifier, keypoints, device=device, use_default=use_default,
                              runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool = False,
@@ -286,11 +99,11 @@ def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool
                                      on_batch=writers, files=files)
             written = writers.close() if writers is not None else []
     except OSError as e:  # the folder cannot be listed, or the output cannot be written
-        _fail(str(e))
+        fail(str(e))
     except (ImportError, ValueError) as e:  # --engine ray: Ray is not installed, or an output it cannot write
         if run is None:
             raise
-        _fail(str(e))
+        fail(str(e))
     for rel, problem in summary.errors[:20]:
         typer.echo(f"skipped {rel}: {problem}", err=True)
     if len(summary.errors) > 20:
@@ -333,20 +146,20 @@ def evaluate(
     from fashion2stage.io import write_json_atomic  # noqa: PLC0415
 
     if not (boxes or attribute_labels or keypoint_labels or class_folders):
-        _fail("nothing to evaluate against: give --boxes, --attribute-labels, --keypoint-labels or --class-folders")
+        fail("nothing to evaluate against: give --boxes, --attribute-labels, --keypoint-labels or --class-folders")
     if class_folders is not None and not classes:
-        _fail("--class-folders needs --classes MAPPING (what each class folder means)")
+        fail("--class-folders needs --classes MAPPING (what each class folder means)")
     if class_folders is not None and images is None and predictions is None:
         images = class_folders
     if predictions is None and images is None:
-        _fail("give --predictions FILE, or --images DIR to predict first")
+        fail("give --predictions FILE, or --images DIR to predict first")
     try:
         gt_boxes = read_coco_detection(boxes, images_root) if boxes else None
         gt_attributes = read_attribute_csv(attribute_labels, images_root, schema=schema) if attribute_labels else None
         gt_keypoints = read_coco_keypoints(keypoint_labels, images_root) if keypoint_labels else None
         gt_types = read_class_folders(class_folders, classes) if class_folders else None
     except (DataError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     if predictions is None:
         # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
         labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types) if gt
@@ -360,7 +173,7 @@ def evaluate(
         if "types" in report:
             plot_type_confusion(report["types"], Path(predictions).parent / "confusion_types.png")
     except (DataError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     path = Path(predictions).parent / "evaluation.json"
     write_json_atomic(path, report)
     for line in report_lines(report):
@@ -377,12 +190,12 @@ def export(
     from fashion2stage.runs import load_config  # noqa: PLC0415
 
     if format != "onnx":
-        _fail(f"--format {format!r}: only onnx is supported")
+        fail(f"--format {format!r}: only onnx is supported")
     for run in runs:
         try:
             kind = load_config(run)["kind"]
         except (FileNotFoundError, ValueError) as e:
-            _fail(str(e))
+            fail(str(e))
         if kind == "attributes":
             from classifiers.onnx_runtime import export_attribute_run as export_run  # noqa: PLC0415
         elif kind == "keypoints":
@@ -392,7 +205,7 @@ def export(
         try:
             typer.echo(f"{run}: {kind} -> {export_run(run)}")
         except (FileNotFoundError, ValueError) as e:  # a broken model file: DataError naming it
-            _fail(str(e))
+            fail(str(e))
 
 
 # the service's flags live beside it (fashion2stage/app/serve/command.py); importing them loads no web framework
