@@ -10,6 +10,7 @@ Rank 0 is the only process that writes (run folder, logs, checkpoints, plots); t
 """
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,10 +105,17 @@ class Dist:
 
     def close(self) -> None:
         """Leave the process group this Dist started, once every rank got here (gloo aborts a process whose peer
-        tore the group down while it was still ending)."""
+        tore the group down while it was still ending).
+
+        DistributedDataParallel wrappers hold the group too, and they sit in reference cycles that only the garbage
+        collector frees: collected here, while the interpreter is whole, so the group is really destroyed now and
+        not during interpreter shutdown, where gloo's threads end in ``terminate called without an active
+        exception`` (SIGABRT; pytorch/pytorch#190489). Call it after the wrappers went out of scope."""
         if self.owns_group and self.enabled:
+            gc.collect()
             dist.barrier()
             dist.destroy_process_group()
+            gc.collect()
 
 
 def under_torchrun() -> bool:

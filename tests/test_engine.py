@@ -111,25 +111,31 @@ def test_resumed_config_keeps_the_saved_settings_but_the_new_epochs(tmp_path):
 DDP_SCRIPT = textwrap.dedent("""
     import sys, torch
     from fashion2stage import engine
+
+    def train(ctx):  # as the trainers do: the DDP wrappers live in a function that returns before ctx.close()
+        torch.manual_seed(ctx.rank)  # different initial weights per rank: DDP must start them from rank 0's
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        data = [(torch.randn(4), torch.randn(())) for _ in range(16)]  # different data per rank: grads averaged
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loader = engine.make_loader(data, 4, ctx, seed=0)
+        sched = engine.schedule(opt, 3 * len(loader), 1)
+        def loss_fn(m, batch):
+            return {"loss": torch.nn.functional.mse_loss(m(batch[0]).squeeze(1), batch[1])}, len(batch[0])
+        for epoch in range(3):
+            for p in model[0].parameters():  # first layer frozen in epoch 0 only: the wrapper is rebuilt after it
+                p.requires_grad_(epoch > 0)
+            net = ctx.wrap(model)
+            row = engine.train_one_epoch(net, loader, opt, sched, loss_fn, epoch, ctx)
+        flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+        sums = ctx.all_gather(float(flat.sum())) + ctx.all_gather(float(flat.abs().sum()))
+        if ctx.is_main:
+            print("WORLD", ctx.world_size, "ROW", row["train_samples"], row["samples_per_rank"], "SUMS", *sums)
+
     ctx = engine.start("cpu", threads=1, seed=0)
-    torch.manual_seed(ctx.rank)  # different initial weights per rank: DDP must start them from rank 0's
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
-    data = [(torch.randn(4), torch.randn(())) for _ in range(16)]  # different data per rank: grads must be averaged
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loader = engine.make_loader(data, 4, ctx, seed=0)
-    sched = engine.schedule(opt, 3 * len(loader), 1)
-    def loss_fn(m, batch):
-        return {"loss": torch.nn.functional.mse_loss(m(batch[0]).squeeze(1), batch[1])}, len(batch[0])
-    for epoch in range(3):
-        for p in model[0].parameters():  # first layer frozen in epoch 0 only: the wrapper is rebuilt after it
-            p.requires_grad_(epoch > 0)
-        net = ctx.wrap(model)
-        row = engine.train_one_epoch(net, loader, opt, sched, loss_fn, epoch, ctx)
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    sums = ctx.all_gather(float(flat.sum())) + ctx.all_gather(float(flat.abs().sum()))
-    if ctx.is_main:
-        print("WORLD", ctx.world_size, "ROW", row["train_samples"], row["samples_per_rank"], "SUMS", *sums)
-    ctx.close()
+    try:
+        train(ctx)
+    finally:
+        ctx.close()
 """)
 
 
