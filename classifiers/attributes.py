@@ -98,6 +98,10 @@ class AttributePredictor:
     labels: LabelSet
     crop_spec: CropSpec
     device: torch.device
+    # the garment-type check (classifiers/type_head.py): the head's classes (garment types + "none") and the
+    # p(none) from which the pipeline drops a garment; None when the run has no such head
+    type_classes: list[str] | None = None
+    type_drop_at: float = 0.5
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -142,9 +146,16 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
             raise DataError(run / "labels.json", f"has no attribute {unknown[0]!r}; the model in config.json has a "
                                                  f"head for it")
         keys = {k: len(labels.attributes[k]) for k in config["keys"]}
+        type_head = config.get("type_head")
+        if type_head is not None:
+            from classifiers.type_head import TYPE_KEY, check_type_head  # noqa: PLC0415
+            check_type_head(type_head, labels)
+            keys[TYPE_KEY] = len(type_head["classes"])
         model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))
         spec = crop_spec_from_config(config)
     dev = torch.device(device)
     load_weights(run / WEIGHTS_FILE, model, dev)
     model.to(dev).eval()
-    return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev)
+    return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev,
+                              type_classes=list(type_head["classes"]) if type_head else None,
+                              type_drop_at=float(type_head.get("drop_at", 0.5)) if type_head else 0.5)

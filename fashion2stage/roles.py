@@ -16,6 +16,11 @@ from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Garment
 
+# The attribute model's optional garment-type check (classifiers/type_head.py): its key among predict()'s outputs,
+# and its class for "this crop is no garment of the taxonomy"
+TYPE_KEY = "garment_type"
+NO_GARMENT = "none"
+
 
 @runtime_checkable
 class Detector(Protocol):
@@ -31,9 +36,13 @@ class Detector(Protocol):
 class AttributeClassifier(Protocol):
     labels: LabelSet  # attributes: key -> value names (the order of the probabilities); attribute_types
     crop_spec: CropSpec  # how its crops must be cut (geometry.crop)
+    # with a type head: its classes (garment types + NO_GARMENT), and the p(NO_GARMENT) that drops a garment
+    type_classes: list[str] | None
+    type_drop_at: float
 
     def predict(self, crops: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
-        """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order}."""
+        """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order};
+        with ``type_classes``, also {TYPE_KEY: (N, len(type_classes))}."""
         ...
 
 

@@ -17,6 +17,7 @@ app.command("detect-train")(train_commands.detect_train)
 app.command("detect-val")(train_commands.detect_val)
 app.command("classify-train")(train_commands.classify_train)
 app.command("keypoints-train")(train_commands.keypoints_train)
+app.command("type-head-train")(train_commands.type_head_train)
 
 
 @app.command("predict")

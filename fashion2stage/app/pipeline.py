@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from fashion2stage.choice import choose_garment
-from fashion2stage.geometry import crop
+from fashion2stage.geometry import box_iou, crop
 from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
-from fashion2stage.roles import AttributeClassifier, Detector, KeypointEstimator
+from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
+
+DUPLICATE_IOU = 0.5  # torchvision Faster R-CNN's per-class NMS threshold (box_nms_thresh), which our detector keeps
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Pipeline:
                for name, img, gs in zip(names, images, garments)]
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
-            self._attributes(images, garments, owners, out)
+            owners = self._attributes(images, garments, owners, out)
         t2 = time.perf_counter()
         if self.keypoints is not None and owners:
             self._keypoints(images, garments, owners, out)
@@ -65,30 +67,65 @@ class Pipeline:
             self.seconds[stage] += dt
         return out
 
-    def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> None:
+    def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> list[tuple[int, int]]:
+        """Attribute probabilities per garment and per image; with a type head, garments are first checked
+        (dropped or re-typed, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after that."""
         labels = self.attributes.labels
         spec = self.attributes.crop_spec
-        # one crop per garment, plus a whole-image crop for every image with a key no garment answers
-        crops = [crop(images[i], garments[i][j].box_xyxy, spec)[0] for i, j in owners]
-        whole_needed = [i for i, gs in enumerate(garments)
-                        if any(choose_garment(gs, k, labels) is None for k in labels.attributes)]
-        for i in whole_needed:
-            h, w = images[i].shape[:2]
-            crops.append(crop(images[i], [0.0, 0.0, float(w), float(h)], spec)[0])
-        if not crops:
-            return
-        probs = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
+        probs = {}
+        if owners:
+            probs = self.attributes.predict(np.stack([crop(images[i], garments[i][j].box_xyxy, spec)[0]
+                                                      for i, j in owners]), flip_tta=self.flip_tta)
+        if owners and self.attributes.type_classes:
+            owners, rows = self._check_types(garments, owners, probs[TYPE_KEY], out)
+            probs = {k: p[rows] for k, p in probs.items()}
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
-        row_of_whole = {i: len(owners) + r for r, i in enumerate(whole_needed)}
         for (i, j), r in row_of_garment.items():
             out[i].garments[j].attributes = {
                 k: AttributePrediction.from_probs(labels.attributes[k], probs[k][r])
                 for k in labels.keys_for_type(garments[i][j].type)}
+        # an image-level key no garment answers is read from a crop of the whole image
+        whole_needed = [i for i, gs in enumerate(garments)
+                        if any(choose_garment(gs, k, labels) is None for k in labels.attributes)]
+        whole = {}
+        if whole_needed:
+            crops = [crop(images[i], [0.0, 0.0, float(images[i].shape[1]), float(images[i].shape[0])], spec)[0]
+                     for i in whole_needed]
+            whole = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
+        row_of_whole = {i: r for r, i in enumerate(whole_needed)}
         for i, gs in enumerate(garments):
             for k in labels.attributes:
                 j = choose_garment(gs, k, labels)
-                r = row_of_whole[i] if j is None else row_of_garment[(i, j)]
-                out[i].attributes[k] = AttributePrediction.from_probs(labels.attributes[k], probs[k][r], garment=j)
+                p = whole[k][row_of_whole[i]] if j is None else probs[k][row_of_garment[(i, j)]]
+                out[i].attributes[k] = AttributePrediction.from_probs(labels.attributes[k], p, garment=j)
+        return owners
+
+    def _check_types(self, garments, owners, type_probs, out: list[ImagePrediction]):
+        """The type head's verdict on every garment (classifiers/type_head.py): "none" drops it, else it takes the
+        head's type; a re-typed garment that now repeats a higher-scoring box of its new type (IoU >= DUPLICATE_IOU,
+        the detector's own per-type NMS) is dropped too. Returns the kept (image, new index) and their prob rows."""
+        classes = self.attributes.type_classes
+        kept: dict[int, list[int]] = {}
+        for r, (i, j) in enumerate(owners):
+            answer = verdict(type_probs[r], classes, self.attributes.type_drop_at)
+            if answer == NO_GARMENT:
+                continue
+            g = garments[i][j]
+            if answer != g.type:
+                same = [garments[i][jj].box_xyxy for jj in kept.get(i, []) if garments[i][jj].type == answer]
+                if same and box_iou(np.asarray([g.box_xyxy]), np.stack(same)).max() >= DUPLICATE_IOU:
+                    continue  # owners run in score order per image, so the kept box scores higher
+                g.type = answer
+                out[i].garments[j].type = answer
+            kept.setdefault(i, []).append(j)
+        new_owners, rows = [], []
+        for i in range(len(garments)):
+            js = kept.get(i, [])
+            garments[i][:] = [garments[i][j] for j in js]
+            out[i].garments = [out[i].garments[j] for j in js]
+            new_owners += [(i, n) for n in range(len(js))]
+        rows = [r for r, (i, j) in enumerate(owners) if j in kept.get(i, [])]
+        return new_owners, np.asarray(rows, dtype=np.int64)
 
     def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
         labels = self.keypoints.labels
@@ -104,6 +141,15 @@ class Pipeline:
             out[i].garments[j].keypoints = {
                 name: (round(float(x), 2), round(float(y), 2), round(float(s), 4))
                 for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
+
+
+def verdict(probs: np.ndarray, classes: list[str], drop_at: float) -> str:
+    """One garment's answer from the type head's probabilities: NO_GARMENT when its probability is at least
+    ``drop_at``, else the most likely garment type."""
+    p = np.asarray(probs, dtype=np.float64)
+    if NO_GARMENT in classes and p[classes.index(NO_GARMENT)] >= drop_at:
+        return NO_GARMENT
+    return max((k for k in classes if k != NO_GARMENT), key=lambda k: p[classes.index(k)])
 
 
 def default_batch_size(runtime: str, device: str) -> int:

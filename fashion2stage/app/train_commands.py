@@ -186,3 +186,41 @@ def keypoints_train(
     for split in ("val_gt_boxes", "val_jittered_boxes"):
         if split in metrics:
             typer.echo(f"{split}: NE {metrics[split]['ne']:.2f}%  PCK@0.1 {metrics[split]['pck@0.1']:.3f}")
+
+
+def type_head_train(
+    classifier: Path = typer.Option(..., help="classify-train run folder to add the garment-type check to."),
+    data: list[str] = typer.Option(..., help="Labelled boxes: COCO detection or keypoints json, or a class folder "
+                                   "(<dir>/<class>/<image>, needs --classes). Repeat for several sources."),
+    out: Path = typer.Option(..., help="New attribute run folder: the classifier plus the type head."),
+    classes: Optional[Path] = typer.Option(None, help="Class-folder mapping file: class -> garment type or none."),
+    images: Optional[Path] = typer.Option(None, help="Image root of COCO sources (default: beside the json)."),
+    detector: Optional[Path] = typer.Option(None, help="Detector run whose boxes on the training photos are added, "
+                                            "labelled by overlap (use the one that will run before this model)."),
+    conf: float = typer.Option(0.1, help="Score from which detector boxes are added."),
+    max_boxes: int = typer.Option(10, min=0, help="At most this many detector boxes per photo, best first."),
+    max_photos: Optional[int] = typer.Option(None, min=1, help="A sample of at most this many photos per source "
+                                             "(a class folder's garment and no-garment photos count as two)."),
+    cache: Optional[Path] = typer.Option(None, help="Folder of per-source feature files, reused by later runs "
+                                         "(default: <out>/features)."),
+    c: Optional[float] = typer.Option(None, help="Logistic-regression C (default: photo-grouped cross-validation)."),
+    drop_at: float = typer.Option(0.5, min=0.0, max=1.0, help="p(no garment) from which predict drops a garment."),
+    device: str = typer.Option("cpu"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+) -> None:
+    """Fit the garment-type check of an attribute run: a linear head on its crop features that re-types each
+    detected garment or drops it as no garment (classifiers/type_head.py)."""
+    from classifiers.train_type_head import TypeHeadConfig, train_type_head  # noqa: PLC0415
+    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
+
+    set_threads(threads)
+    cfg = TypeHeadConfig(classifier=str(classifier), data=list(data), out=str(out),
+                         classes=str(classes) if classes else None, images=str(images) if images else None,
+                         detector=str(detector) if detector else None, conf=conf, max_boxes=max_boxes,
+                         max_photos=max_photos, cache=str(cache) if cache else None, c=c, drop_at=drop_at,
+                         device=device)
+    try:
+        run = train_type_head(cfg, log=typer.echo)
+    except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    typer.echo(f"run folder: {run}")

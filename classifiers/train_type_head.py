@@ -1,0 +1,146 @@
+"""``fashion2stage type-head-train``: fit the garment-type check (classifiers/type_head.py) of an attribute run on
+labelled boxes from several sources, and write a new attribute run folder that carries it.
+
+Sources are the detector's kinds: COCO detection / keypoints json (typed boxes) and class folders (one item per
+photo, ``--classes`` mapping; garment photos get a foreground box, no-garment photos are all "none"). With
+``--detector`` (default: the one that will run before this model) the detector's own boxes on the training photos
+are added, labelled by overlap, so the head learns the boxes it will really be shown. Cost: one detector pass and
+one backbone pass per photo and box (~1 s per photo on 2 CPU cores), then a minute of scikit-learn; features are
+cached in the output folder. ``--max-photos`` draws a sample of each source when that is too slow.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from classifiers.type_head import NONE, TypeSamples, attach, choose_c, collect, fit, save_run
+from fashion2stage.errors import DataError
+from fashion2stage.records import Dataset
+
+@dataclass
+class TypeHeadConfig:
+    classifier: str  # the attribute run folder the head is added to
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/attributes/type-head"
+    classes: str | None = None  # class-folder mapping file
+    images: str | None = None  # image root of COCO sources (default: beside the json)
+    detector: str | None = None  # detector run whose boxes are added; None: ground-truth / foreground boxes only
+    conf: float = 0.1  # detector boxes from this score (the pipeline's operating point is 0.25: lower shows more)
+    max_boxes: int = 10  # the best detector boxes per photo (a photo's 100 boxes at 0.05 are mostly repeats)
+    cache: str | None = None  # folder of per-source feature files (default: <out>/features)
+    max_photos: int | None = None  # per source (a class folder's garment and no-garment photos are two): a sample
+    c: float | None = None  # regularisation; None: chosen by photo-grouped cross-validation
+    drop_at: float = 0.5
+    device: str = "cpu"
+    seed: int = 0
+
+
+def read_sources(cfg: TypeHeadConfig, out: Path, log=print) -> list[Dataset]:
+    """Every ``--data`` source with boxes: class folders get foreground pseudo-boxes (cached in ``out``)."""
+    from detectors.data import read_detection_data  # noqa: PLC0415
+    from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
+    from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
+
+    datasets = []
+    for path in cfg.data:
+        if Path(path).is_dir():
+            if not cfg.classes:
+                raise DataError(path, "a class-folder source needs --classes MAPPING (what each class folder means)")
+            ds = read_class_folders(path, cfg.classes)
+            datasets.append(add_pseudo_boxes(ds, "foreground", cache=out / "pseudo_boxes.json", log=log))
+        else:
+            datasets.append(read_detection_data(path, cfg.images, split="train"))
+    from detectors.train import split_negatives  # noqa: PLC0415
+
+    return [_sample(part, cfg.max_photos, cfg.seed) for ds in datasets for part in split_negatives(ds)]
+
+
+def _sample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """At most ``n`` photos of ``ds``, drawn without replacement (the same ones for the same seed), in order."""
+    if n is None or len(ds.records) <= n:
+        return ds
+    keep = np.sort(np.random.default_rng(seed).choice(len(ds.records), n, replace=False))
+    return replace(ds, records=[ds.records[i] for i in keep])
+
+
+def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
+    """Fit the head and write ``cfg.out`` (an attribute run folder); returns it. Each source's features are cached
+    (``cfg.cache``, default ``out/features``): a rerun, or a run that adds sources, computes only what is new."""
+    from classifiers.attributes import load_attribute_model  # noqa: PLC0415
+    from detectors.load import load_detector  # noqa: PLC0415
+
+    out = Path(cfg.out)
+    if out.resolve() == Path(cfg.classifier).resolve():
+        raise ValueError(f"--out {out} is the --classifier run itself: write the new run to another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cfg.cache) if cfg.cache else out / "features"
+    cache.mkdir(parents=True, exist_ok=True)
+    predictor = load_attribute_model(cfg.classifier, cfg.device)
+    types = list(predictor.labels.garment_types)
+    classes = types + [NONE]
+    datasets = read_sources(cfg, out, log)
+    for ds in datasets:
+        unknown = sorted({g.type for r in ds.records for g in r.garments} - set(types))
+        if unknown:
+            raise DataError(ds.source, f"garment type(s) {unknown} are not in the model's types {types}")
+    detector = load_detector(cfg.detector, cfg.device) if cfg.detector else None
+    fingerprint = {"classifier": _digest(Path(cfg.classifier) / "weights.safetensors"), "conf": cfg.conf,
+                   "detector": _digest(Path(cfg.detector) / "weights.safetensors") if cfg.detector else None,
+                   "max_boxes": cfg.max_boxes, "version": 1}
+    parts = []
+    for ds in datasets:
+        key = {**fingerprint, "source": ds.source, "files": _digest_text("\n".join(r.file for r in ds.records))}
+        path = cache / f"{_digest_text(json.dumps(key, sort_keys=True))[:16]}.npz"
+        if path.is_file():
+            part = _load(path)
+            log(f"type head: {ds.source}: {len(part.labels)} crops from the cache {path}")
+        else:
+            t0 = time.perf_counter()
+            part = collect([ds], predictor, detector, cfg.conf, cfg.max_boxes, log)
+            log(f"type head: {ds.source}: {len(part.labels)} crops in {time.perf_counter() - t0:.0f} s")
+            _save(path, part, key)
+        parts.append(part)
+    samples = TypeSamples(np.concatenate([p.features for p in parts]), [k for p in parts for k in p.labels],
+                          [g for p in parts for g in p.groups],
+                          {ds.source: len(p.labels) for ds, p in zip(datasets, parts)})
+    c = cfg.c if cfg.c is not None else choose_c(samples, classes, log=log)
+    w, b, _ = fit(samples, classes, c, cfg.seed)
+    attach(predictor.model, w, b)
+    counts = {k: samples.labels.count(k) for k in classes}
+    entry = {"classes": classes, "drop_at": cfg.drop_at, "c": c, "crops": counts, "sources": samples.counts,
+             "train": asdict(cfg)}
+    save_run(cfg.classifier, out, predictor, entry)
+    log(f"type head: C={c}, crops per class {counts} -> {out}")
+    return out
+
+
+def _digest(path: Path) -> str:
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digest_text(text: str) -> str:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _save(path: Path, samples: TypeSamples, key: dict) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, features=samples.features, labels=np.array(samples.labels, dtype=str),
+                        groups=np.array(samples.groups, dtype=str), key=json.dumps(key))
+    tmp.replace(path)
+
+
+def _load(path: Path) -> TypeSamples:
+    with np.load(path, allow_pickle=False) as z:
+        return TypeSamples(z["features"], [str(x) for x in z["labels"]], [str(x) for x in z["groups"]])

@@ -1,0 +1,191 @@
+"""The garment-type check: one more linear head on the attribute model's crop features, "which of the garment
+types is this crop, or is it no garment at all?".
+
+Why: the detector decides type and existence from the whole photo at once; on single-item product photos it mixes
+up close types (a t-shirt called a dress) and fires on hats and shoes. The attribute model already looks at every
+garment crop, so a head on its pooled features checks each box for free (no extra backbone pass): the pipeline
+drops a garment whose "none" probability is at least ``drop_at`` and otherwise gives it the head's most likely
+type (fashion2stage/app/pipeline.py; docs/OUTPUT.md).
+
+The head is a multinomial logistic regression (scikit-learn) on the frozen features of crops cut exactly as at
+inference: ground-truth boxes, plus the detector's own boxes on the training photos, labelled by overlap with the
+truth (IoU >= 0.5: that garment's type; < 0.3: "none"; between: left out), and every box on a photo of a
+no-garment class (hats, shoes) labelled "none". It is stored as one more head of the attribute run
+(``config.json`` ``type_head``, weights in ``weights.safetensors``), so ONNX export and loading need nothing new.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fashion2stage.foreground import foreground_box
+from fashion2stage.geometry import box_iou, crop
+from fashion2stage.images import load_image
+from fashion2stage.errors import ImageReadError
+from fashion2stage.records import Dataset, ImageRecord
+from fashion2stage.roles import NO_GARMENT, TYPE_KEY
+
+NONE = NO_GARMENT
+POSITIVE_IOU = 0.5
+NEGATIVE_IOU = 0.3
+
+
+@dataclass
+class TypeSamples:
+    """Crop features and their labels; ``groups`` is the photo each crop came from (for grouped cross-validation)."""
+    features: np.ndarray  # (N, C) float32
+    labels: list[str]
+    groups: list[str]
+    counts: dict[str, int] = field(default_factory=dict)  # per source: crops kept
+
+
+def labelled_boxes(record: ImageRecord, detections: list, image: np.ndarray | None = None) -> list[tuple[np.ndarray, str]]:
+    """The boxes of one training photo with their labels: its true garments, then the detector's boxes labelled by
+    overlap with them. A photo of a no-garment class gives its foreground box (from ``image``) and every detection
+    as "none"."""
+    if record.image_class is not None and record.item_type is None:
+        out = [] if image is None else [(foreground_box(image)[0], NONE)]
+        return out + [(np.asarray(d.box_xyxy, dtype=np.float64), NONE) for d in detections]
+    out = [(np.asarray(g.box_xyxy, dtype=np.float64), g.type) for g in record.garments]
+    if not detections:
+        return out
+    det = np.stack([np.asarray(d.box_xyxy, dtype=np.float64) for d in detections])
+    if not record.garments:
+        return out + [(b, NONE) for b in det]
+    iou = box_iou(det, np.stack([g.box_xyxy for g in record.garments]))
+    for box, row in zip(det, iou):
+        best = int(row.argmax())
+        if row[best] >= POSITIVE_IOU:
+            out.append((box, record.garments[best].type))
+        elif row[best] < NEGATIVE_IOU:
+            out.append((box, NONE))
+    return out
+
+
+@torch.no_grad()
+def crop_features(predictor, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops -> (N, C) pooled features of the attribute model (eval mode, no dropout)."""
+    from classifiers.attributes import to_input  # noqa: PLC0415
+
+    model = predictor.model.eval()
+    out = [model.forward_features(to_input(crops[i:i + batch_size], model.backbone_name).to(predictor.device))
+           .float().cpu().numpy() for i in range(0, len(crops), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.backbone.num_features), np.float32)
+
+
+def collect(datasets: list[Dataset], predictor, detector=None, conf: float = 0.1, max_boxes: int = 10,
+            log=print) -> TypeSamples:
+    """Features and labels of every labelled box of ``datasets`` (see :func:`labelled_boxes`); ``detector``
+    (optional, anything with ``predict(images, conf, batch_size)``) adds its ``max_boxes`` best boxes at score >=
+    ``conf``. Unreadable photos are named in one warning line each and left out."""
+    feats, labels, groups, counts = [], [], [], {}
+    t0 = time.perf_counter()
+    for ds in datasets:
+        kept = 0
+        for n, rec in enumerate(ds.records):
+            try:
+                image = load_image(rec.path)
+            except ImageReadError as e:
+                log(f"warning: {e} (left out)")
+                continue
+            found = detector.predict([image], conf=conf, batch_size=1)[0] if detector is not None else []
+            found = sorted(found, key=lambda g: -g.score)[:max_boxes]
+            boxes = labelled_boxes(rec, found, image)
+            if boxes:
+                crops = np.stack([crop(image, b, predictor.crop_spec)[0] for b, _ in boxes])
+                feats.append(crop_features(predictor, crops))
+                labels += [lab for _, lab in boxes]
+                groups += [f"{ds.source}|{rec.file}"] * len(boxes)
+                kept += len(boxes)
+            if (n + 1) % 100 == 0:
+                log(f"type head: {ds.source}: {n + 1}/{len(ds.records)} photos, {time.perf_counter() - t0:.0f} s")
+        counts[ds.source] = kept
+    dim = predictor.model.backbone.num_features
+    return TypeSamples(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), labels, groups, counts)
+
+
+def fit(samples: TypeSamples, classes: list[str], c: float = 1.0, seed: int = 0):
+    """A multinomial logistic regression on standardised features, folded back into one ``(W, b)`` over the raw
+    features: logits = features @ W.T + b, rows in ``classes`` order. Classes are weighted inversely to their
+    counts, so the many "none" boxes do not decide the prior. Returns (W, b, the fitted scikit-learn model)."""
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+    missing = [k for k in classes if k not in set(samples.labels)]
+    if missing:
+        raise ValueError(f"no training crop of class(es) {missing}: every type and 'none' needs examples")
+    unknown = sorted(set(samples.labels) - set(classes))
+    if unknown:
+        raise ValueError(f"crops labelled {unknown}, not among the head's classes {classes}")
+    x = samples.features.astype(np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    y = np.array([classes.index(k) for k in samples.labels])
+    clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed)
+    clf.fit((x - mean) / std, y)
+    w = np.zeros((len(classes), x.shape[1]))
+    b = np.zeros(len(classes))
+    w[clf.classes_] = clf.coef_ / std
+    b[clf.classes_] = clf.intercept_ - (clf.coef_ * mean / std).sum(1)
+    b[np.setdiff1d(np.arange(len(classes)), clf.classes_)] = -1e4
+    return w.astype(np.float32), b.astype(np.float32), clf
+
+
+def choose_c(samples: TypeSamples, classes: list[str], grid=(0.03, 0.1, 0.3, 1.0), folds: int = 3, log=print) -> float:
+    """The regularisation strength with the best photo-grouped cross-validated accuracy on the training crops."""
+    from sklearn.model_selection import GroupKFold  # noqa: PLC0415
+
+    y = np.array(samples.labels)
+    scores = {}
+    for c in grid:
+        hits = []
+        for tr, te in GroupKFold(n_splits=folds).split(samples.features, y, samples.groups):
+            sub = TypeSamples(samples.features[tr], [samples.labels[i] for i in tr], [samples.groups[i] for i in tr])
+            w, b, _ = fit(sub, classes, c)
+            pred = (samples.features[te] @ w.T + b).argmax(1)
+            hits.append(float(np.mean(np.array(classes)[pred] == y[te])))
+        scores[c] = float(np.mean(hits))
+        log(f"type head: C={c}: cross-validated crop accuracy {scores[c]:.3f}")
+    return max(scores, key=lambda k: (scores[k], -k))  # ties: the stronger regularisation
+
+
+def attach(model, w: np.ndarray, b: np.ndarray) -> None:
+    """Add (or replace) the type head of an AttributeModel with the given weights."""
+    head = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(w))
+        head.bias.copy_(torch.from_numpy(b))
+    model.keys[TYPE_KEY] = w.shape[0]
+    model.heads[TYPE_KEY] = head.to(next(model.parameters()).device)
+
+
+def check_type_head(entry: dict, labels) -> None:
+    """A config.json ``type_head`` entry: its classes are garment types of the label set, plus "none"."""
+    classes = entry["classes"]
+    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
+        raise TypeError(f"type_head classes {classes!r} is not a list of distinct names")
+    unknown = [k for k in classes if k != NONE and k not in labels.garment_types]
+    if unknown:
+        raise ValueError(f"type_head class {unknown[0]!r} is not a garment type of labels.json")
+    if not 0.0 < float(entry.get("drop_at", 0.5)) <= 1.0:
+        raise ValueError(f"type_head drop_at {entry.get('drop_at')!r} is not in (0, 1]")
+
+
+def save_run(src_run, dst_run, predictor, entry: dict) -> None:
+    """Write ``dst_run``: the attribute run ``src_run`` with the type head now in ``predictor.model`` (weights and
+    the config ``type_head`` entry); labels, box errors and metrics are copied. Files are written atomically."""
+    import shutil  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from classifiers.attributes import WEIGHTS_FILE  # noqa: PLC0415
+    from fashion2stage.runs import load_config, save_config, save_weights  # noqa: PLC0415
+
+    src, dst = Path(src_run), Path(dst_run)
+    config = load_config(src, kind="attributes")
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name not in ("config.json", WEIGHTS_FILE, "last.pt") and f.resolve() != (dst / f.name).resolve():
+            shutil.copy2(f, dst / f.name)
+    save_weights(dst / WEIGHTS_FILE, predictor.model)
+    save_config(dst, {**config, "type_head": entry})

@@ -1,0 +1,151 @@
+"""The garment-type check (classifiers/type_head.py): how training boxes are labelled, the folded logistic
+regression, and end to end on tiny real models: ``type-head-train`` then ``predict``, where the head re-types the
+detector's garments and drops what it calls "no garment"."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from classifiers.type_head import TypeSamples, fit, labelled_boxes
+from fashion2stage.app.cli import app
+from fashion2stage.app.pipeline import verdict
+from fashion2stage.geometry import box_iou
+from fashion2stage.records import Garment, ImageRecord
+
+COLOURS = {"blouse": (220, 40, 40), "skirt": (40, 40, 220)}
+CATEGORIES = [{"id": 1, "name": "blouse", "supercategory": "garment"},
+              {"id": 2, "name": "skirt", "supercategory": "garment"}]
+ATTRIBUTES = [{"id": 1, "name": "plain", "supercategory": "pattern"},
+              {"id": 2, "name": "striped", "supercategory": "pattern"}]
+
+
+def _garment(t, box, score=1.0):
+    return Garment(type=t, box_xyxy=np.asarray(box, dtype=np.float64), score=score)
+
+
+def test_detections_are_labelled_by_overlap_with_the_truth():
+    rec = ImageRecord(file="a.jpg", root=Path("."), garments=[_garment("skirt", [0, 0, 10, 10])])
+    found = [_garment("blouse", [0, 0, 10, 9]),    # IoU 0.9: the true garment, whatever the detector called it
+             _garment("skirt", [0, 0, 10, 5]),     # IoU 0.5: positive (>= 0.5)
+             _garment("skirt", [0, 0, 10, 4]),     # IoU 0.4: ambiguous, left out
+             _garment("dress", [20, 20, 30, 30])]  # IoU 0: no garment
+    got = labelled_boxes(rec, found)
+    assert [lab for _, lab in got] == ["skirt", "skirt", "skirt", "none"]
+    assert np.allclose(got[3][0], [20, 20, 30, 30])
+    hat = ImageRecord(file="h.jpg", root=Path("."), image_class="hat")  # a class folder's no-garment photo
+    image = np.full((40, 40, 3), 250, np.uint8)
+    image[10:30, 12:28] = 30
+    got = labelled_boxes(hat, [_garment("blouse", [1, 1, 20, 20])], image)
+    assert [lab for _, lab in got] == ["none", "none"]
+    assert box_iou(got[0][0][None], np.array([[12, 10, 28, 30]]))[0, 0] > 0.5  # the item's foreground box
+
+
+def test_folded_regression_gives_the_same_answers_as_scikit_learn():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (3, 8))
+    y = rng.integers(0, 3, 300)
+    x = (centres[y] + rng.normal(0, 1, (300, 8))) * rng.uniform(0.1, 10, 8) + rng.normal(0, 3, 8)  # unscaled
+    classes = ["blouse", "skirt", "none"]
+    samples = TypeSamples(x.astype(np.float32), [classes[i] for i in y], [str(i) for i in range(300)])
+    w, b, clf = fit(samples, classes, c=1.0)
+    ours = x @ w.T.astype(np.float64) + b
+    theirs = clf.decision_function((x - x.mean(0)) / (x.std(0) + 1e-6))
+    assert np.abs(ours - theirs).max() < 1e-3 * (1 + np.abs(theirs).max())
+    assert (ours.argmax(1) == y).mean() > 0.95
+    with pytest.raises(ValueError, match="dress"):
+        fit(samples, ["blouse", "skirt", "dress", "none"])
+
+
+def test_verdict_drops_at_the_threshold_and_otherwise_takes_the_likeliest_type():
+    classes = ["blouse", "skirt", "none"]
+    assert verdict(np.array([0.2, 0.3, 0.5]), classes, 0.5) == "none"
+    assert verdict(np.array([0.2, 0.3, 0.5]), classes, 0.6) == "skirt"  # p(none) highest but under drop_at
+    assert verdict(np.array([0.7, 0.1, 0.2]), classes, 0.5) == "blouse"
+
+
+def _write(root: Path, n: int, seed: int) -> Path:
+    """n 96x96 photos, each with a red blouse and a blue skirt rectangle (COCO boxes)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    images, anns = [], []
+    for i in range(n):
+        img = rng.integers(0, 60, (96, 96, 3), dtype=np.uint8)
+        for cat, t in ((1, "blouse"), (2, "skirt")):
+            w, h = (int(v) for v in rng.integers(28, 44, 2))
+            x, y = int(rng.integers(0, 96 - w)), int(rng.integers(0, 96 - h))
+            img[y:y + h, x:x + w] = COLOURS[t]
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat, "bbox": [x, y, w, h],
+                         "area": w * h, "iscrowd": 0, "attribute_ids": [1 + int(rng.integers(0, 2))]})
+        cv2.imwrite(str(root / "images" / f"{i}.png"), img[:, :, ::-1])
+        images.append({"id": i + 1, "file_name": f"{i}.png", "width": 96, "height": 96})
+    (root / "annotations").mkdir()
+    path = root / "annotations" / "instances.json"  # images/ beside annotations/: the reader finds them
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": CATEGORIES,
+                                "attributes": ATTRIBUTES}))
+    return path
+
+
+def _cli(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.slow
+def test_type_head_retypes_and_drops_garments_in_predict(tmp_path):
+    train, val = _write(tmp_path / "train", 8, 0), _write(tmp_path / "val", 4, 1)
+    folders = tmp_path / "folders"  # a class folder: green "hats" on grey, no garment
+    (folders / "hat").mkdir(parents=True)
+    for i in range(6):
+        img = np.full((96, 96, 3), 128, np.uint8)
+        img[20 + i:60 + i, 25:70] = (40, 200, 40)
+        cv2.imwrite(str(folders / "hat" / f"{i}.png"), img)
+    (tmp_path / "m.yaml").write_text("classes:\n  hat: {type: none}\n")
+    runs = tmp_path / "runs"
+    _cli("detect-train", "--data", train, "--val", val, "--epochs", "4", "--batch", "3", "--image-size", "96",
+         "--lr", "0.01", "--threads", "1", "--project", runs, "--name", "det")
+    _cli("classify-train", "--data", train, "--val", val, "--epochs", "1", "--image-size", "64", "--batch-size", "4",
+         "--no-pretrained", "--project", runs, "--name", "attr")
+    args = ["type-head-train", "--classifier", runs / "attr", "--data", train, "--data", folders, "--classes",
+            tmp_path / "m.yaml", "--detector", runs / "det", "--c", "1.0", "--max-photos", 6, "--cache", tmp_path / "c"]
+    out = _cli(*args, "--out", runs / "typed")
+    assert "crops per class" in out and "from the cache" not in out
+    again = _cli(*args, "--out", runs / "typed-again")  # same sources, same models: every source from the cache
+    assert again.count("from the cache") == 2
+    assert json.loads((runs / "typed-again" / "config.json").read_text())["type_head"]["crops"] == \
+        json.loads((runs / "typed" / "config.json").read_text())["type_head"]["crops"]
+    config = json.loads((runs / "typed" / "config.json").read_text())
+    assert config["type_head"]["classes"] == ["blouse", "skirt", "none"]
+    assert (runs / "typed" / "labels.json").is_file()
+    base = dict(images=tmp_path / "val" / "images", detector=runs / "det")
+
+    def predict(classifier, name):
+        _cli("predict", "--images", base["images"], "--out", tmp_path / name, "--detector", base["detector"],
+             "--classifier", classifier, "--no-default", "--conf", "0.01")
+        return {x["image"]: x for x in map(json.loads, (tmp_path / name / "predictions.jsonl").read_text().splitlines())}
+
+    plain, typed = predict(runs / "attr", "plain"), predict(runs / "typed", "typed")
+    truth = json.loads(val.read_text())
+    names = {im["id"]: im["file_name"] for im in truth["images"]}
+    matched = right = 0
+    for a in truth["annotations"]:
+        gt = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]])
+        for g in typed[names[a["image_id"]]]["garments"]:
+            if box_iou(np.array([g["box"]]), gt)[0, 0] >= 0.7:  # clearly this garment: the head sees its colour
+                matched += 1
+                right += g["type"] == CATEGORIES[a["category_id"] - 1]["name"]
+    assert matched > 0 and right / matched >= 0.9, (right, matched)
+    assert sum(len(x["garments"]) for x in typed.values()) <= sum(len(x["garments"]) for x in plain.values())
+    # photos of no garment: whatever the detector finds on them, the head calls "none"
+    hats = tmp_path / "hats"
+    hats.mkdir()
+    for p in sorted((folders / "hat").glob("*.png"))[:4]:
+        (hats / p.name).write_bytes(p.read_bytes())
+    base["images"] = hats
+    plain, typed = predict(runs / "attr", "plain-hats"), predict(runs / "typed", "typed-hats")
+    assert sum(len(x["garments"]) for x in plain.values()) > 0  # the detector alone does find "garments" there
+    assert all(x["garments"] == [] for x in typed.values())
+    assert all(x["attributes"]["pattern"]["garment"] is None for x in typed.values())  # whole-image answers
