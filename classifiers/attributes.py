@@ -98,10 +98,8 @@ class AttributePredictor:
     labels: LabelSet
     crop_spec: CropSpec
     device: torch.device
-    # the garment-type check (classifiers/type_head.py): the head's classes (garment types + "none") and the
-    # p(none) from which the pipeline drops a garment; None when the run has no such head
+    # the garment check (classifiers/type_head.py): the head's classes (garment types + "none"); None without one
     type_classes: list[str] | None = None
-    type_drop_at: float = 0.5
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -157,5 +155,4 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
     load_weights(run / WEIGHTS_FILE, model, dev)
     model.to(dev).eval()
     return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev,
-                              type_classes=list(type_head["classes"]) if type_head else None,
-                              type_drop_at=float(type_head.get("drop_at", 0.5)) if type_head else 0.5)
+                              type_classes=list(type_head["classes"]) if type_head else None)

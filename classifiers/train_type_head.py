@@ -34,7 +34,6 @@ class TypeHeadConfig:
     cache: str | None = None  # folder of per-source feature files (default: <out>/features)
     max_photos: int | None = None  # per source (a class folder's garment and no-garment photos are two): a sample
     c: float | None = None  # regularisation; None: chosen by photo-grouped cross-validation
-    drop_at: float = 0.5
     device: str = "cpu"
     seed: int = 0
 
@@ -111,7 +110,7 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
     w, b, _ = fit(samples, classes, c, cfg.seed)
     attach(predictor.model, w, b)
     counts = {k: samples.labels.count(k) for k in classes}
-    entry = {"classes": classes, "drop_at": cfg.drop_at, "c": c, "crops": counts, "sources": samples.counts,
+    entry = {"classes": classes, "c": c, "crops": counts, "sources": samples.counts,
              "train": asdict(cfg)}
     save_run(cfg.classifier, out, predictor, entry)
     log(f"type head: C={c}, crops per class {counts} -> {out}")

@@ -1,17 +1,19 @@
-"""The garment-type check: one more linear head on the attribute model's crop features, "which of the garment
-types is this crop, or is it no garment at all?".
+"""The garment check: one more linear head on the attribute model's crop features, "which of the garment types is
+this crop, or is it no garment at all?".
 
-Why: the detector decides type and existence from the whole photo at once; on single-item product photos it mixes
-up close types (a t-shirt called a dress) and fires on hats and shoes. The attribute model already looks at every
-garment crop, so a head on its pooled features checks each box for free (no extra backbone pass): the pipeline
-drops a garment whose "none" probability is at least ``drop_at`` and otherwise gives it the head's most likely
-type (fashion2stage/app/pipeline.py; docs/OUTPUT.md).
+Why: the detector decides from the whole photo whether a box holds a garment; on single-item product photos it
+fires on hats and shoes. The attribute model already looks at every garment crop, so a head on its pooled features
+checks each box at no extra backbone pass: the pipeline multiplies the detector's score by the head's
+p(garment) = 1 - p(none) and drops a garment that then scores under ``conf`` (fashion2stage/app/pipeline.py;
+docs/OUTPUT.md). The head's type probabilities are not used to re-type garments: on street crops they are far less
+accurate than the detector's types (BENCHMARKS.md, "Per domain").
 
 The head is a multinomial logistic regression (scikit-learn) on the frozen features of crops cut exactly as at
 inference: ground-truth boxes, plus the detector's own boxes on the training photos, labelled by overlap with the
-truth (IoU >= 0.5: that garment's type; < 0.3: "none"; between: left out), and every box on a photo of a
-no-garment class (hats, shoes) labelled "none". It is stored as one more head of the attribute run
-(``config.json`` ``type_head``, weights in ``weights.safetensors``), so ONNX export and loading need nothing new.
+truth (IoU >= 0.5: that garment's type; < 0.3: "none"; between: left out; on a class folder's garment photo, whose
+box is only a guess, nothing is called "none"), and every box on a photo of a no-garment class (hats, shoes)
+labelled "none". It is stored as one more head of the attribute run (``config.json`` ``type_head``, weights in
+``weights.safetensors``), so ONNX export and loading need nothing new.
 """
 from __future__ import annotations
 
@@ -56,11 +58,14 @@ def labelled_boxes(record: ImageRecord, detections: list, image: np.ndarray | No
     if not record.garments:
         return out + [(b, NONE) for b in det]
     iou = box_iou(det, np.stack([g.box_xyxy for g in record.garments]))
+    # a class folder's photo holds its one item, but its box is a guess (foreground, or the whole photo when that
+    # failed): a detection away from the guess may still be the item, so it is left out rather than called "none"
+    one_item = record.image_class is not None
     for box, row in zip(det, iou):
         best = int(row.argmax())
         if row[best] >= POSITIVE_IOU:
             out.append((box, record.garments[best].type))
-        elif row[best] < NEGATIVE_IOU:
+        elif row[best] < NEGATIVE_IOU and not one_item:
             out.append((box, NONE))
     return out
 
@@ -132,7 +137,7 @@ def fit(samples: TypeSamples, classes: list[str], c: float = 1.0, seed: int = 0)
     return w.astype(np.float32), b.astype(np.float32), clf
 
 
-def choose_c(samples: TypeSamples, classes: list[str], grid=(0.03, 0.1, 0.3, 1.0), folds: int = 3, log=print) -> float:
+def choose_c(samples: TypeSamples, classes: list[str], grid=(0.003, 0.01, 0.03, 0.1, 0.3), folds: int = 3, log=print) -> float:
     """The regularisation strength with the best photo-grouped cross-validated accuracy on the training crops."""
     from sklearn.model_selection import GroupKFold  # noqa: PLC0415
 
@@ -168,8 +173,8 @@ def check_type_head(entry: dict, labels) -> None:
     unknown = [k for k in classes if k != NONE and k not in labels.garment_types]
     if unknown:
         raise ValueError(f"type_head class {unknown[0]!r} is not a garment type of labels.json")
-    if not 0.0 < float(entry.get("drop_at", 0.5)) <= 1.0:
-        raise ValueError(f"type_head drop_at {entry.get('drop_at')!r} is not in (0, 1]")
+    if NONE not in classes:
+        raise ValueError(f"type_head classes {classes!r} lack {NONE!r}")
 
 
 def save_run(src_run, dst_run, predictor, entry: dict) -> None:
@@ -184,8 +189,11 @@ def save_run(src_run, dst_run, predictor, entry: dict) -> None:
     src, dst = Path(src_run), Path(dst_run)
     config = load_config(src, kind="attributes")
     dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and f.name not in ("config.json", WEIGHTS_FILE, "last.pt") and f.resolve() != (dst / f.name).resolve():
-            shutil.copy2(f, dst / f.name)
     save_weights(dst / WEIGHTS_FILE, predictor.model)
     save_config(dst, {**config, "type_head": entry})
+    # metrics.json last: scripts take a run folder holding it for a finished one
+    for f in sorted((f for f in src.iterdir() if f.is_file() and f.name not in ("config.json", WEIGHTS_FILE, "last.pt")),
+                    key=lambda f: f.name == "metrics.json"):
+        tmp = dst / f".{f.name}.tmp"
+        shutil.copy2(f, tmp)
+        tmp.replace(dst / f.name)

@@ -36,9 +36,8 @@ class Detector(Protocol):
 class AttributeClassifier(Protocol):
     labels: LabelSet  # attributes: key -> value names (the order of the probabilities); attribute_types
     crop_spec: CropSpec  # how its crops must be cut (geometry.crop)
-    # with a type head: its classes (garment types + NO_GARMENT), and the p(NO_GARMENT) that drops a garment
+    # with a type head (the garment check): its classes, garment types + NO_GARMENT
     type_classes: list[str] | None
-    type_drop_at: float
 
     def predict(self, crops: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
         """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order};

@@ -80,5 +80,13 @@ done_ "$W/detect/detector-multi" || fashion2stage detect-train \
     --epochs 3 --epoch-size 900 --batch 4 --lr 0.005 --image-size 416 --threads 2 \
     --project "$W/detect" --name detector-multi $(resume "$W/detect/detector-multi") >> "$W/logs/detector-multi.log" 2>&1
 
+# 6. the garment-type check on the attribute model (classifiers/type_head.py): crops of true and detector boxes
+# from all four sources, train + val, at most 500 photos per source (about 15 min on 2 cores)
+done_ "$W/attributes/attributes-typed" || fashion2stage type-head-train \
+    --classifier "$W/attributes/attributes-trainval" --detector "$W/detect/detector-multi" \
+    --data "$B/products/train" --data "$B/products/val" --classes configs/fashion-bench-products.yaml \
+    --data "$T/ccp/annotations/instances_trainval.json" --data "$T/landmarks/annotations/keypoints_trainval.json" \
+    --max-photos 500 --threads 2 --out "$W/attributes/attributes-typed" >> "$W/logs/attributes-typed.log" 2>&1
+
 python scripts/make_default_bundle.py --detector "$W/detect/detector-multi" \
-    --attributes "$W/attributes/attributes-trainval" --keypoints "$W/keypoints/keypoints-trainval"
+    --attributes "$W/attributes/attributes-typed" --keypoints "$W/keypoints/keypoints-trainval"

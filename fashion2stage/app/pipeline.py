@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from fashion2stage.choice import choose_garment
-from fashion2stage.geometry import box_iou, crop
+from fashion2stage.geometry import crop
 from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
 from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
 
-DUPLICATE_IOU = 0.5  # torchvision Faster R-CNN's per-class NMS threshold (box_nms_thresh), which our detector keeps
 
 
 @dataclass
@@ -69,7 +68,7 @@ class Pipeline:
 
     def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> list[tuple[int, int]]:
         """Attribute probabilities per garment and per image; with a type head, garments are first checked
-        (dropped or re-typed, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after that."""
+        (re-scored, maybe dropped, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after."""
         labels = self.attributes.labels
         spec = self.attributes.crop_spec
         probs = {}
@@ -77,7 +76,7 @@ class Pipeline:
             probs = self.attributes.predict(np.stack([crop(images[i], garments[i][j].box_xyxy, spec)[0]
                                                       for i, j in owners]), flip_tta=self.flip_tta)
         if owners and self.attributes.type_classes:
-            owners, rows = self._check_types(garments, owners, probs[TYPE_KEY], out)
+            owners, rows = self._check_garments(garments, owners, probs[TYPE_KEY], out)
             probs = {k: p[rows] for k, p in probs.items()}
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
         for (i, j), r in row_of_garment.items():
@@ -100,31 +99,25 @@ class Pipeline:
                 out[i].attributes[k] = AttributePrediction.from_probs(labels.attributes[k], p, garment=j)
         return owners
 
-    def _check_types(self, garments, owners, type_probs, out: list[ImagePrediction]):
-        """The type head's verdict on every garment (classifiers/type_head.py): "none" drops it, else it takes the
-        head's type; a re-typed garment that now repeats a higher-scoring box of its new type (IoU >= DUPLICATE_IOU,
-        the detector's own per-type NMS) is dropped too. Returns the kept (image, new index) and their prob rows."""
-        classes = self.attributes.type_classes
-        kept: dict[int, list[int]] = {}
+    def _check_garments(self, garments, owners, type_probs, out: list[ImagePrediction]):
+        """The type head's check of every garment (classifiers/type_head.py): its score becomes the detector's
+        times the head's p(garment) = 1 - p(none); a garment now scoring under ``conf`` is dropped, the rest are
+        sorted by the new score. Returns the kept garments' (image, new index) and their rows of ``type_probs``."""
+        none = self.attributes.type_classes.index(NO_GARMENT)
+        kept: dict[int, list[tuple[int, int]]] = {}
         for r, (i, j) in enumerate(owners):
-            answer = verdict(type_probs[r], classes, self.attributes.type_drop_at)
-            if answer == NO_GARMENT:
-                continue
-            g = garments[i][j]
-            if answer != g.type:
-                same = [garments[i][jj].box_xyxy for jj in kept.get(i, []) if garments[i][jj].type == answer]
-                if same and box_iou(np.asarray([g.box_xyxy]), np.stack(same)).max() >= DUPLICATE_IOU:
-                    continue  # owners run in score order per image, so the kept box scores higher
-                g.type = answer
-                out[i].garments[j].type = answer
-            kept.setdefault(i, []).append(j)
+            score = float(garments[i][j].score) * (1.0 - float(type_probs[r][none]))
+            if score >= self.conf:
+                garments[i][j].score = score
+                out[i].garments[j].score = round(score, 4)
+                kept.setdefault(i, []).append((j, r))
         new_owners, rows = [], []
         for i in range(len(garments)):
-            js = kept.get(i, [])
-            garments[i][:] = [garments[i][j] for j in js]
-            out[i].garments = [out[i].garments[j] for j in js]
+            js = sorted(kept.get(i, []), key=lambda jr: -garments[i][jr[0]].score)
+            out[i].garments = [out[i].garments[j] for j, _ in js]
+            garments[i][:] = [garments[i][j] for j, _ in js]
             new_owners += [(i, n) for n in range(len(js))]
-        rows = [r for r, (i, j) in enumerate(owners) if j in kept.get(i, [])]
+            rows += [r for _, r in js]
         return new_owners, np.asarray(rows, dtype=np.int64)
 
     def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
@@ -141,15 +134,6 @@ class Pipeline:
             out[i].garments[j].keypoints = {
                 name: (round(float(x), 2), round(float(y), 2), round(float(s), 4))
                 for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
-
-
-def verdict(probs: np.ndarray, classes: list[str], drop_at: float) -> str:
-    """One garment's answer from the type head's probabilities: NO_GARMENT when its probability is at least
-    ``drop_at``, else the most likely garment type."""
-    p = np.asarray(probs, dtype=np.float64)
-    if NO_GARMENT in classes and p[classes.index(NO_GARMENT)] >= drop_at:
-        return NO_GARMENT
-    return max((k for k in classes if k != NO_GARMENT), key=lambda k: p[classes.index(k)])
 
 
 def default_batch_size(runtime: str, device: str) -> int:

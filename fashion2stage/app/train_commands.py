@@ -204,12 +204,11 @@ def type_head_train(
     cache: Optional[Path] = typer.Option(None, help="Folder of per-source feature files, reused by later runs "
                                          "(default: <out>/features)."),
     c: Optional[float] = typer.Option(None, help="Logistic-regression C (default: photo-grouped cross-validation)."),
-    drop_at: float = typer.Option(0.5, min=0.0, max=1.0, help="p(no garment) from which predict drops a garment."),
     device: str = typer.Option("cpu"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
 ) -> None:
-    """Fit the garment-type check of an attribute run: a linear head on its crop features that re-types each
-    detected garment or drops it as no garment (classifiers/type_head.py)."""
+    """Fit the garment check of an attribute run: a linear head on its crop features whose p(no garment) re-scores
+    each detected garment, so that predict drops hats, shoes and other non-garments (classifiers/type_head.py)."""
     from classifiers.train_type_head import TypeHeadConfig, train_type_head  # noqa: PLC0415
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
 
@@ -217,7 +216,7 @@ def type_head_train(
     cfg = TypeHeadConfig(classifier=str(classifier), data=list(data), out=str(out),
                          classes=str(classes) if classes else None, images=str(images) if images else None,
                          detector=str(detector) if detector else None, conf=conf, max_boxes=max_boxes,
-                         max_photos=max_photos, cache=str(cache) if cache else None, c=c, drop_at=drop_at,
+                         max_photos=max_photos, cache=str(cache) if cache else None, c=c,
                          device=device)
     try:
         run = train_type_head(cfg, log=typer.echo)
