@@ -3,10 +3,10 @@ this crop, or is it no garment at all?".
 
 Why: the detector decides from the whole photo whether a box holds a garment; on single-item product photos it
 fires on hats and shoes. The attribute model already looks at every garment crop, so a head on its pooled features
-checks each box at no extra backbone pass: the pipeline multiplies the detector's score by the head's
-p(garment) = 1 - p(none) and drops a garment that then scores under ``conf`` (fashion2stage/app/pipeline.py;
-docs/OUTPUT.md). The head's type probabilities are not used to re-type garments: on street crops they are far less
-accurate than the detector's types (BENCHMARKS.md, "Per domain").
+checks each box at no extra backbone pass: the pipeline drops a garment whose detector score times the head's
+p(garment) = 1 - p(none) is under ``conf``, and leaves the others as the detector gave them
+(fashion2stage/app/pipeline.py; docs/OUTPUT.md). The head's type probabilities re-type nothing, and its p(none)
+re-ranks nothing: on street crops both are far less accurate than the detector (BENCHMARKS.md, "Per domain").
 
 The head is a multinomial logistic regression (scikit-learn) on the frozen features of crops cut exactly as at
 inference: ground-truth boxes, plus the detector's own boxes on the training photos, labelled by overlap with the

@@ -1,6 +1,6 @@
 """The garment-type check (classifiers/type_head.py): how training boxes are labelled, the folded logistic
-regression, and end to end on tiny real models: ``type-head-train`` then ``predict``, where the head's p(garment)
-re-scores the detector's garments and so drops what it calls "no garment"."""
+regression, and end to end on tiny real models: ``type-head-train`` then ``predict``, where the detector's garments
+whose score times the head's p(garment) is under ``--conf`` are dropped, and the others left as they were."""
 import json
 from pathlib import Path
 
@@ -133,13 +133,13 @@ def test_garment_check_rescores_and_drops_what_is_no_garment_in_predict(tmp_path
         after = [g for g in typed[name]["garments"] if box_iou(np.array([g["box"]]), gt)[0, 0] >= 0.7]
         found += bool(before)
         kept += bool(after)
-        if before and after:
-            assert max(g["score"] for g in after) <= max(g["score"] for g in before) + 1e-4
-            assert after[0]["type"] in (g["type"] for g in before)  # the detector's type
+        for g in after:  # a kept garment is the detector's, untouched
+            assert any(np.allclose(g["box"], h["box"], atol=0.02) and abs(g["score"] - h["score"]) < 1e-3
+                       and g["type"] == h["type"] for h in before)
     assert found > 0 and kept >= 0.75 * found, (kept, found)
     for x in typed.values():
         scores = [g["score"] for g in x["garments"]]
-        assert scores == sorted(scores, reverse=True) and all(s >= 0.01 for s in scores)
+        assert scores == sorted(scores, reverse=True) and all(s >= 0.01 for s in scores)  # the detector's order
     # photos of no garment: whatever the detector finds on them, the head calls "none"
     hats = tmp_path / "hats"
     hats.mkdir()

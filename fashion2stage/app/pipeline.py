@@ -68,7 +68,7 @@ class Pipeline:
 
     def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> list[tuple[int, int]]:
         """Attribute probabilities per garment and per image; with a type head, garments are first checked
-        (re-scored, maybe dropped, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after."""
+        (some dropped, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after."""
         labels = self.attributes.labels
         spec = self.attributes.crop_spec
         probs = {}
@@ -100,20 +100,18 @@ class Pipeline:
         return owners
 
     def _check_garments(self, garments, owners, type_probs, out: list[ImagePrediction]):
-        """The type head's check of every garment (classifiers/type_head.py): its score becomes the detector's
-        times the head's p(garment) = 1 - p(none); a garment now scoring under ``conf`` is dropped, the rest are
-        sorted by the new score. Returns the kept garments' (image, new index) and their rows of ``type_probs``."""
+        """The type head's check of every garment (classifiers/type_head.py): a garment whose detector score times
+        the head's p(garment) = 1 - p(none) is under ``conf`` is dropped. The kept ones keep the detector's score
+        and order: on street crops the head ranks worse than the detector (BENCHMARKS.md, "Per domain"). Returns
+        the kept garments' (image, new index) and their rows of ``type_probs``."""
         none = self.attributes.type_classes.index(NO_GARMENT)
         kept: dict[int, list[tuple[int, int]]] = {}
         for r, (i, j) in enumerate(owners):
-            score = float(garments[i][j].score) * (1.0 - float(type_probs[r][none]))
-            if score >= self.conf:
-                garments[i][j].score = score
-                out[i].garments[j].score = round(score, 4)
+            if float(garments[i][j].score) * (1.0 - float(type_probs[r][none])) >= self.conf:
                 kept.setdefault(i, []).append((j, r))
         new_owners, rows = [], []
         for i in range(len(garments)):
-            js = sorted(kept.get(i, []), key=lambda jr: -garments[i][jr[0]].score)
+            js = kept.get(i, [])
             out[i].garments = [out[i].garments[j] for j, _ in js]
             garments[i][:] = [garments[i][j] for j, _ in js]
             new_owners += [(i, n) for n in range(len(js))]
