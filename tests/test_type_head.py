@@ -150,3 +150,11 @@ def test_garment_check_rescores_and_drops_what_is_no_garment_in_predict(tmp_path
     assert sum(len(x["garments"]) for x in plain.values()) > 0  # the detector alone does find "garments" there
     assert all(x["garments"] == [] for x in typed.values())
     assert all(x["attributes"]["pattern"]["garment"] is None for x in typed.values())  # whole-image answers
+    # a broken type_head entry is one clear error naming the run's config.json
+    config = json.loads((runs / "typed" / "config.json").read_text())
+    config["type_head"]["classes"] = ["blouse", "sweater", "none"]
+    (runs / "typed" / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(app, ["predict", "--images", str(hats), "--out", str(tmp_path / "broken"),
+                                      "--detector", str(runs / "det"), "--classifier", str(runs / "typed"),
+                                      "--no-default"])
+    assert result.exit_code == 1 and "config.json" in result.output and "'sweater'" in result.output, result.output

@@ -27,7 +27,6 @@ from fashion2stage.results import AttributePrediction, GarmentPrediction, ImageP
 from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
 
 
-
 @dataclass
 class Pipeline:
     detector: Detector | None = None
