@@ -74,25 +74,29 @@ class OnnxModule:
         return dict(zip(self.output_names, tensors)) if self.dict_output else tensors[0]
 
 
+def export_predictor(predictor, path: str | Path) -> Path:
+    """Export a loaded AttributePredictor's or KeypointPredictor's torch network to ``path``."""
+    keys = getattr(predictor.model, "keys", None)
+    names = list(keys) if keys is not None else ["heatmaps"]
+    return export_onnx(predictor.model, (predictor.crop_spec.height, predictor.crop_spec.width), path, names)
+
+
 def export_attribute_run(run_dir: str | Path) -> Path:
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415
 
-    p = load_attribute_model(run_dir)
-    return export_onnx(p.model, (p.crop_spec.height, p.crop_spec.width), Path(run_dir) / ONNX_FILE,
-                       list(p.model.keys))
+    return export_predictor(load_attribute_model(run_dir), Path(run_dir) / ONNX_FILE)
 
 
 def export_keypoint_run(run_dir: str | Path) -> Path:
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
 
-    p = load_keypoint_model(run_dir)
-    return export_onnx(p.model, (p.crop_spec.height, p.crop_spec.width), Path(run_dir) / ONNX_FILE, ["heatmaps"])
+    return export_predictor(load_keypoint_model(run_dir), Path(run_dir) / ONNX_FILE)
 
 
-def use_onnx(predictor, run_dir: str | Path, threads: int = 0):
-    """Swap a loaded predictor's torch network for the run folder's ``model.onnx``; FileNotFoundError when there is
-    none (``fashion2stage export RUN`` writes it)."""
-    path = Path(run_dir) / ONNX_FILE
+def use_onnx(predictor, run_dir: str | Path, threads: int = 0, path: str | Path | None = None):
+    """Swap a loaded predictor's torch network for ONNX Runtime running ``path`` (default: the run folder's
+    ``model.onnx``, which ``fashion2stage export RUN`` writes; FileNotFoundError when there is none)."""
+    path = Path(run_dir) / ONNX_FILE if path is None else Path(path)
     keys = getattr(predictor.model, "keys", None)
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {ONNX_FILE} (run: fashion2stage export {run_dir})")

@@ -8,6 +8,7 @@ Both write ``model.onnx`` into the run folder.
 """
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -21,13 +22,16 @@ from fashion2stage.runs import load_config
 ONNX_FILE = "model.onnx"
 
 
-def export_detector_onnx(run_dir: str | Path) -> Path:
+def export_detector_onnx(run_dir: str | Path, out: str | Path | None = None, detector=None) -> Path:
+    """Write ``out`` (default: the run folder's ``model.onnx``) from ``detector`` (default: the run's, as trained;
+    a loaded Faster R-CNN carries its inference settings, FasterRCNNDetector.set_inference, into the graph)."""
     run = Path(run_dir)
     config = load_config(run, kind="detector")
-    out = run / ONNX_FILE
+    out = run / ONNX_FILE if out is None else Path(out)
+    detector = load_detector(run) if detector is None else detector
     if config["backend"] == "faster-rcnn":
-        model = load_detector(run).model.cpu().eval()
-        side = int(config.get("image_size", 416))
+        model = detector.model.cpu().eval()
+        side = int(model.transform.min_size[-1])  # the example's size; the graph takes any (dynamic axes)
         tmp = out.with_name(f".{out.name}.tmp")
         with warnings.catch_warnings():  # the tracer warns about every Python-side shape computation
             warnings.simplefilter("ignore")
@@ -36,10 +40,9 @@ def export_detector_onnx(run_dir: str | Path) -> Path:
                               dynamic_axes={"image": {1: "height", 2: "width"}})
         tmp.replace(out)
         return out
-    detector = load_detector(run)
     exported = Path(detector.model.export(format="onnx", imgsz=detector.image_size, dynamic=True, simplify=False,
                                           verbose=False))
-    exported.replace(out)
+    shutil.move(str(exported), str(out))  # ultralytics writes beside the weights; ``out`` may be on another disk
     return out
 
 
@@ -64,11 +67,12 @@ class OnnxFasterRCNNDetector:
         return out
 
 
-def use_onnx_detector(detector, run_dir: str | Path, threads: int = 0):
-    """The ONNX Runtime twin of a loaded detector, from the run folder's ``model.onnx`` (``threads`` intra-op
-    threads for Faster R-CNN, 0: all cores; ultralytics runs its ONNX models with its own settings)."""
+def use_onnx_detector(detector, run_dir: str | Path, threads: int = 0, path: str | Path | None = None):
+    """The ONNX Runtime twin of a loaded detector, from ``path`` (default: the run folder's ``model.onnx``;
+    ``threads`` intra-op threads for Faster R-CNN, 0: all cores; ultralytics runs its ONNX models with its own
+    settings)."""
     run = Path(run_dir)
-    path = run / ONNX_FILE
+    path = run / ONNX_FILE if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{run}: no {ONNX_FILE} (run: fashion2stage export {run})")
     config = load_config(run, kind="detector")

@@ -126,6 +126,8 @@ class FasterRCNNDetector:
     def __init__(self, model: FasterRCNN, labels: LabelSet, device: str = "cpu"):
         self.model = model.to(device).eval()
         self.labels = labels
+        # the shorter sides it was trained at (multi-scale); inference at any of them stays in its training range
+        self.trained_sizes = tuple(int(v) for v in model.transform.min_size)
         self.device = device
 
     @classmethod
@@ -139,6 +141,24 @@ class FasterRCNNDetector:
         model = build_faster_rcnn(cfg, pretrained_backbone=False)
         load_weights(Path(run_dir) / config.get("weights", "weights.safetensors"), model)
         return cls(model, labels, device)
+
+    def set_inference(self, image_size: int | None = None, proposals: int | None = None) -> dict:
+        """Inference-only speed settings (training is untouched): the shorter side photos are resized to (the
+        longer side's cap scales with it) and the RPN proposals kept after NMS per photo. ``None`` keeps the
+        current value. Returns the settings in effect; an ONNX export bakes them into its graph."""
+        t, rpn = self.model.transform, self.model.rpn
+        if image_size:
+            t.max_size = int(round(t.max_size * image_size / t.min_size[-1]))
+            t.min_size = (int(image_size),)
+        if proposals:
+            rpn._post_nms_top_n["testing"] = int(proposals)
+            rpn._pre_nms_top_n["testing"] = max(rpn._pre_nms_top_n["testing"], int(proposals))
+        return self.inference_settings()
+
+    def inference_settings(self) -> dict:
+        t, rpn = self.model.transform, self.model.rpn
+        return {"image_size": int(t.min_size[-1]), "max_size": int(t.max_size),
+                "proposals": int(rpn._post_nms_top_n["testing"]), "pre_nms": int(rpn._pre_nms_top_n["testing"])}
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:

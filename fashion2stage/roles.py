@@ -50,7 +50,8 @@ class KeypointEstimator(Protocol):
     labels: LabelSet  # keypoints: the union set; keypoints_per_type: each type's subset
     crop_spec: CropSpec
 
-    def predict(self, crops: np.ndarray, types: list[str]) -> np.ndarray:
+    def predict(self, crops: np.ndarray, types: list[str], flip_test: bool = True) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` of garments of ``types`` -> (N, K, 3): x, y in the
-        crop frame and a score per keypoint of the union set; NaN for points outside a garment type's subset."""
+        crop frame and a score per keypoint of the union set; NaN for points outside a garment type's subset.
+        ``flip_test``: average in the heatmaps of the mirrored crops (twice the work)."""
         ...

@@ -128,7 +128,7 @@ def time_predict(photos: list[Path], n: int, work: Path) -> dict:
                               capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
             raise SystemExit(f"predict failed: {done.stderr.strip()[-500:]}")
-        m = re.search(r"(\d+) images \(([\d.]+) img/s\)", done.stdout + done.stderr)
+        m = re.search(r"(\d+) images \(([\d.]+) img/s[^)]*\)", done.stdout + done.stderr)
         runs[count] = (time.perf_counter() - t0, _children_cpu() - cpu0, float(m.group(2)) if m else None)
     return {"images": n, "wall_s_with_loading": round(runs[n][0], 1), "img_per_s": runs[n][2],
             "cpu_s_per_img": round((runs[n][1] - runs[1][1]) / (n - 1), 2)}

@@ -11,6 +11,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BENCH = Path(os.environ.get("FASHION_BENCH", Path(__file__).resolve().parents[1].parent / "shared/data/fashion-bench"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """predict runs on ONNX Runtime by default and exports each model once into a per-user cache: give the test
+    session (each xdist worker) its own, so that tests never write into the user's and start from an empty one."""
+    from classifiers.onnx_cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(CACHE_ENV, str(folder))
+    yield folder
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def bench() -> Path:
     """The real fashion-bench data folder; tests that use it skip cleanly when it is absent (a user's clone)."""

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from classifiers.onnx_cache import CACHE_ENV
 from fashion2stage.app.cli import app
 from fashion2stage.app.pipeline import default_bundle
+from fashion2stage.errors import DataError
+from fashion2stage.runs import load_labels
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 FLAG = {"detector": "--detector", "attributes": "--classifier", "keypoints": "--keypoints"}
@@ -111,27 +114,48 @@ def test_broken_run_folder_is_one_line_naming_the_file(stage, name, mutate, file
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_onnx_file_that_does_not_load(stage, photos, tmp_path):
+def test_runtime_onnx_without_a_usable_export_is_one_line_naming_the_run(stage, photos, tmp_path, monkeypatch):
+    """``--runtime onnx`` (not the default ``auto``, which falls back to torch): the export cache cannot be made."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(blocker))
     run = tmp_path / stage
     shutil.copytree(default_bundle() / stage, run)
-    (run / "model.onnx").write_bytes(b"\x08\x07 not an ONNX protobuf")
     _one_line_error(["predict", "--images", photos, "--out", tmp_path / "out", FLAG[stage], run, "--no-default",
-                     "--runtime", "onnx"], run / "model.onnx", "cannot load the ONNX model")
+                     "--runtime", "onnx"], run, f"cannot run the {stage} model on ONNX Runtime")
 
 
-def test_onnx_model_of_another_run(photos, tmp_path):
-    """A valid ONNX file whose outputs are not the run's heads (copied from another run) is refused at load time."""
+def test_an_onnx_file_that_does_not_load_names_the_file(tmp_path):
+    from classifiers.keypoints import load_keypoint_model
+    from classifiers.onnx_runtime import use_onnx
+
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"\x08\x07 not an ONNX protobuf")
+    with pytest.raises(DataError, match="cannot load the ONNX model") as e:
+        use_onnx(load_keypoint_model(default_bundle() / "keypoints"), default_bundle() / "keypoints", path=broken)
+    assert e.value.path == str(broken)
+
+
+def test_a_cached_export_of_another_network_is_replaced_not_used(photos, tmp_path, monkeypatch):
+    """A valid ONNX file whose outputs are not the run's heads, under the run's cache name (a hand-copied file):
+    its load is refused, the network is exported again in its place, and predict runs."""
     import onnx
     from onnx import TensorProto, helper
 
-    run = tmp_path / "attributes"
-    shutil.copytree(default_bundle() / "attributes", run)
+    from classifiers.onnx_cache import cache_path
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    run = default_bundle() / "attributes"
+    path = cache_path("attributes", [run / "weights.safetensors", run / "config.json"], {})
+    path.parent.mkdir(parents=True)
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, 224, 224])
     y = helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["n", 3, 224, 224])
     graph = helper.make_graph([helper.make_node("Identity", ["images"], ["heatmaps"])], "other", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), run / "model.onnx")
-    _one_line_error(["predict", "--images", photos, "--out", tmp_path / "out", "--classifier", run, "--no-default",
-                     "--runtime", "onnx"], run / "model.onnx", "are not this run's")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    result = CliRunner().invoke(app, ["predict", "--images", str(photos), "--out", str(tmp_path / "out"),
+                                      "--classifier", str(run), "--no-default", "--runtime", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert sorted(o.name for o in onnx.load(path).graph.output) == sorted(load_labels(run).attributes)
 
 
 def test_broken_yolo_checkpoint(photos, tmp_path):

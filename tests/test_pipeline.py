@@ -1,14 +1,19 @@
 """End to end on tiny real models: detect-train, classify-train and keypoints-train on synthetic garments, then
 ``predict`` (output contract, bad files, resume, optional writers), ``evaluate`` and the ONNX Runtime path."""
 import json
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from classifiers.onnx_cache import CACHE_ENV
 from fashion2stage.app.cli import app
+from fashion2stage.app.pipeline import load_pipeline
+from fashion2stage.images import load_image
 
 pytestmark = pytest.mark.slow
 
@@ -198,12 +203,72 @@ def test_evaluate_predicts_only_the_labelled_images(models, tmp_path, check_line
     assert predicted == sorted(im["file_name"] for im in gt["images"]) and dropped["file_name"] not in predicted
 
 
-def test_onnx_runtime_agrees_with_torch(models, tmp_path, check_line):
+def test_onnx_runtime_is_the_default_exported_once_and_agrees_with_torch(models, tmp_path, check_line, caplog,
+                                                                         monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # an empty cache: the first predict exports
+    torch_lines = _predict(models, check_line, tmp_path / "t", "--runtime", "torch")
+    default_lines = _predict(models, check_line, tmp_path / "d")
+    exported = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert exported == ["attributes", "detector", "keypoints"]
+    assert sum("exporting" in r.getMessage() for r in caplog.records) == 3
+    _assert_same_predictions(torch_lines, default_lines, box_atol=0.5, prob_atol=2e-3)
+    caplog.clear()
+    onnx_lines = _predict(models, check_line, tmp_path / "o", "--runtime", "onnx")  # reuses the exports
+    assert not [r for r in caplog.records if "exporting" in r.getMessage()]
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 3
+    _assert_same_predictions(default_lines, onnx_lines, box_atol=1e-6, prob_atol=1e-6)
+
+
+def test_export_command_still_writes_the_run_folders_onnx_file(models, tmp_path):
+    kp = tmp_path / "kp"
+    shutil.copytree(models["runs"] / "kp", kp)
+    _cli("export", kp)
+    assert (kp / "model.onnx").stat().st_size > 1000
+
+
+def test_onnx_failure_falls_back_to_torch_with_one_line_per_model(models, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(blocker))  # the cache folder cannot be made: every export fails
     r = models["runs"]
-    _cli("export", r / "attr", r / "kp", r / "det")
-    torch_lines = _predict(models, check_line, tmp_path / "t")
-    onnx_lines = _predict(models, check_line, tmp_path / "o", "--runtime", "onnx")
-    _assert_same_predictions(torch_lines, onnx_lines, box_atol=0.5, prob_atol=2e-3)
+    pipe = load_pipeline(r / "det", r / "attr", r / "kp", use_default=False)
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert len(warnings) == 3 and all("stays on torch" in w and "\n" not in w for w in warnings), warnings
+    assert type(pipe.detector).__name__ == "FasterRCNNDetector"
+    assert isinstance(pipe.attributes.model, torch.nn.Module) and isinstance(pipe.keypoints.model, torch.nn.Module)
+    result = CliRunner().invoke(app, ["predict", "--images", str(models["images"]), "--out", str(tmp_path / "o"),
+                                      "--detector", str(r / "det"), "--no-default", "--runtime", "onnx"])
+    assert result.exit_code == 1 and "cannot run the detector model on ONNX Runtime" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_keypoints_run_only_for_types_with_landmarks_after_the_attribute_stage(models, monkeypatch):
+    """The type that decides is the one the attribute stage leaves (it may re-label a garment), not the detector's."""
+    r = models["runs"]
+    pipe = load_pipeline(r / "det", r / "attr", r / "kp", use_default=False, runtime="torch", conf=0.01)
+    images = [load_image(p) for p in sorted(models["images"].rglob("*.png"))]
+    pipe.keypoints.labels.keypoints_per_type["skirt"] = []  # a label set whose skirts have no landmarks
+    seen: list[str] = []
+    real_predict, real_attributes = pipe.keypoints.predict, pipe._attributes
+
+    def counting(crops, types, **kw):  # the real model, recording which types reach it
+        seen.extend(types)
+        return real_predict(crops, types, **kw)
+
+    def relabelling(images, garments, owners, out):  # the real attribute stage, then every other garment swaps type
+        real_attributes(images, garments, owners, out)
+        for n, (i, j) in enumerate(owners):
+            if n % 2:
+                out[i].garments[j].type = {"skirt": "blouse", "blouse": "skirt"}[out[i].garments[j].type]
+
+    monkeypatch.setattr(pipe.keypoints, "predict", counting)
+    monkeypatch.setattr(pipe, "_attributes", relabelling)
+    preds = pipe(images)
+    garments = [g for p in preds for g in p.garments]
+    assert {g.type for g in garments} == {"blouse", "skirt"} and seen
+    assert set(seen) == {"blouse"} and len(seen) == sum(g.type == "blouse" for g in garments)
+    for g in garments:
+        assert set(g.keypoints) == (set() if g.type == "skirt" else {"left_top", "right_top", "centre"})
 
 
 CONF = 0.01  # the threshold _predict runs at

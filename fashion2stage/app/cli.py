@@ -29,12 +29,19 @@ def predict(
     keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
     no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    runtime: str = typer.Option("torch", help="torch, or onnx (ONNX Runtime on the CPU; needs `fashion2stage export` first)."),
+    runtime: str = typer.Option("auto", help="auto (ONNX Runtime on the CPU where installed, else torch), onnx or "
+                                "torch. ONNX models are exported once into a per-user cache (docs/runtime.md)."),
     batch_size: int = typer.Option(0, min=0, help="Images per batch; all garments of a batch go through the heads "
                                    "together (0: 1 for torch on the CPU, where batching measured slower; else 8)."),
     threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
+    keypoint_flip: bool = typer.Option(False, "--keypoint-flip", help="Average landmark heatmaps over a horizontal "
+                                       "flip (twice the keypoint work; measured in BENCHMARKS.md)."),
+    detector_size: int = typer.Option(0, min=0, help="Faster R-CNN: shorter photo side at inference (0: the "
+                                      "detector's smallest training scale)."),
+    proposals: int = typer.Option(0, min=0, help="Faster R-CNN: region proposals scored per photo (0: 100, or "
+                                  "fewer if it trained with fewer)."),
     resume: bool = typer.Option(False, "--resume", help="Keep predictions.jsonl and skip the images already in it."),
     shard: str = typer.Option("0/1", help="i/n: process every n-th image starting at i (split a folder over machines)."),
     coco: bool = typer.Option(False, "--coco", help="Also write detections_coco.json (COCO results)."),
@@ -57,31 +64,32 @@ def predict(
     from fashion2stage.app.outputs import PredictionWriters  # noqa: PLC0415
     from fashion2stage.app.pipeline import default_batch_size  # noqa: PLC0415
 
+    speed = dict(keypoint_flip=keypoint_flip, detector_size=detector_size or None, proposals=proposals or None)
     if engine == "ray":  # fashion2stage/app/ray_predict.py; the models load in the Ray actors, not here
         from fashion2stage.app.ray_predict import predict_with_writers  # noqa: PLC0415
 
         models = dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device, conf=conf,
-                      use_default=not no_default, runtime=runtime, threads=threads, flip_tta=flip_tta)
+                      use_default=not no_default, runtime=runtime, threads=threads, flip_tta=flip_tta, **speed)
         writers = dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv, overlays=overlays)
         return _predict_folder(None, images, out, batch_size or default_batch_size(runtime, device), resume, (i, n),
                                run=lambda **kw: predict_with_writers(models, images, out, writers, actors=actors,
                                                                      threads=threads, address=ray_address, **kw))
     pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
-                          runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
+                          runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
     writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
                                              fashionai_keypoints=keypoint_csv, overlays=overlays)
     _predict_folder(pipe, images, out, batch_size=batch_size or default_batch_size(runtime, device), resume=resume,
                     shard=(i, n), writers=writers)
 
 
-def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bool = True, runtime: str = "torch",
-                   threads: int = 0, conf: float = 0.25, flip_tta: bool = False):
+def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bool = True, runtime: str = "auto",
+                   threads: int = 0, conf: float = 0.25, flip_tta: bool = False, **speed):
     from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
 
     set_threads(threads)
     try:
         return load_pipeline(detector, classifier, keypoints, device=device, use_default=use_default,
-                             runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta)
+                             runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
 

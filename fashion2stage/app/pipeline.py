@@ -26,6 +26,10 @@ from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
 from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
 
+# Faster R-CNN proposals scored per photo at inference, at most (BENCHMARKS.md, "Predict speed": the sweep this was
+# chosen from, and its price); the shipped detector was trained with 300
+PROPOSALS = 100
+
 
 @dataclass
 class Pipeline:
@@ -35,6 +39,7 @@ class Pipeline:
     conf: float = 0.25
     max_garments: int = 20  # per image, highest scores first: bounds the work a cluttered photo can cause
     flip_tta: bool = False
+    keypoint_flip: bool = False  # average heatmaps over the mirrored crop: twice the keypoint work (BENCHMARKS.md)
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
     seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
@@ -120,13 +125,19 @@ class Pipeline:
     def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
         labels = self.keypoints.labels
         spec = self.keypoints.crop_spec
+        # the type the attribute stage left (out[i].garments[j]), not the detector's: a type without landmarks in
+        # this label set (the shipped model's skirts and dresses) would only cost a pass that yields NaNs
+        owners = [(i, j) for i, j in owners if labels.keypoint_indices(out[i].garments[j].type)]
+        if not owners:
+            return
         crops, transforms, types = [], [], []
         for i, j in owners:
             c, t = crop(images[i], garments[i][j].box_xyxy, spec)
             crops.append(c)
             transforms.append(t)
-            types.append(garments[i][j].type)
-        pts_crop = self.keypoints.predict(np.stack(crops), types)  # (N, K, 3) x, y, score; NaN outside a type's subset
+            types.append(out[i].garments[j].type)
+        # (N, K, 3) x, y, score; NaN outside a type's subset
+        pts_crop = self.keypoints.predict(np.stack(crops), types, flip_test=self.keypoint_flip)
         for (i, j), t, p in zip(owners, transforms, pts_crop):
             out[i].garments[j].keypoints = {
                 name: (round(float(x), 2), round(float(y), 2), round(float(s), 4))
@@ -136,7 +147,9 @@ class Pipeline:
 def default_batch_size(runtime: str, device: str) -> int:
     """Images per batch when the user does not say. BENCHMARKS.md: torch on 2 CPU cores ran 2.8 img/s one image at
     a time against 1.7 at batch 8; ONNX Runtime and GPUs gain from batches."""
-    return 1 if runtime == "torch" and device == "cpu" else 8
+    from fashion2stage.app.runtime import resolve_runtime  # noqa: PLC0415
+
+    return 1 if resolve_runtime(runtime, device) == "torch" and device == "cpu" else 8
 
 
 def default_bundle() -> Path:
@@ -146,16 +159,24 @@ def default_bundle() -> Path:
 
 def load_pipeline(detector: str | Path | None = None, attributes: str | Path | None = None,
                   keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
-                  runtime: str = "torch", threads: int = 0, conf: float = 0.25, flip_tta: bool = False,
-                  max_garments: int = 20) -> Pipeline:
+                  runtime: str = "auto", threads: int = 0, conf: float = 0.25, flip_tta: bool = False,
+                  max_garments: int = 20, keypoint_flip: bool = False, detector_size: int | None = None,
+                  proposals: int | None = None) -> Pipeline:
     """Load the run folders given; any not given comes from the shipped bundle when ``use_default``.
 
-    ``runtime="onnx"`` runs each network through ONNX Runtime from the run folder's ``model.onnx``
-    (``fashion2stage export``) with ``threads`` intra-op threads (0: all cores); pre- and post-processing are the
-    same code as with torch. ``conf``, ``flip_tta`` and ``max_garments``: see Pipeline."""
+    ``runtime``: ``"auto"`` runs each network through ONNX Runtime on the CPU where onnxruntime is installed (a
+    model it fails for stays on torch, with one line on stderr), ``"onnx"`` always (else an error), ``"torch"``
+    never; ONNX files are exported once into a per-user cache (fashion2stage/app/runtime.py, docs/runtime.md) and
+    run with ``threads`` intra-op threads (0: all cores). Pre- and post-processing are the same code with both.
+    ``detector_size`` / ``proposals``: a Faster R-CNN detector's shorter photo side and proposals per photo at
+    inference (default: its smallest training scale, and at most :data:`PROPOSALS`). ``conf``, ``flip_tta``,
+    ``max_garments`` and ``keypoint_flip``: see Pipeline."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
+    from fashion2stage.app.runtime import resolve_runtime, to_onnx_runtime  # noqa: PLC0415
+
+    resolved = resolve_runtime(runtime, device)
 
     bundle = default_bundle()
     runs = {}
@@ -169,16 +190,11 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         detector=load_detector(runs["detector"], device) if runs["detector"] else None,
         attributes=load_attribute_model(runs["attributes"], device) if runs["attributes"] else None,
         keypoints=load_keypoint_model(runs["keypoints"], device) if runs["keypoints"] else None,
-        conf=conf, flip_tta=flip_tta, max_garments=max_garments)
-    if runtime == "onnx":
-        from classifiers.onnx_runtime import use_onnx  # noqa: PLC0415
-        from detectors.export import use_onnx_detector  # noqa: PLC0415
-
-        if pipe.detector is not None:
-            pipe.detector = use_onnx_detector(pipe.detector, runs["detector"], threads)
-        for stage in ("attributes", "keypoints"):
-            if getattr(pipe, stage) is not None:
-                use_onnx(getattr(pipe, stage), runs[stage], threads)
-    elif runtime != "torch":
-        raise ValueError(f"runtime {runtime!r}: expected torch or onnx")
+        conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip)
+    if hasattr(pipe.detector, "set_inference"):  # Faster R-CNN; the defaults come from BENCHMARKS.md's sweep
+        trained = pipe.detector.inference_settings()["proposals"]
+        pipe.detector.set_inference(detector_size or min(pipe.detector.trained_sizes),
+                                    proposals or min(PROPOSALS, trained))
+    if resolved == "onnx":
+        to_onnx_runtime(pipe, runs, threads, strict=runtime == "onnx")
     return pipe

@@ -135,11 +135,13 @@ class PredictSummary:
     garments: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of this process, all its threads: the cost, steadier than wall time on a busy machine
     stage_seconds: dict = field(default_factory=dict)  # detector / attributes / keypoints / waiting for decoding
 
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds else 0.0
-        s = (f"{self.images} images ({rate:.1f} img/s), {self.garments} garments, {len(self.errors)} unreadable"
+        s = (f"{self.images} images ({rate:.2f} img/s, {self.cpu_seconds / max(self.images, 1):.3f} CPU-s/img), "
+             f"{self.garments} garments, {len(self.errors)} unreadable"
              + (f", {self.skipped} already done" if self.skipped else ""))
         if self.seconds and self.stage_seconds:
             s += " | time: " + ", ".join(f"{k} {100 * v / self.seconds:.0f}%" for k, v in self.stage_seconds.items())
@@ -161,7 +163,7 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     from tqdm import tqdm  # noqa: PLC0415
 
     bar = tqdm(total=len(files), unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     stages_before = dict(pipeline.seconds)
     waiting = 0.0  # the main thread blocked on the background decoder
     with jsonl.open("a", encoding="utf-8") as f:
@@ -183,6 +185,7 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
             bar.update(len(batch))
     bar.close()
     summary.seconds = time.perf_counter() - start
+    summary.cpu_seconds = time.process_time() - cpu_start
     summary.stage_seconds = {k: v - stages_before.get(k, 0.0) for k, v in pipeline.seconds.items()}
     summary.stage_seconds["decode wait"] = waiting
     return summary

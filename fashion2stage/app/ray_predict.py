@@ -83,7 +83,8 @@ class PipelineActor:
             torch.set_num_threads(threads)
         from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
 
-        self.pipeline = load_pipeline(**models)
+        # ONNX Runtime's threads as torch's: this actor's share of the cores, unless the user gave --threads
+        self.pipeline = load_pipeline(**{**models, "threads": models.get("threads") or threads})
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [(str(rel), None if err else img, str(err) or None)

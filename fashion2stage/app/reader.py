@@ -24,13 +24,14 @@ ImageInput = Union[str, Path, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 class Reader:
     """Load the three models once; call on images as often as wanted.
 
-    Run folders not given come from the shipped bundle (``use_default=False``: only those given). ``runtime="onnx"``
-    runs the networks through ONNX Runtime (``fashion2stage export`` first); ``threads`` sets its intra-op threads.
-    ``conf`` is the detector's score threshold; ``flip_tta`` averages attribute probabilities over a mirror image.
+    Run folders not given come from the shipped bundle (``use_default=False``: only those given). ``runtime``:
+    ``"auto"`` (ONNX Runtime on the CPU where installed, exported once into a per-user cache; else torch), ``"onnx"``
+    or ``"torch"``, as ``predict --runtime`` (docs/runtime.md); ``threads`` sets its intra-op threads. ``conf`` is the
+    detector's score threshold; ``flip_tta`` averages attribute probabilities over a mirror image.
     """
 
     def __init__(self, detector: str | Path | None = None, classifier: str | Path | None = None,
-                 keypoints: str | Path | None = None, device: str = "cpu", runtime: str = "torch",
+                 keypoints: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
                  conf: float = 0.25, flip_tta: bool = False, threads: int = 0, use_default: bool = True,
                  batch_size: int = 0):
         self.pipeline: Pipeline = load_pipeline(detector, classifier, keypoints, device=device,

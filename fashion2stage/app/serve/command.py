@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from fashion2stage.app.cli_common import set_threads
 from fashion2stage.app.serve.limits import Limits
 
 _D = Limits()
@@ -25,7 +26,8 @@ def serve(
     no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped "
                                     "ones."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    runtime: Optional[str] = typer.Option(None, help="torch or onnx (default: the Python API's, as predict)."),
+    runtime: Optional[str] = typer.Option(None, help="auto, onnx or torch (default: the Python API's, auto, as "
+                                          "predict; docs/runtime.md)."),
     batch_size: int = typer.Option(0, min=0, help="Images per pipeline call inside a model batch (0: predict's rule)."),
     threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
@@ -55,9 +57,7 @@ def serve(
     def load_reader():
         from fashion2stage.app.reader import Reader  # noqa: PLC0415
 
-        if threads and options.get("runtime", "torch") == "torch":
-            import torch  # noqa: PLC0415
-            torch.set_num_threads(threads)
+        set_threads(threads)  # torch runs a model whenever ONNX Runtime is not used for it (runtime auto or torch)
         return Reader(**options)
 
     try:

@@ -1,0 +1,101 @@
+"""The ONNX export cache: one export per (weights, config, settings), reused after; a broken cached file is exported
+again; nothing half-written is ever left under the cache's name."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classifiers.onnx_cache import CACHE_ENV, cached_onnx, cache_root
+from classifiers.onnx_runtime import OnnxModule
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's own notice
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).relu()
+
+
+def export_tiny(model: torch.nn.Module, path: Path) -> Path:
+    """The TorchScript exporter: the cache does not care which exporter wrote a file, and this one takes a second."""
+    torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(path), input_names=["images"], dynamo=False,
+                      dynamic_axes={"images": {0: "batch"}})
+    return path
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """A cache folder of its own, a weights file and a config file for the key."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    weights, config = tmp_path / "weights.bin", tmp_path / "config.json"
+    weights.write_bytes(b"weights v1")
+    config.write_text('{"kind": "attributes"}')
+    return model, [weights, config]
+
+
+def test_exports_once_then_reuses(run):
+    model, files = run
+    exports, notes = [], []
+
+    def export(path: Path) -> Path:
+        exports.append(path)
+        return export_tiny(model, path)
+
+    first = cached_onnx("attributes", files, {}, export, lambda p: p, notify=notes.append)
+    again = cached_onnx("attributes", files, {}, export, lambda p: p, notify=notes.append)
+    assert first == again and first.parent == cache_root() / "onnx" and len(exports) == 1
+    assert len(notes) == 1 and str(first) in notes[0]
+    assert [p.name for p in first.parent.iterdir() if not p.name.startswith(".lock")] == [first.name]  # no temp left
+
+    x = torch.rand(3, 3, 8, 8)
+    onnx_out = OnnxModule(first, dict_output=False)(x)
+    np.testing.assert_allclose(onnx_out.numpy(), model(x).detach().numpy(), atol=1e-5)
+
+    # other weights or other baked-in settings: another file, never the old one
+    files[0].write_bytes(b"weights v2")
+    other = cached_onnx("attributes", files, {}, export, lambda p: p)
+    tuned = cached_onnx("attributes", files, {"image_size": 320}, export, lambda p: p)
+    assert len({first, other, tuned}) == 3 and len(exports) == 3
+
+
+def test_a_cached_file_that_fails_to_load_is_exported_again_once(run):
+    model, files = run
+    exports = []
+
+    def export(path: Path) -> Path:
+        exports.append(path)
+        return export_tiny(model, path)
+
+    def load(p: Path) -> OnnxModule:
+        return OnnxModule(p, dict_output=False)
+
+    cached_onnx("keypoints", files, {}, export, load)
+    cached = next((cache_root() / "onnx").glob("keypoints-*.onnx"))
+    cached.write_bytes(b"not an onnx file")  # e.g. written by an incompatible onnx version
+    module = cached_onnx("keypoints", files, {}, export, load)
+    assert len(exports) == 2 and isinstance(module, OnnxModule)
+
+    def broken_export(p: Path) -> None:
+        p.write_bytes(b"still not onnx")
+
+    with pytest.raises(Exception, match="(?i)protobuf|invalid|load|parse"):  # an error, not a loop
+        cached_onnx("keypoints", [files[1]], {}, broken_export, load)
+
+
+def test_a_failed_export_leaves_no_file_under_the_cache_name(run):
+    _, files = run
+
+    def failing(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise RuntimeError("exporter crashed")
+
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        cached_onnx("detector", files, {}, failing, lambda p: p)
+    assert not [p for p in (cache_root() / "onnx").iterdir() if p.suffix in (".onnx", ".tmp")]
