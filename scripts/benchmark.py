@@ -2,6 +2,8 @@
 
     python scripts/benchmark.py --profile {tiny,cpu,full} [--data ../shared/data/fashion-bench]
         [--work runs/benchmark] [--report BENCHMARKS.md] [--plots benchmarks] [--threads N] [--device cpu|cuda]
+    python scripts/benchmark.py --vs-yolo [--images 100] [--repeats 5] ...  (scripts/bench/vs_yolo.py: plain
+        ultralytics yolo11n predict at 640 against fashion2stage predict with no flags, the same photos, one run)
 
 Every model is trained and every prediction made by the real CLI (``python -m fashion2stage``) in a child
 process with ``OMP_NUM_THREADS=--threads``; numbers are read back from the run folders (metrics.json, config.json,
@@ -60,6 +62,11 @@ def machine(threads: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--vs-yolo" in argv:  # a separate measurement with its own options (scripts/bench/vs_yolo.py)
+        from bench.vs_yolo import main as vs_yolo  # noqa: PLC0415
+
+        return vs_yolo([x for x in argv if x != "--vs-yolo"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", choices=PROFILES, required=True)
     ap.add_argument("--data", type=Path,
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = speed_all(b, n_dir, ten_dir)
     base = baselines(b, n_dir, d["ccp_val"])
     made = plots(b, a.plots, speed, a.report)
-    invocation = "python scripts/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    invocation = "python scripts/benchmark.py " + shlex.join(argv)
     head = [f"## Generated benchmark: profile `{a.profile}`", "",
             f"`{invocation}`, {(time.perf_counter() - t0) / 60:.1f} min; {b.machine}. Written by scripts/benchmark.py "
             "between the benchmark markers: edits there are lost on the next run.", "",
