@@ -7,7 +7,7 @@ For every setting the detector runs (through ONNX Runtime by default, exported o
 cache, as ``predict`` runs it) over every ccp val photo, decoded beforehand: mAP@.5 and mAP@[.5:.95] by the
 project's evaluator (conf 0.05, as ``evaluate``), and detector-only speed: wall img/s and CPU milliseconds per
 photo. Timing rounds visit the settings in an order rotated between rounds; both are medians over rounds. On a
-shared machine the CPU time is the steadier measure of cost. With ``--products`` it also reads the products val
+shared machine the CPU time is the steadier measure of cost. With ``--products N`` it also reads N products val
 photos once per setting: the six-way accuracy (top garment type, or none for hats and shoes, at conf 0.25), which
 the shipped detector did not train on, unlike ccp val. Retraining is not involved: the settings change inference
 only (FasterRCNNDetector.set_inference).
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2, help="timing passes over the photos per setting")
     ap.add_argument("--images", type=int, default=0, help="use only the first N val photos (0: all)")
-    ap.add_argument("--products", action="store_true", help="also the held-out products val six-way accuracy")
+    ap.add_argument("--products", type=int, default=0, help="also the six-way accuracy on this many products val "
+                    "photos, evenly spaced over the classes (held out for the shipped detector; 0: none)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -69,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     images = [load_image(r.root / r.file) for r in gt.records]
     products = read_class_folders(a.data / "products/val", ROOT / "configs/fashion-bench-products.yaml") \
         if a.products else None
-    if products is not None and a.images:
-        products.records = products.records[::max(1, len(products.records) // a.images)][:a.images]
+    if products is not None:  # records are sorted by class folder: an even stride keeps every class
+        products.records = products.records[::max(1, len(products.records) // a.products)][:a.products]
     settings = [(int(s), int(p)) for s in a.sizes.split(",") for p in a.proposals.split(",")]
     detectors = {st: load(a.detector, *st, a.runtime, a.threads) for st in settings}  # exports first, untimed
     for d in detectors.values():  # a session's first run allocates its buffers: not part of the cost per photo
