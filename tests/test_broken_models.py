@@ -16,7 +16,6 @@ from classifiers.onnx_cache import CACHE_ENV
 from fashion2stage.app.cli import app
 from fashion2stage.app.pipeline import default_bundle
 from fashion2stage.errors import DataError
-from fashion2stage.runs import load_labels
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 FLAG = {"detector": "--detector", "attributes": "--classifier", "keypoints": "--keypoints"}
@@ -142,6 +141,7 @@ def test_a_cached_export_of_another_network_is_replaced_not_used(photos, tmp_pat
     import onnx
     from onnx import TensorProto, helper
 
+    from classifiers.attributes import load_attribute_model
     from classifiers.onnx_cache import cache_path
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
@@ -155,7 +155,9 @@ def test_a_cached_export_of_another_network_is_replaced_not_used(photos, tmp_pat
     result = CliRunner().invoke(app, ["predict", "--images", str(photos), "--out", str(tmp_path / "out"),
                                       "--classifier", str(run), "--no-default", "--runtime", "onnx"])
     assert result.exit_code == 0, result.output
-    assert sorted(o.name for o in onnx.load(path).graph.output) == sorted(load_labels(run).attributes)
+    heads = load_attribute_model(run).model.keys  # the labelled attributes and the garment check's type head
+    assert "garment_type" in heads
+    assert sorted(o.name for o in onnx.load(path).graph.output) == sorted(heads)
 
 
 def test_broken_yolo_checkpoint(photos, tmp_path):
