@@ -53,9 +53,9 @@ def read_sources(cfg: TypeHeadConfig, out: Path, log=print) -> list[Dataset]:
             datasets.append(add_pseudo_boxes(ds, "foreground", cache=out / "pseudo_boxes.json", log=log))
         else:
             datasets.append(read_detection_data(path, cfg.images, split="train"))
-    from detectors.train import split_negatives  # noqa: PLC0415
+    from detectors.train import split_class_folder  # noqa: PLC0415
 
-    return [_sample(part, cfg.max_photos, cfg.seed) for ds in datasets for part in split_negatives(ds)]
+    return [_sample(part, cfg.max_photos, cfg.seed) for ds in datasets for part, _ in split_class_folder(ds)]
 
 
 def _sample(ds: Dataset, n: int | None, seed: int) -> Dataset:

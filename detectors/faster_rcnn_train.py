@@ -91,7 +91,7 @@ def fit(run: Path, cfg, train: Dataset, config: dict, evaluate: Callable[[Faster
     ``train_cpu_seconds`` (this process, all sessions).
 
     ``train.records`` may concatenate several sources of ``config["source_sizes"]`` images: each is then drawn with
-    an equal share, ``cfg.epoch_size`` samples per epoch (:func:`fashion2stage.engine.make_loader`)."""
+    its ``config["source_shares"]`` (equal by default), ``cfg.epoch_size`` samples per epoch (:func:`fashion2stage.engine.make_loader`)."""
     model_cfg = model_config(cfg, train, run)
     config.update({"model": model_cfg.to_dict(), "weights": "weights.safetensors"})
     if ctx.is_main:  # written before training, so an interrupted run can be resumed and inspected
@@ -104,7 +104,8 @@ def fit(run: Path, cfg, train: Dataset, config: dict, evaluate: Callable[[Faster
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9,
                                 weight_decay=1e-4)
     loader = engine.make_loader(BoxDataset(train, flip=True, seed=cfg.seed), cfg.batch, ctx, seed=cfg.seed,
-                                sources=config["source_sizes"], num_samples=cfg.epoch_size, collate_fn=_collate)
+                                sources=config["source_sizes"], shares=config.get("source_shares"),
+                                num_samples=cfg.epoch_size, collate_fn=_collate)
     steps = len(loader)
     scheduler = engine.schedule(optimizer, steps * cfg.epochs, min(200, steps * cfg.epochs // 10), floor=0.01)
     state = engine.resume(run, model, optimizer, scheduler, ctx, log, steps_per_epoch=steps)

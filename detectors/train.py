@@ -37,6 +37,7 @@ class DetectTrainConfig:
     classes: str | None = None  # mapping file for class-folder sources (fashion2stage.formats.folders)
     pseudo_boxes: str = "foreground"  # class-folder photos: "foreground" or "detector:RUN" (detectors.pseudo_boxes)
     epoch_size: int | None = None  # samples per epoch over all sources (default: their total)
+    balance_types: bool = False  # class folders: every garment type drawn equally often within the garment photos
     detector: str = "faster-rcnn"
     weights: str | None = None  # faster-rcnn: "coco" (torchvision, online) / "none" (random); yolo: a .pt file
     epochs: int = 12
@@ -151,22 +152,24 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
     run = engine.open_run(cfg.project, cfg.name, "detector", cfg.resume, ctx)
     log = engine.run_log(run, ctx)
     with ctx.main_first():  # rank 0 computes the pseudo-boxes and caches them in the run folder; the others read them
-        sources = [part for s in sources for part in split_negatives(with_boxes(s, cfg, run, log))]
+        parts = [p for s in sources for p in split_class_folder(with_boxes(s, cfg, run, log), cfg.balance_types)]
         vals = [with_boxes(v, cfg, run, log) for v in vals]
+    sources, shares = [p for p, _ in parts], [share for _, share in parts]
     val = vals[0] if vals else None
     train = sources[0] if len(sources) == 1 else Dataset(
         root=sources[0].root, records=[r for s in sources for r in s.records], labels=labels,
         source=" + ".join(s.source for s in sources))
     log(f"train: {len(train)} images, {sum(len(r.garments) for r in train.records)} boxes from "
-        f"{len(sources)} source(s), each drawn with an equal share")
-    for s in sources:
-        log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes")
+        f"{len(sources)} source(s), drawn with the shares below")
+    for s, share in zip(sources, shares):
+        log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes, "
+            f"share {share / sum(shares):.3f}")
     log(f"val: {', '.join(f'{v.source} ({len(v)} images)' for v in vals) or 'none'}; {ctx.world_size} process(es)")
     if ctx.is_main:
         save_labels(run, labels)
     config = {"kind": "detector", "backend": cfg.detector, "image_size": cfg.image_size, "train": asdict(cfg),
               "train_data": [s.source for s in sources], "val_data": [v.source for v in vals],
-              "source_sizes": [len(s) for s in sources]}
+              "source_sizes": [len(s) for s in sources], "source_shares": shares}
     t0 = time.perf_counter()
     if cfg.detector == "faster-rcnn":
         config.update(_train_faster_rcnn(run, cfg, train, vals, config, ctx, log))
@@ -231,18 +234,26 @@ def relabelled(ds: Dataset, labels: LabelSet) -> Dataset:
     return replace(ds, labels=labels)
 
 
-def split_negatives(ds: Dataset) -> list[Dataset]:
-    """A class folder's garment photos and its "no garment" photos as two sources: drawn with equal shares, the
-    background photos get as much weight as the garments (at their natural 10% share of fashion-bench/products the
-    shipped detector's first epoch left a garment on 97% of hat and shoe photos; BENCHMARKS.md, "Per domain")."""
+def split_class_folder(ds: Dataset, by_type: bool = False) -> list[tuple[Dataset, float]]:
+    """A source and its share of the draw (1 each). A class folder's garment photos and its "no garment" photos are
+    two sources of one share each: the background photos get as much weight as the garments (at their natural 10%
+    share of fashion-bench/products the shipped detector's first epoch left a garment on 97% of hat and shoe
+    photos; BENCHMARKS.md, "Per domain"). ``by_type``: the garment photos' share is split equally between their
+    garment types, one source each, so that a type with few photos (outwear: 6% of products/train) is drawn as
+    often as the most common one (blouse: 56%)."""
     if not ds.classes:
-        return [ds]
+        return [(ds, 1.0)]
     garments = [r for r in ds.records if r.item_type is not None]
     negatives = [r for r in ds.records if r.item_type is None]
-    if not garments or not negatives:
-        return [ds]
-    return [replace(ds, records=garments, source=f"{ds.source} (garment classes)"),
-            replace(ds, records=negatives, source=f"{ds.source} (no-garment classes)")]
+    types = sorted({r.item_type for r in garments})
+    if by_type and len(types) > 1:
+        parts = [(replace(ds, records=[r for r in garments if r.item_type == t], source=f"{ds.source} ({t})"),
+                  1.0 / len(types)) for t in types]
+    else:
+        parts = [(replace(ds, records=garments, source=f"{ds.source} (garment classes)"), 1.0)] if garments else []
+    if negatives:
+        parts.append((replace(ds, records=negatives, source=f"{ds.source} (no-garment classes)"), 1.0))
+    return parts if len(parts) > 1 else [(ds, 1.0)]
 
 
 def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log) -> Dataset:

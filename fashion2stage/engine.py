@@ -75,17 +75,18 @@ def run_log(run: Path, ctx: Dist) -> Log:
 
 
 def make_loader(dataset, batch_size: int, ctx: Dist, *, seed: int = 0, sources: Sequence[int] | None = None,
-                num_samples: int | None = None, sampler=None, drop_last: bool = False, workers: int = 0,
-                collate_fn=None) -> DataLoader:
+                num_samples: int | None = None, shares: Sequence[float] | None = None, sampler=None,
+                drop_last: bool = False, workers: int = 0, collate_fn=None) -> DataLoader:
     """A training DataLoader over this rank's share, reshuffled each epoch from ``seed`` (see :func:`set_epoch`).
 
     ``sources``: sizes of the sources ``dataset`` concatenates, in order; with two or more (or a ``num_samples``
     per epoch over all ranks other than the whole set), :class:`SourceBalancedSampler` draws each with an equal
-    share. ``sampler``: one the trainer built itself (it must give this rank its share). ``drop_last`` drops an
+    share, or with ``shares`` (one number per source). ``sampler``: one the trainer built itself (it must give this rank its share). ``drop_last`` drops an
     incomplete last batch only when the rank has more than one batch.
     """
     if sampler is None and sources is not None and (len(sources) > 1 or num_samples):
-        sampler = SourceBalancedSampler(sources, num_samples, seed=seed, rank=ctx.rank, world_size=ctx.world_size)
+        sampler = SourceBalancedSampler(sources, num_samples, shares=shares, seed=seed, rank=ctx.rank,
+                                        world_size=ctx.world_size)
     if sampler is None:  # also with one process: the order then depends on (seed, epoch) only, so resume repeats it
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
     drop_last = drop_last and len(sampler) > batch_size

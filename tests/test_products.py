@@ -1,6 +1,7 @@
 """Class-folder product photos: the mapping reader, class-agnostic foreground boxes, per-domain type scores, and a
 tiny multi-source detector run (COCO boxes + a class folder with pseudo-boxes) scored by ``evaluate``."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,28 @@ def test_type_report_by_hand():
         type_report(truth, preds[:2], ["blouse", "skirt"])
 
 
+def test_balance_types_gives_each_garment_type_an_equal_part_of_the_garment_share(tmp_path, mapping):
+    from detectors.train import split_class_folder
+    from fashion2stage.sampling import SourceBalancedSampler
+
+    root = class_folder(tmp_path / "products", 2, seed=3)
+    for i in range(2, 8):  # 8 red (blouse) photos against 2 blue (skirt) ones
+        (root / "red" / f"{i}.jpg").write_bytes((root / "red" / "0.jpg").read_bytes())
+    ds = read_class_folders(root, mapping, LABELS)
+    plain = split_class_folder(ds)
+    assert [(len(p), share) for p, share in plain] == [(10, 1.0), (2, 1.0)]  # garments, then the hats
+    parts = split_class_folder(ds, by_type=True)
+    assert [(len(p), share) for p, share in parts] == [(8, 0.5), (2, 0.5), (2, 1.0)]
+    assert [{r.item_type for r in p.records} for p, _ in parts] == [{"blouse"}, {"skirt"}, {None}]
+    # drawn with those shares, a skirt photo comes up as often as a blouse photo, and a hat as often as both
+    sampler = SourceBalancedSampler([len(p) for p, _ in parts], num_samples=4000, shares=[s for _, s in parts])
+    drawn = np.bincount(np.searchsorted(sampler.offsets, list(sampler), side="right") - 1, minlength=3) / 4000
+    assert np.allclose(drawn, [0.25, 0.25, 0.5], atol=0.03)
+    # a source that is not a class folder, or a folder of one garment type, stays whole
+    one_type = replace(ds, records=[r for r in ds.records if r.item_type != "skirt"])
+    assert [(len(p), share) for p, share in split_class_folder(one_type, by_type=True)] == [(8, 1.0), (2, 1.0)]
+
+
 @pytest.mark.slow
 def test_multi_source_detector_and_class_folder_evaluation(tmp_path, mapping):
     from detectors.train import DetectTrainConfig, train_detector
@@ -153,12 +176,14 @@ def test_multi_source_detector_and_class_folder_evaluation(tmp_path, mapping):
     coco = synthetic_coco(tmp_path / "coco", 4, seed=1)
     products = class_folder(tmp_path / "products", 3, seed=5)
     cfg = DetectTrainConfig(data=[str(coco), str(products)], val=[str(products)], classes=str(mapping),
-                            epochs=1, batch=3, image_size=96, epoch_size=12, project=str(tmp_path / "runs"),
-                            name="multi", threads=1)
+                            epochs=1, batch=3, image_size=96, epoch_size=12, balance_types=True,
+                            project=str(tmp_path / "runs"), name="multi", threads=1)
     run = train_detector(cfg)
     config = json.loads((run / "config.json").read_text())
-    # the class folder's hat photos are their own source: background weighs as much as the garments
-    assert config["source_sizes"] == [4, 6, 3] and len(config["train_data"]) == 3
+    # the class folder's hat photos are their own source: background weighs as much as the garments, which are
+    # drawn type by type (--balance-types)
+    assert config["source_sizes"] == [4, 3, 3, 3] and len(config["train_data"]) == 4
+    assert config["source_shares"] == [1.0, 0.5, 0.5, 1.0]
     boxes = json.loads((run / "pseudo_boxes.json").read_text())
     assert len(boxes) == 6  # the 6 garment photos of train (= val here); the 3 hats train as background
     assert all(k.startswith("foreground|") for k in boxes)

@@ -22,6 +22,8 @@ def detect_train(
     pseudo_boxes: str = typer.Option("foreground", help="Boxes for class-folder photos: foreground (class-agnostic "
                                      "box from colour) or detector:RUN (that detector's top box, type forced)."),
     epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch over all sources (default: their total)."),
+    balance_types: bool = typer.Option(False, help="Class folders: draw every garment type equally often within "
+                                       "their garment photos (the no-garment photos keep their own share)."),
     detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN, offline) or yolo."),
     weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .pt checkpoint (default: yolo11n.yaml "
                                           "from scratch); faster-rcnn: a detect-train run folder to fine-tune, "
@@ -43,7 +45,8 @@ def detect_train(
 
     cfg = DetectTrainConfig(data=list(data), val=list(val), images=str(images) if images else None,
                             classes=str(classes) if classes else None, pseudo_boxes=pseudo_boxes,
-                            epoch_size=epoch_size, detector=detector, weights=weights, epochs=epochs, batch=batch,
+                            epoch_size=epoch_size, balance_types=balance_types, detector=detector, weights=weights,
+                            epochs=epochs, batch=batch,
                             image_size=image_size, lr=lr, trainable_stages=trainable_stages, device=device,
                             project=str(project), name=name, resume=resume, threads=threads)
     try:
