@@ -6,6 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from classifiers.keypoint_data import garment_crop, keypoint_samples, read_keypoint_dataset
@@ -55,7 +56,8 @@ def test_tiny_keypoints_train_run_is_loadable_and_scored(tmp_path):
     train = _write_split(tmp_path, "train", 6, 0)
     val = _write_split(tmp_path, "val", 4, 1)
     args = ["keypoints-train", "--data", str(train), "--val", str(val), "--image-size", "64x64",
-            "--batch-size", "3", "--no-pretrained", "--project", str(tmp_path / "runs"), "--name", "kp"]
+            "--batch-size", "3", "--no-pretrained", "--head-channels", "32,16,8", "--project", str(tmp_path / "runs"),
+            "--name", "kp"]
     result = CliRunner().invoke(app, args + ["--epochs", "1"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "kp"
@@ -66,7 +68,9 @@ def test_tiny_keypoints_train_run_is_loadable_and_scored(tmp_path):
     assert metrics["val_gt_boxes"]["n_samples"] == 4 and metrics["val_gt_boxes"]["n_points"] == 9
     assert metrics["val_gt_boxes"]["normaliser"] == {"box_diagonal": 4}
 
+    assert json.loads((run / "config.json").read_text())["deconv_channels"] == [32, 16, 8]
     predictor = load_keypoint_model(run)
+    assert [m.out_channels for m in predictor.model.deconv if isinstance(m, torch.nn.ConvTranspose2d)] == [32, 16, 8]
     assert predictor.labels.keypoints == ["left_cuff", "right_cuff", "centre", "left_hem", "right_hem"]
     assert (predictor.crop_spec.width, predictor.crop_spec.height) == (64, 64)
     dataset = read_keypoint_dataset(val)
@@ -96,6 +100,15 @@ def test_bad_image_size_is_one_clear_line(tmp_path):
                                       "--project", str(tmp_path / "runs")])
     assert result.exit_code != 0
     assert "multiple of 32" in result.output
+
+
+@pytest.mark.parametrize("channels", ["128,64", "128,0,32", "wide"])
+def test_bad_head_channels_is_one_clear_line(tmp_path, channels):
+    train = _write_split(tmp_path, "train", 2, 0)
+    result = CliRunner().invoke(app, ["keypoints-train", "--data", str(train), "--head-channels", channels,
+                                      "--project", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "--head-channels must be three positive integers" in result.output and channels in result.output
 
 
 def test_several_sources_are_one_dataset_with_their_sizes(tmp_path):

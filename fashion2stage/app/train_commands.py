@@ -155,6 +155,8 @@ def keypoints_train(
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(1e-3),
     sigma: float = typer.Option(2.0, help="Gaussian sigma of the target heatmaps, heatmap pixels."),
+    head_channels: str = typer.Option("128,128,128", help="Channels of the head's 2x deconvolutions, comma-"
+                                      "separated; three of them bring the backbone's 1/32 map to the heatmaps' 1/4."),
     pretrained: bool = typer.Option(True, help="Start from the offline ImageNet EfficientNet-Lite0 weights."),
     flip_test: bool = typer.Option(True, help="Average predictions of the crop and its mirror image."),
     project: Path = typer.Option(Path("runs/keypoints")),
@@ -173,12 +175,20 @@ def keypoints_train(
     except ValueError:
         typer.echo(f"fashion2stage: --image-size must be WIDTHxHEIGHT, got {image_size!r}", err=True)
         raise typer.Exit(code=2) from None
+    try:
+        deconv_channels = [int(v) for v in head_channels.split(",")]
+        if len(deconv_channels) != 3 or min(deconv_channels) < 1:
+            raise ValueError
+    except ValueError:
+        typer.echo(f"fashion2stage: --head-channels must be three positive integers like 128,64,32, "
+                   f"got {head_channels!r}", err=True)
+        raise typer.Exit(code=2) from None
     paths = {k: str(v) if v else None for k, v in dict(val=val, val_images=val_images, box_errors=box_errors).items()}
     cfg = KeypointTrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]),
                               images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
                               **paths, jitter=jitter, width=width, height=height, epochs=epochs,
-                              batch_size=batch_size, lr=lr, sigma=sigma, pretrained=pretrained, flip_test=flip_test,
-                              seed=seed, device=device, threads=threads, project=str(project), name=name, resume=resume)
+                              batch_size=batch_size, lr=lr, sigma=sigma, deconv_channels=deconv_channels,
+                              pretrained=pretrained, flip_test=flip_test, seed=seed, device=device, threads=threads, project=str(project), name=name, resume=resume)
     try:
         run = train(cfg)
         metrics = json.loads((run / "metrics.json").read_text())
