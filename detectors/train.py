@@ -160,7 +160,8 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
         root=sources[0].root, records=[r for s in sources for r in s.records], labels=labels,
         source=" + ".join(s.source for s in sources))
     log(f"train: {len(train)} images, {sum(len(r.garments) for r in train.records)} boxes from "
-        f"{len(sources)} source(s), drawn with the shares below")
+        f"{len(sources)} source(s), " + ("drawn with the shares below" if cfg.detector == "faster-rcnn" else
+                                         "each image once per epoch (ultralytics' own sampling; shares are unused)"))
     for s, share in zip(sources, shares):
         log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes, "
             f"share {share / sum(shares):.3f}")

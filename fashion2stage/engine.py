@@ -81,8 +81,8 @@ def make_loader(dataset, batch_size: int, ctx: Dist, *, seed: int = 0, sources: 
 
     ``sources``: sizes of the sources ``dataset`` concatenates, in order; with two or more (or a ``num_samples``
     per epoch over all ranks other than the whole set), :class:`SourceBalancedSampler` draws each with an equal
-    share, or with ``shares`` (one number per source). ``sampler``: one the trainer built itself (it must give this rank its share). ``drop_last`` drops an
-    incomplete last batch only when the rank has more than one batch.
+    share, or with ``shares`` (one number per source). ``sampler``: one the trainer built itself (it must give this
+    rank its share). ``drop_last`` drops an incomplete last batch only when the rank has more than one batch.
     """
     if sampler is None and sources is not None and (len(sources) > 1 or num_samples):
         sampler = SourceBalancedSampler(sources, num_samples, shares=shares, seed=seed, rank=ctx.rank,

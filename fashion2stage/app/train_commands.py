@@ -22,8 +22,9 @@ def detect_train(
     pseudo_boxes: str = typer.Option("foreground", help="Boxes for class-folder photos: foreground (class-agnostic "
                                      "box from colour) or detector:RUN (that detector's top box, type forced)."),
     epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch over all sources (default: their total)."),
-    balance_types: bool = typer.Option(False, help="Class folders: draw every garment type equally often within "
-                                       "their garment photos (the no-garment photos keep their own share)."),
+    balance_types: bool = typer.Option(False, help="faster-rcnn, class folders: draw every garment type equally "
+                                       "often within their garment photos (the no-garment photos keep their own "
+                                       "share)."),
     detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN, offline) or yolo."),
     weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .pt checkpoint (default: yolo11n.yaml "
                                           "from scratch); faster-rcnn: a detect-train run folder to fine-tune, "
