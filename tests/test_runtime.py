@@ -106,3 +106,16 @@ def test_faster_rcnn_inference_settings_change_inference_only():
         assert -1e-3 <= x1 < x2 <= 200 + 1e-3 and -1e-3 <= y1 < y2 <= 150 + 1e-3
     assert max(g.box_xyxy[2] for g in found) > 85 + 1  # some box reaches past the resized input's width
     assert det.set_inference() == det.inference_settings()  # None keeps what is set
+
+
+def test_the_shipped_detector_runs_at_its_validation_size_with_fewer_proposals_by_default():
+    """No flags: the size detect-train validated at (the accuracy BENCHMARKS.md reports), 100 proposals instead of
+    the 300 it trained with (free, measured); --detector-size and --proposals override both."""
+    from fashion2stage.app.pipeline import PROPOSALS, default_bundle
+    from fashion2stage.runs import load_config
+
+    validated = load_config(default_bundle() / "detector")["image_size"]
+    settings = load_pipeline(runtime="torch").detector.inference_settings()
+    assert settings["image_size"] == validated == 416 and settings["proposals"] == PROPOSALS == 100
+    fast = load_pipeline(runtime="torch", detector_size=320, proposals=50).detector.inference_settings()
+    assert fast["image_size"] == 320 and fast["proposals"] == 50

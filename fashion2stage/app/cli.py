@@ -38,8 +38,9 @@ def predict(
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
     keypoint_flip: bool = typer.Option(False, "--keypoint-flip", help="Average landmark heatmaps over a horizontal "
                                        "flip (twice the keypoint work; measured in BENCHMARKS.md)."),
-    detector_size: int = typer.Option(0, min=0, help="Faster R-CNN: shorter photo side at inference (0: the "
-                                      "detector's smallest training scale)."),
+    detector_size: int = typer.Option(0, min=0, help="Faster R-CNN: shorter photo side at inference (0: the size it "
+                                      "was validated at, 416 for the shipped one; 320 is 1.25x faster and costs "
+                                      "street accuracy, BENCHMARKS.md)."),
     proposals: int = typer.Option(0, min=0, help="Faster R-CNN: region proposals scored per photo (0: 100, or "
                                   "fewer if it trained with fewer)."),
     resume: bool = typer.Option(False, "--resume", help="Keep predictions.jsonl and skip the images already in it."),

@@ -169,8 +169,9 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
     never; ONNX files are exported once into a per-user cache (fashion2stage/app/runtime.py, docs/runtime.md) and
     run with ``threads`` intra-op threads (0: all cores). Pre- and post-processing are the same code with both.
     ``detector_size`` / ``proposals``: a Faster R-CNN detector's shorter photo side and proposals per photo at
-    inference (default: its smallest training scale, and at most :data:`PROPOSALS`). ``conf``, ``flip_tta``,
-    ``max_garments`` and ``keypoint_flip``: see Pipeline."""
+    inference (default: the size it was validated at, detect-train's ``--image-size``, and at most
+    :data:`PROPOSALS` proposals; smaller sizes are faster and cost street accuracy, BENCHMARKS.md "Predict speed").
+    ``conf``, ``flip_tta``, ``max_garments`` and ``keypoint_flip``: see Pipeline."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
@@ -193,8 +194,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip)
     if hasattr(pipe.detector, "set_inference"):  # Faster R-CNN; the defaults come from BENCHMARKS.md's sweep
         trained = pipe.detector.inference_settings()["proposals"]
-        pipe.detector.set_inference(detector_size or min(pipe.detector.trained_sizes),
-                                    proposals or min(PROPOSALS, trained))
+        pipe.detector.set_inference(detector_size or None, proposals or min(PROPOSALS, trained))
     if resolved == "onnx":
         to_onnx_runtime(pipe, runs, threads, strict=runtime == "onnx")
     return pipe
