@@ -91,7 +91,8 @@ def fit(run: Path, cfg, train: Dataset, config: dict, evaluate: Callable[[Faster
     ``train_cpu_seconds`` (this process, all sessions).
 
     ``train.records`` may concatenate several sources of ``config["source_sizes"]`` images: each is then drawn with
-    its ``config["source_shares"]`` (equal by default), ``cfg.epoch_size`` samples per epoch (:func:`fashion2stage.engine.make_loader`)."""
+    its ``config["source_shares"]`` (equal by default), ``cfg.epoch_size`` samples per epoch
+    (:func:`fashion2stage.engine.make_loader`)."""
     model_cfg = model_config(cfg, train, run)
     config.update({"model": model_cfg.to_dict(), "weights": "weights.safetensors"})
     if ctx.is_main:  # written before training, so an interrupted run can be resumed and inspected

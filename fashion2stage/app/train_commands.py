@@ -47,8 +47,8 @@ def detect_train(
     cfg = DetectTrainConfig(data=list(data), val=list(val), images=str(images) if images else None,
                             classes=str(classes) if classes else None, pseudo_boxes=pseudo_boxes,
                             epoch_size=epoch_size, balance_types=balance_types, detector=detector, weights=weights,
-                            epochs=epochs, batch=batch,
-                            image_size=image_size, lr=lr, trainable_stages=trainable_stages, device=device,
+                            epochs=epochs, batch=batch, image_size=image_size, lr=lr,
+                            trainable_stages=trainable_stages, device=device,
                             project=str(project), name=name, resume=resume, threads=threads)
     try:
         run = train_detector(cfg)
@@ -189,7 +189,8 @@ def keypoints_train(
                               images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
                               **paths, jitter=jitter, width=width, height=height, epochs=epochs,
                               batch_size=batch_size, lr=lr, sigma=sigma, deconv_channels=deconv_channels,
-                              pretrained=pretrained, flip_test=flip_test, seed=seed, device=device, threads=threads, project=str(project), name=name, resume=resume)
+                              pretrained=pretrained, flip_test=flip_test, seed=seed, device=device,
+                              threads=threads, project=str(project), name=name, resume=resume)
     try:
         run = train(cfg)
         metrics = json.loads((run / "metrics.json").read_text())
