@@ -90,7 +90,7 @@ def _cli(*args) -> str:
 
 
 @pytest.mark.slow
-def test_garment_check_rescores_and_drops_what_is_no_garment_in_predict(tmp_path):
+def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     train, val = _write(tmp_path / "train", 8, 0), _write(tmp_path / "val", 4, 1)
     folders = tmp_path / "folders"  # a class folder: green "hats" on grey, no garment
     (folders / "hat").mkdir(parents=True)

@@ -222,8 +222,8 @@ def type_head_train(
     device: str = typer.Option("cpu"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
 ) -> None:
-    """Fit the garment check of an attribute run: a linear head on its crop features whose p(no garment) re-scores
-    each detected garment, so that predict drops hats, shoes and other non-garments (classifiers/type_head.py)."""
+    """Fit the garment check of an attribute run: a linear head on its crop features whose p(no garment) lets
+    predict drop hats, shoes and other non-garments among the detected garments (classifiers/type_head.py)."""
     from classifiers.train_type_head import TypeHeadConfig, train_type_head  # noqa: PLC0415
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
 
