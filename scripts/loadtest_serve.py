@@ -29,6 +29,8 @@ import httpx
 import numpy as np
 import psutil
 
+from bench.common import SUMMARY  # predict's summary line (scripts/ is this script's first import path)
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "fashion2stage"]
 
@@ -128,8 +130,8 @@ def time_predict(photos: list[Path], n: int, work: Path) -> dict:
                               capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
             raise SystemExit(f"predict failed: {done.stderr.strip()[-500:]}")
-        m = re.search(r"(\d+) images \(([\d.]+) img/s[^)]*\)", done.stdout + done.stderr)
-        runs[count] = (time.perf_counter() - t0, _children_cpu() - cpu0, float(m.group(2)) if m else None)
+        m = SUMMARY.search(done.stdout + done.stderr)
+        runs[count] = (time.perf_counter() - t0, _children_cpu() - cpu0, float(m["img_s"]) if m else None)
     return {"images": n, "wall_s_with_loading": round(runs[n][0], 1), "img_per_s": runs[n][2],
             "cpu_s_per_img": round((runs[n][1] - runs[1][1]) / (n - 1), 2)}
 

@@ -9,7 +9,6 @@ docs/runtime.md is the user's page for all of this.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from functools import partial
 from pathlib import Path
@@ -37,7 +36,7 @@ def to_onnx_runtime(pipe, runs: dict, threads: int, strict: bool) -> None:
     from classifiers.onnx_runtime import export_predictor, use_onnx  # noqa: PLC0415
     from detectors.export import export_detector_onnx, use_onnx_detector  # noqa: PLC0415
     from fashion2stage.errors import DataError  # noqa: PLC0415
-    from fashion2stage.runs import one_line  # noqa: PLC0415
+    from fashion2stage.runs import load_config, one_line  # noqa: PLC0415
 
     for stage in STAGES:
         model, run = getattr(pipe, stage), runs[stage]
@@ -45,7 +44,7 @@ def to_onnx_runtime(pipe, runs: dict, threads: int, strict: bool) -> None:
             continue
         config = Path(run) / "config.json"
         if stage == "detector":
-            weights = Path(run) / json.loads(config.read_text()).get("weights", "weights.safetensors")
+            weights = Path(run) / load_config(run).get("weights", "weights.safetensors")
             export = partial(export_detector_onnx, run, detector=model)
             load = partial(use_onnx_detector, model, run, threads)
         else:

@@ -23,7 +23,9 @@ CCP_RUNS = {"ccp-jitter-none": ("none", "1.25"), "ccp-jitter-detector": ("detect
             "ccp-jitter-default": ("default", "1.25"), "ccp-tight-crops": ("default", "1.0")}
 KP_JITTERS = ("default", "none")
 DETECTOR, CLASSIFIER, KEYPOINTS = "det-faster-rcnn", "cad-two-stage", "kp-jitter-default"  # the timed pipeline
-SUMMARY = re.compile(r"(\d+) images \(([\d.]+) img/s[^)]*\), (\d+) garments")
+# predict's summary line: "N images (R img/s, C CPU-s/img), G garments ..." (older versions print no CPU part)
+SUMMARY = re.compile(r"(?P<images>\d+) images \((?P<img_s>[\d.]+) img/s(?:, (?P<cpu_s>[\d.]+) CPU-s/img)?\), "
+                     r"(?P<garments>\d+) garments")
 SPLIT = re.compile(r"\| time: (.*?) ->")  # per-stage time shares, where this version of predict prints them
 
 

@@ -26,7 +26,8 @@ def predict(b: Bench, name: str, images: Path, models: list, needs: list[str], b
             if not (m := SUMMARY.search(r["stdout"])):
                 raise StageFailed(f"no summary line in predict's output: {r['stdout'][-200:]!r}")
             split = SPLIT.search(r["stdout"])
-            runs.append({"images": int(m[1]), "img_s": float(m[2]), "garments": int(m[3]) / max(int(m[1]), 1),
+            runs.append({"images": int(m["images"]), "img_s": float(m["img_s"]),
+                         "garments": int(m["garments"]) / max(int(m["images"]), 1),
                          "rss_mib": r["rss_mib"], "split": split[1] if split else "-"})
     except StageFailed as e:
         record(b, f"predict-{name}", command(args), "failed", error=str(e))

@@ -34,10 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT
+from bench.common import ROOT, SPLIT, SUMMARY
 
-SUMMARY = re.compile(r"(\d+) images \(([\d.]+) img/s(?:, ([\d.]+) CPU-s/img)?\), (\d+) garments")
-SHARES = re.compile(r"\| time: (.*?) ->")
 YOLO = "yolo11n 640"
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 WORKER = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; from bench.vs_yolo import yolo_worker; "
@@ -97,13 +95,13 @@ def run_ours(folder: Path, out: Path, args: list[str], threads: int) -> dict:
     if done.returncode or not m:
         raise RuntimeError(f"{shlex.join(cmd[2:])} failed: {text.strip().splitlines()[-1:]}")
     shares = {}
-    if s := SHARES.search(text):
+    if s := SPLIT.search(text):
         for part in s.group(1).split(", "):
             name, pct = part.rsplit(" ", 1)
             shares[name] = float(pct.rstrip("%"))
     notes = [ln for ln in done.stderr.splitlines() if ln.startswith("fashion2stage:")]
-    return {"img_s": float(m.group(2)), "images": int(m.group(1)), "garments": int(m.group(4)), "shares": shares,
-            "cpu_ms": 1000 * float(m.group(3) or "nan"), "notes": notes}
+    return {"img_s": float(m["img_s"]), "images": int(m["images"]), "garments": int(m["garments"]), "shares": shares,
+            "cpu_ms": 1000 * float(m["cpu_s"] or "nan"), "notes": notes}
 
 
 def measure(folder: Path, work: Path, variants: dict[str, list[str]], repeats: int, threads: int, imgsz: int,
