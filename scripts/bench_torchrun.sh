@@ -2,11 +2,11 @@
 # classify-train samples/s: torchrun with 2 processes against 1 process, on a ccp subset (BENCHMARKS.md,
 # "Training with torchrun"). Same global batch (32) and the same crops in both; one epoch, backbone not frozen.
 #
-#   bash scripts/bench_torchrun.sh [DATA] [WORK]     # DATA: ../shared/data/fashion-bench, WORK: /tmp/ddp-bench
+#   bash scripts/bench_torchrun.sh [DATA] [WORK]     # DATA: ../shared/data/fashion-bench, WORK: runs/ddp-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=$(realpath "${1:-../shared/data/fashion-bench}")
-W=$(realpath -m "${2:-/tmp/ddp-bench}")
+W=$(realpath -m "${2:-runs/ddp-bench}")
 export OMP_NUM_THREADS=1 NO_ALBUMENTATIONS_UPDATE=1 HF_HUB_OFFLINE=1
 mkdir -p "$W/ccp/annotations" && ln -sfn "$B/ccp/images" "$W/ccp/images"   # a link, never a copy
 python - "$B" "$W" <<'PY'

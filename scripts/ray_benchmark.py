@@ -1,7 +1,7 @@
 """What the Ray engine costs: plain ``predict`` against ``predict --engine ray`` with 1 and 2 actors, on the same
 photos, in one process, one after the other (issue 13). Prints a markdown table for BENCHMARKS.md.
 
-    python scripts/ray_benchmark.py --images ../shared/data/fashion-bench/ccp/images --n 60 --out /tmp/raybench
+    python scripts/ray_benchmark.py --images ../shared/data/fashion-bench/ccp/images --n 60 --out runs/raybench
 
 Per run: wall seconds from the call to the last line written (the plain run's model loading and the Ray runs' actor
 start and model loading included; the local Ray node is started once, before, and timed on its own), the steady
