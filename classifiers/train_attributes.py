@@ -56,6 +56,7 @@ class AttributeTrainConfig:
     image_size: int = 224
     padding: float = 1.25
     backbone: str = "efficientnet_lite0"
+    weights: str | None = None  # an attributes run folder to start from (fine-tune); None: ImageNet (--pretrained)
     pretrained: bool = True
     lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_mult once unfrozen
     backbone_lr_mult: float = 0.1
@@ -169,6 +170,27 @@ def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], va
         raise ValueError(f"no labelled samples: {len(train_samples)} train, {len(val_samples)} val "
                          f"(keys {', '.join(labels.attributes)})")
     return train_samples, val_samples, missed, sizes
+
+
+def start_from(model: AttributeModel, labels: LabelSet, run_dir: str) -> str:
+    """Fine-tune from an attribute run: copy its backbone, and the head of every key whose values it names in
+    the same order; other keys keep fresh heads (a garment check, ``type_head``, is never carried: its features
+    change with the backbone). Returns one line saying what was carried."""
+    from classifiers.attributes import load_attribute_model  # noqa: PLC0415
+
+    src = load_attribute_model(run_dir)
+    if src.model.backbone_name != model.backbone_name:
+        raise DataError(Path(run_dir) / "config.json", f"backbone {src.model.backbone_name!r}; this run trains "
+                                                        f"{model.backbone_name!r} (--backbone)")
+    model.backbone.load_state_dict(src.model.backbone.state_dict())
+    carried = [k for k in model.keys
+               if k in src.model.keys and src.labels.attributes.get(k) == labels.attributes[k]]
+    for k in carried:
+        name = k.replace(".", "_")
+        model.heads[name].load_state_dict(src.model.heads[name].state_dict())
+    fresh = [k for k in model.keys if k not in carried]
+    return (f"weights: backbone and {len(carried)} head(s) from {run_dir}" + (f" ({', '.join(carried)})" if carried else "")
+            + (f"; new head(s): {', '.join(fresh)}" if fresh else ""))
 
 
 # --- optimisation ----------------------------------------------------------------------------------------------
@@ -320,7 +342,10 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
         f"{ctx.world_size} process(es)")
 
     model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
-                           pretrained=cfg.pretrained and not cfg.resume, dropout=cfg.dropout).to(device)
+                           pretrained=cfg.pretrained and not cfg.resume and not cfg.weights, dropout=cfg.dropout)
+    if cfg.weights and not cfg.resume:
+        log(start_from(model, labels, cfg.weights))
+    model = model.to(device)
     opt = _optimizer(model, cfg)
     steps = len(train_loader)
     sched = engine.schedule(opt, cfg.epochs * steps, int(cfg.warmup_epochs * steps), kind=cfg.schedule)

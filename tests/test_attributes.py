@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 from classifiers.attribute_data import CropDataset, Sample, image_samples, matched_garment_samples
 from classifiers.attributes import (AttributeModel, inverse_frequency_weights, load_attribute_model,
                                     masked_soft_cross_entropy, to_input)
+from fashion2stage.errors import DataError
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import soft_targets
@@ -212,3 +214,35 @@ def test_cli_classify_train_with_the_pretrained_default(tmp_path):
     assert again.exit_code == 1 and "not empty" in again.output
     bad = CliRunner().invoke(app, args[:-1] + ["other", "--key-types", "sleeve_length"])
     assert bad.exit_code == 1 and "key=type1,type2" in bad.output
+
+
+@pytest.mark.slow
+def test_weights_fine_tune_from_a_run_carries_backbone_and_matching_heads(tmp_path):
+    from classifiers.train_attributes import AttributeTrainConfig, start_from, train
+
+    coco, cad = tmp_path / "coco", tmp_path / "cad"
+    cfg = AttributeTrainConfig(data=[str(_coco_dataset(coco, "train")), str(_csv_dataset(cad, "train"))],
+                               val=[str(_coco_dataset(coco, "val", 4)), str(_csv_dataset(cad, "val", 4))],
+                               epochs=1, freeze_epochs=0, image_size=64, batch_size=4, pretrained=False,
+                               project=str(tmp_path / "runs"), name="first")
+    first = train(cfg)
+    src = load_attribute_model(first).model
+
+    # a label set where "colour" kept its values and "sleeve_length" gained one: only colour's head is carried
+    labels = LabelSet(garment_types=["blouse"], attributes={"colour": ["red", "blue"],
+                                                            "sleeve_length": ["short", "long", "none"]})
+    model = AttributeModel("efficientnet_lite0", {"colour": 2, "sleeve_length": 3}, pretrained=False)
+    line = start_from(model, labels, str(first))
+    assert "1 head(s)" in line and "(colour)" in line and "new head(s): sleeve_length" in line
+    for k, v in src.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], v), k
+    assert torch.equal(model.heads["colour"].weight, src.heads["colour"].weight)
+    assert model.heads["sleeve_length"].weight.shape == (3, src.backbone.num_features)
+
+    # a second run fine-tunes from the first through the config, and says so in its log
+    second = train(replace(cfg, name="second", weights=str(first)))
+    assert json.loads((second / "config.json").read_text())["train"]["weights"] == str(first)
+    assert "weights: backbone and 2 head(s)" in (second / "train.log").read_text()
+    other = AttributeModel("mobilenetv3_small_050", {"colour": 2}, pretrained=False)
+    with pytest.raises(DataError, match="backbone 'efficientnet_lite0'"):
+        start_from(other, labels, str(first))

@@ -99,6 +99,8 @@ def classify_train(
     batch_size: int = typer.Option(32),
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights) or a timm name."),
     pretrained: bool = typer.Option(True, help="Start from pretrained backbone weights."),
+    weights: Optional[Path] = typer.Option(None, help="classify-train run to fine-tune: its backbone, and the heads "
+                                           "of keys with the same values (default: start from --pretrained)."),
     lr: float = typer.Option(1e-3, help="Heads' learning rate; the backbone gets lr x --backbone-lr-mult."),
     backbone_lr_mult: float = typer.Option(0.1),
     schedule: str = typer.Option("cosine", help="cosine (with warm-up) or onecycle."),
@@ -129,7 +131,7 @@ def classify_train(
         classes=str(classes) if classes else None, detector=str(detector) if detector else None, box_errors=str(box_errors) if box_errors else None,
         jitter=jitter, key_types=types, crop=crop, epochs=epochs, image_size=image_size, padding=padding,
         batch_size=batch_size,
-        backbone=backbone, pretrained=pretrained, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
+        backbone=backbone, pretrained=pretrained, weights=str(weights) if weights else None, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
         freeze_epochs=freeze_epochs, balance=balance, select=select, flip_tta=flip_tta, workers=workers,
         device=device, threads=threads, seed=seed, project=str(project), name=name, resume=resume)
     if resume and not name:
