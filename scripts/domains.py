@@ -10,7 +10,7 @@ truth):
 - cad/val: attribute mean accuracy (image-level answers).
 
     python scripts/domains.py --bundle old=runs/bundle-old --bundle new=fashion2stage/default_model \\
-        --data ../shared/data/fashion-bench --out runs/domains [--plain]
+        --data ../shared/data/fashion-bench --out runs/domains [--plain] [--bundle-args 'old=--no-retype']
 
 Prints a markdown table (one column per bundle) and writes ``domains.json`` into ``--out``.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -39,10 +40,10 @@ def domain_args(data: Path) -> dict[str, list[str]]:
     }
 
 
-def evaluate(bundle: Path, args: list[str], out: Path, threads: int) -> tuple[dict, float]:
+def evaluate(bundle: Path, args: list[str], out: Path, threads: int, extra: list[str] = ()) -> tuple[dict, float]:
     cmd = [str(Path(sys.executable).parent / "fashion2stage"), "evaluate", *args, "--out", str(out),
            "--detector", str(bundle / "detector"), "--classifier", str(bundle / "attributes"),
-           "--keypoints", str(bundle / "keypoints")]
+           "--keypoints", str(bundle / "keypoints"), *extra]
     t0 = time.perf_counter()
     env_threads = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     result = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, **env_threads})
@@ -79,7 +80,10 @@ def main() -> None:
     ap.add_argument("--domains", default="products,landmarks,ccp,cad")
     ap.add_argument("--plain", action="store_true", help="also train and score the plain whole-photo classifier")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bundle-args", action="append", default=[],
+                    help="name=ARGS: more evaluate options for that bundle (e.g. 'voteless=--no-retype')")
     args = ap.parse_args()
+    extra = {n: shlex.split(a) for n, a in (spec.split("=", 1) for spec in args.bundle_args)}
     data, out = Path(args.data), Path(args.out)
     wanted = args.domains.split(",")
     table: dict[str, dict] = {}
@@ -89,7 +93,7 @@ def main() -> None:
         for domain, dargs in domain_args(data).items():
             if domain not in wanted:
                 continue
-            report, seconds = evaluate(Path(folder), dargs, out / name / domain, args.threads)
+            report, seconds = evaluate(Path(folder), dargs, out / name / domain, args.threads, extra.get(name, []))
             table[name].update(summary(report))
             print(f"{name} {domain}: {summary(report)} ({seconds:.0f} s)", flush=True)
     if args.plain:
