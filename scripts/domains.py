@@ -10,7 +10,7 @@ truth):
 - cad/val: attribute mean accuracy (image-level answers).
 
     python scripts/domains.py --bundle old=runs/bundle-old --bundle new=fashion2stage/default_model \\
-        --data ../shared/data/fashion-bench --out runs/domains [--plain] [--bundle-args 'old=--no-retype']
+        --data ../shared/data/fashion-bench --out runs/domains [--plain] [--bundle-args 'gpu=--device cuda']
 
 Prints a markdown table (one column per bundle) and writes ``domains.json`` into ``--out``.
 """
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="also train and score the plain whole-photo classifier")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bundle-args", action="append", default=[],
-                    help="name=ARGS: more evaluate options for that bundle (e.g. 'voteless=--no-retype')")
+                    help="name=ARGS: more evaluate options for that bundle (e.g. 'gpu=--device cuda')")
     args = ap.parse_args()
     extra = {n: shlex.split(a) for n, a in (spec.split("=", 1) for spec in args.bundle_args)}
     data, out = Path(args.data), Path(args.out)

@@ -1,7 +1,6 @@
 """The garment-type check (classifiers/type_head.py): how training boxes are labelled, the folded logistic
 regression, and end to end on tiny real models: ``type-head-train`` then ``predict``, where the detector's garments
-whose score times the head's p(garment) is under ``--conf`` are dropped, and the others keep their boxes and scores;
-the type vote (``--retype``, the default) picks each one's type among those the detector gave its item."""
+whose score times the head's p(garment) is under ``--conf`` are dropped, and the others left as they were."""
 import json
 from pathlib import Path
 
@@ -118,13 +117,12 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     assert (runs / "typed" / "labels.json").is_file()
     base = dict(images=tmp_path / "val" / "images", detector=runs / "det")
 
-    def predict(classifier, name, *more):
+    def predict(classifier, name):
         _cli("predict", "--images", base["images"], "--out", tmp_path / name, "--detector", base["detector"],
-             "--classifier", classifier, "--no-default", "--conf", "0.01", *more)
+             "--classifier", classifier, "--no-default", "--conf", "0.01")
         return {x["image"]: x for x in map(json.loads, (tmp_path / name / "predictions.jsonl").read_text().splitlines())}
 
-    # the check alone (--no-retype): garments are dropped, never changed
-    plain, typed = predict(runs / "attr", "plain"), predict(runs / "typed", "typed", "--no-retype")
+    plain, typed = predict(runs / "attr", "plain"), predict(runs / "typed", "typed")
     truth = json.loads(val.read_text())
     names = {im["id"]: im["file_name"] for im in truth["images"]}
     kept = found = 0
@@ -142,17 +140,6 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     for x in typed.values():
         scores = [g["score"] for g in x["garments"]]
         assert scores == sorted(scores, reverse=True) and all(s >= 0.01 for s in scores)  # the detector's order
-    # with the type vote (the default), a garment is one of the detector's boxes with its score, and its type one the
-    # detector gave that item
-    voted = predict(runs / "typed", "voted")
-    for name, x in voted.items():
-        for g in x["garments"]:
-            same = [h for h in plain[name]["garments"] if np.allclose(g["box"], h["box"], atol=0.02)
-                    and abs(g["score"] - h["score"]) < 1e-3]
-            assert same, g
-            item = [h["type"] for h in plain[name]["garments"]
-                    if box_iou(np.array([g["box"]]), np.array([h["box"]]))[0, 0] >= 0.5]
-            assert g["type"] in item, (g, item)
     # photos of no garment: whatever the detector finds on them, the head calls "none"
     hats = tmp_path / "hats"
     hats.mkdir()
@@ -171,61 +158,3 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
                                       "--detector", str(runs / "det"), "--classifier", str(runs / "typed"),
                                       "--no-default"])
     assert result.exit_code == 1 and "config.json" in result.output and "'sweater'" in result.output, result.output
-
-
-class _Detector:
-    """The same detections on every call; ``predict`` keeps those at ``conf`` or above, as the real ones do."""
-
-    def __init__(self, per_image):
-        self.per_image = per_image
-
-    def predict(self, images, conf=0.25, batch_size=8):
-        return [[g for g in gs if g.score >= conf] for gs in self.per_image[:len(images)]]
-
-
-class _TypeHead:
-    """An attribute model with only a type head, answering the given rows of p(blouse, outwear, none) in crop order."""
-
-    def __init__(self, rows):
-        from fashion2stage.geometry import CropSpec
-        from fashion2stage.labels import LabelSet
-        self.labels = LabelSet(garment_types=["blouse", "outwear"], attributes={})
-        self.crop_spec = CropSpec(16, 16)
-        self.type_classes = ["blouse", "outwear", "none"]
-        self.rows = np.asarray(rows, dtype=np.float64)
-        self.crops_seen = 0
-
-    def predict(self, crops, flip_tta=False, batch_size=32):
-        from fashion2stage.roles import TYPE_KEY
-        self.crops_seen += len(crops)
-        return {TYPE_KEY: self.rows[:len(crops)]}
-
-
-def test_type_vote_takes_the_type_detector_and_head_agree_on_and_never_invents_one():
-    from fashion2stage.app.pipeline import Pipeline
-
-    item, other = [10, 10, 90, 90], [100, 10, 140, 90]
-    detections = [
-        [_garment("blouse", item, 0.8), _garment("outwear", [12, 10, 90, 92], 0.3)],  # one item, two types kept
-        [_garment("blouse", item, 0.8), _garment("outwear", [11, 12, 90, 90], 0.1)],  # the other type under conf
-        [_garment("blouse", item, 0.8)],                                              # no detection says outwear
-        [_garment("blouse", item, 0.9), _garment("outwear", other, 0.6)],            # two items, each its own type
-    ]
-    outwear, blouse = [0.05, 0.9, 0.05], [0.9, 0.05, 0.05]
-    rows = [outwear, outwear, outwear, outwear, blouse, outwear]  # crops: every kept garment, best first per photo
-    images = [np.zeros((100, 150, 3), np.uint8)] * 4
-
-    def run(retype):
-        pipe = Pipeline(detector=_Detector(detections), attributes=_TypeHead(rows), retype=retype)
-        return pipe(images), pipe.attributes.crops_seen
-
-    out, seen = run(True)
-    assert seen == 6  # the detections under conf only vote: no crop, no attribute pass of their own
-    # 1: the blouse box becomes the outwear the head sees, keeping its score; the weaker outwear box repeats it
-    assert [(g.type, g.score, g.box) for g in out[0].garments] == [("outwear", 0.8, [10.0, 10.0, 90.0, 90.0])]
-    assert [(g.type, g.score) for g in out[1].garments] == [("outwear", 0.8)]  # 0.1 x 0.9 beats 0.8 x 0.05
-    assert [(g.type, g.score) for g in out[2].garments] == [("blouse", 0.8)]   # the head alone re-types nothing
-    assert [(g.type, g.score) for g in out[3].garments] == [("blouse", 0.9), ("outwear", 0.6)]
-    plain, _ = run(False)
-    assert [[g.type for g in x.garments] for x in plain] == [["blouse", "outwear"], ["blouse"], ["blouse"],
-                                                             ["blouse", "outwear"]]

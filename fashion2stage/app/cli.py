@@ -43,9 +43,6 @@ def predict(
                                       "street accuracy, BENCHMARKS.md)."),
     proposals: int = typer.Option(0, min=0, help="Faster R-CNN: region proposals scored per photo (0: 100, or "
                                   "fewer if it trained with fewer)."),
-    retype: bool = typer.Option(True, "--retype/--no-retype", help="With a garment check in the classifier: a "
-                                "garment takes the type its detector score times the check's probability favours, "
-                                "among the types the detector gave its box (BENCHMARKS.md, \"Per domain\")."),
     resume: bool = typer.Option(False, "--resume", help="Keep predictions.jsonl and skip the images already in it."),
     shard: str = typer.Option("0/1", help="i/n: process every n-th image starting at i (split a folder over machines)."),
     coco: bool = typer.Option(False, "--coco", help="Also write detections_coco.json (COCO results)."),
@@ -68,8 +65,7 @@ def predict(
     from fashion2stage.app.outputs import PredictionWriters  # noqa: PLC0415
     from fashion2stage.app.pipeline import default_batch_size  # noqa: PLC0415
 
-    speed = dict(keypoint_flip=keypoint_flip, detector_size=detector_size or None, proposals=proposals or None,
-                 retype=retype)
+    speed = dict(keypoint_flip=keypoint_flip, detector_size=detector_size or None, proposals=proposals or None)
     if engine == "ray":  # fashion2stage/app/ray_predict.py; the models load in the Ray actors, not here
         from fashion2stage.app.ray_predict import predict_with_writers  # noqa: PLC0415
 
@@ -149,9 +145,6 @@ def evaluate(
     batch_size: int = typer.Option(8, min=1),
     conf: float = typer.Option(0.05, min=0.0, max=1.0,
                                help="Detector threshold when predicting here (low: mAP integrates over all scores)."),
-    retype: bool = typer.Option(True, "--retype/--no-retype", help="With a garment check in the classifier: a "
-                                "garment takes the type its detector score times the check's probability favours, "
-                                "among the types the detector gave its box (BENCHMARKS.md, \"Per domain\")."),
 ) -> None:
     """Score predictions against labelled data: detection mAP, attribute accuracy / AP, keypoint NE and PCK."""
     from fashion2stage.app.evaluate import (evaluate_predictions, plot_type_confusion, read_predictions,  # noqa: PLC0415
@@ -181,7 +174,7 @@ def evaluate(
         # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
         labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types) if gt
                            for r in gt.records})
-        pipe = _load_pipeline(detector, classifier, keypoints, device=device, conf=conf, retype=retype)
+        pipe = _load_pipeline(detector, classifier, keypoints, device=device, conf=conf)
         _predict_folder(pipe, images, out, batch_size=batch_size, files=labelled)
         predictions = out / "predictions.jsonl"
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fashion2stage.choice import choose_garment
-from fashion2stage.geometry import box_iou, crop
+from fashion2stage.geometry import crop
 from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
 from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
@@ -29,10 +29,6 @@ from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detec
 # Faster R-CNN proposals scored per photo at inference, at most (BENCHMARKS.md, "Predict speed": the sweep this was
 # chosen from, and its price); the shipped detector was trained with 300
 PROPOSALS = 100
-# The type vote (Pipeline.retype): detections down to this score, of any type, overlapping a garment by at least
-# SAME_ITEM_IOU, are the types it may take (torchvision's Faster R-CNN keeps boxes from 0.05; its NMS IoU is 0.5)
-VOTE_CONF = 0.05
-SAME_ITEM_IOU = 0.5
 
 
 @dataclass
@@ -44,34 +40,20 @@ class Pipeline:
     max_garments: int = 20  # per image, highest scores first: bounds the work a cluttered photo can cause
     flip_tta: bool = False
     keypoint_flip: bool = False  # average heatmaps over the mirrored crop: twice the keypoint work (BENCHMARKS.md)
-    # with a type head: a garment takes the type that the detector's score for it times the head's probability
-    # favours among the types the detector gave its box (_check_garments; BENCHMARKS.md "Per domain")
-    retype: bool = True
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
     seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
     def detect(self, images: list[np.ndarray]) -> list[list[Garment]]:
-        return self._detect(images)[0]
-
-    def _voting(self) -> bool:
-        return bool(self.retype and self.attributes is not None and self.attributes.type_classes)
-
-    def _detect(self, images: list[np.ndarray]) -> tuple[list[list[Garment]], list[list[Garment]]]:
-        """The garments scoring at least ``conf`` (best first, at most ``max_garments``) and, when types are voted
-        on, the detections under ``conf`` down to :data:`VOTE_CONF`: they only lend their types."""
         if self.detector is None:
-            return [[] for _ in images], [[] for _ in images]
-        low = min(self.conf, VOTE_CONF) if self._voting() else self.conf
-        found = self.detector.predict(images, conf=low, batch_size=max(1, len(images)))
-        found = [sorted(g, key=lambda x: -x.score) for g in found]
-        return ([[g for g in gs if g.score >= self.conf][: self.max_garments] for gs in found],
-                [[g for g in gs if g.score < self.conf] for gs in found])
+            return [[] for _ in images]
+        found = self.detector.predict(images, conf=self.conf, batch_size=max(1, len(images)))
+        return [sorted(g, key=lambda x: -x.score)[: self.max_garments] for g in found]
 
     def __call__(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImagePrediction]:
         """Predict one batch of (H, W, 3) uint8 RGB images. ``names`` become ``ImagePrediction.image`` (default "")."""
         names = [""] * len(images) if names is None else list(names)
         t0 = time.perf_counter()
-        garments, alternatives = self._detect(images)
+        garments = self.detect(images)
         t1 = time.perf_counter()
         out = [ImagePrediction(image=name, width=int(img.shape[1]), height=int(img.shape[0]), orig_img=img,
                                garments=[GarmentPrediction(type=g.type, score=round(float(g.score), 4),
@@ -79,7 +61,7 @@ class Pipeline:
                for name, img, gs in zip(names, images, garments)]
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
-            owners = self._attributes(images, garments, alternatives, owners, out)
+            owners = self._attributes(images, garments, owners, out)
         t2 = time.perf_counter()
         if self.keypoints is not None and owners:
             self._keypoints(images, garments, owners, out)
@@ -88,7 +70,7 @@ class Pipeline:
             self.seconds[stage] += dt
         return out
 
-    def _attributes(self, images, garments, alternatives, owners, out: list[ImagePrediction]) -> list[tuple[int, int]]:
+    def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> list[tuple[int, int]]:
         """Attribute probabilities per garment and per image; with a type head, garments are first checked
         (some dropped, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after."""
         labels = self.attributes.labels
@@ -100,9 +82,6 @@ class Pipeline:
         if owners and self.attributes.type_classes:
             owners, rows = self._check_garments(garments, owners, probs[TYPE_KEY], out)
             probs = {k: p[rows] for k, p in probs.items()}
-            if self._voting():
-                owners, rows = self._vote_types(garments, alternatives, owners, probs[TYPE_KEY], out)
-                probs = {k: p[rows] for k, p in probs.items()}
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
         for (i, j), r in row_of_garment.items():
             out[i].garments[j].attributes = {
@@ -141,57 +120,6 @@ class Pipeline:
             garments[i][:] = [garments[i][j] for j, _ in js]
             new_owners += [(i, n) for n in range(len(js))]
             rows += [r for _, r in js]
-        return new_owners, np.asarray(rows, dtype=np.int64)
-
-    def _vote_types(self, garments, alternatives, owners, type_probs, out: list[ImagePrediction]):
-        """The type vote of every garment: among the types the detector gave its box (its own, and those of every
-        detection, kept or under ``conf``, overlapping it by :data:`SAME_ITEM_IOU`), the garment takes the one with
-        the highest detector score times the type head's probability. A garment of a type it never saw keeps its
-        type. Scores and order stay the detector's; a re-typed garment that now repeats a better-scored garment of
-        its new type on the same item is dropped, as the detector's per-type NMS would have. Returns the kept
-        garments' (image, index) and their rows of ``type_probs``."""
-        classes = self.attributes.type_classes
-        changed: dict[int, set[int]] = {}
-        for r, (i, j) in enumerate(owners):
-            g = garments[i][j]
-            if g.type not in classes:
-                continue
-            others = [d for d in garments[i] + alternatives[i] if d is not g and d.type in classes]
-            votes = {g.type: float(g.score)}
-            if others:
-                iou = box_iou(np.asarray([g.box_xyxy], dtype=np.float64),
-                              np.stack([np.asarray(d.box_xyxy, dtype=np.float64) for d in others]))[0]
-                for d, o in zip(others, iou):
-                    if o >= SAME_ITEM_IOU:
-                        votes[d.type] = max(votes.get(d.type, 0.0), float(d.score))
-            best = max(votes, key=lambda t: (votes[t] * float(type_probs[r][classes.index(t)]), t == g.type))
-            if best != g.type:
-                garments[i][j] = Garment(type=best, box_xyxy=g.box_xyxy, score=g.score)
-                out[i].garments[j].type = best
-                changed.setdefault(i, set()).add(j)
-        keep = {}
-        for i, js in changed.items():
-            gs = garments[i]
-            boxes = np.stack([np.asarray(g.box_xyxy, dtype=np.float64) for g in gs])
-            iou = box_iou(boxes, boxes)
-            # best first: a garment repeats an earlier (better-scored) kept one of the same type on the same item
-            kept: list[int] = []
-            for j in range(len(gs)):
-                if not any(gs[k].type == gs[j].type and iou[j, k] >= SAME_ITEM_IOU and (j in js or k in js)
-                           for k in kept):
-                    kept.append(j)
-            keep[i] = kept
-        if not keep:
-            return owners, np.arange(len(owners), dtype=np.int64)
-        row_of = {owner: r for r, owner in enumerate(owners)}
-        new_owners, rows = [], []
-        for i in range(len(garments)):
-            js = keep.get(i, range(len(garments[i])))
-            if i in keep:
-                out[i].garments = [out[i].garments[j] for j in js]
-                garments[i][:] = [garments[i][j] for j in js]
-            new_owners += [(i, n) for n in range(len(js))]
-            rows += [row_of[(i, j)] for j in js]
         return new_owners, np.asarray(rows, dtype=np.int64)
 
     def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
@@ -233,7 +161,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
                   keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
                   runtime: str = "auto", threads: int = 0, conf: float = 0.25, flip_tta: bool = False,
                   max_garments: int = 20, keypoint_flip: bool = False, detector_size: int | None = None,
-                  proposals: int | None = None, retype: bool = True) -> Pipeline:
+                  proposals: int | None = None) -> Pipeline:
     """Load the run folders given; any not given comes from the shipped bundle when ``use_default``.
 
     ``runtime``: ``"auto"`` runs each network through ONNX Runtime on the CPU where onnxruntime is installed (a
@@ -243,7 +171,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
     ``detector_size`` / ``proposals``: a Faster R-CNN detector's shorter photo side and proposals per photo at
     inference (default: the size it was validated at, detect-train's ``--image-size``, and at most
     :data:`PROPOSALS` proposals; smaller sizes are faster and cost street accuracy, BENCHMARKS.md "Predict speed").
-    ``conf``, ``flip_tta``, ``max_garments``, ``keypoint_flip`` and ``retype``: see Pipeline."""
+    ``conf``, ``flip_tta``, ``max_garments`` and ``keypoint_flip``: see Pipeline."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
@@ -263,7 +191,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         detector=load_detector(runs["detector"], device) if runs["detector"] else None,
         attributes=load_attribute_model(runs["attributes"], device) if runs["attributes"] else None,
         keypoints=load_keypoint_model(runs["keypoints"], device) if runs["keypoints"] else None,
-        conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip, retype=retype)
+        conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip)
     if hasattr(pipe.detector, "set_inference"):  # Faster R-CNN; the defaults come from BENCHMARKS.md's sweep
         trained = pipe.detector.inference_settings()["proposals"]
         pipe.detector.set_inference(detector_size or None, proposals or min(PROPOSALS, trained))
