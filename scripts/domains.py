@@ -59,6 +59,8 @@ def summary(report: dict) -> dict:
         t = report["types"]
         out.update({"product top-type accuracy": t["type_accuracy"], "product no-garment rate": t["no_garment_rate"],
                     "product six-way accuracy": t["six_way_accuracy"]})
+        for k, v in t.get("attributes", {}).items():
+            out[f"product {k} accuracy (top garment)"] = v["accuracy"]
     if "keypoints" in report:
         k = report["keypoints"]
         out.update({"landmarks PCK@0.1 (end to end)": k["pck@0.1"], "landmarks NE % (end to end)": k["ne"],

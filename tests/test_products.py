@@ -15,7 +15,7 @@ from fashion2stage.foreground import foreground_box
 from fashion2stage.formats.folders import read_class_folders, read_class_mapping
 from fashion2stage.geometry import box_iou
 from fashion2stage.labels import LabelSet
-from fashion2stage.metrics.domain import type_report
+from fashion2stage.metrics.domain import attribute_accuracy, type_report
 from fashion2stage.records import Garment, ImageRecord
 
 MAPPING = """\
@@ -146,6 +146,17 @@ def test_type_report_by_hand():
         type_report(truth, preds[:2], ["blouse", "skirt"])
 
 
+def test_attribute_accuracy_by_hand():
+    wanted = [{"sleeve_length": "long_sleeves", "fine_category": "shirt"}, {"sleeve_length": "long_sleeves"}, {}, {}]
+    answered = [{"sleeve_length": "long_sleeves", "fine_category": "t-shirt"},  # sleeves right, category wrong
+                {},                                                            # nothing found: wrong
+                {"sleeve_length": "short_sleeves"}, {}]                        # no label: not counted
+    assert attribute_accuracy(wanted, answered) == {"sleeve_length": {"accuracy": 0.5, "n": 2},
+                                                    "fine_category": {"accuracy": 0.0, "n": 1}}
+    with pytest.raises(ValueError, match="3 answers"):
+        attribute_accuracy(wanted, answered[:3])
+
+
 def test_balance_types_gives_each_garment_type_an_equal_part_of_the_garment_share(tmp_path, mapping):
     from detectors.train import split_class_folder
     from fashion2stage.sampling import SourceBalancedSampler
@@ -199,6 +210,9 @@ def test_multi_source_detector_and_class_folder_evaluation(tmp_path, mapping):
     report = json.loads((out / "evaluation.json").read_text())["types"]
     assert report["n_garment_photos"] == 6 and report["n_negative_photos"] == 3
     assert sum(map(sum, report["confusion_matrix"])) == 9
+    # the mapping says red means long sleeves: the top garment's answer is scored on the 3 red photos
+    assert report["attributes"]["sleeve_length"]["n"] == 3 and 0 <= report["attributes"]["sleeve_length"]["accuracy"] <= 1
+    assert "top garment's attributes against the mapping: sleeve_length" in result.output
     assert (out / "confusion_types.png").stat().st_size > 1000
 
 

@@ -143,16 +143,25 @@ def evaluate_keypoints(gt: Dataset, preds: dict[str, ImagePrediction]) -> dict:
 def evaluate_types(gt: Dataset, preds: dict[str, ImagePrediction], conf: float) -> dict:
     """Class-folder set (one item per photo): top-type accuracy, no-garment rate, six-way accuracy and the
     confusion matrix (:mod:`fashion2stage.metrics.domain`), counting only garments scoring at least ``conf``
-    (the threshold a user runs ``predict`` with). An unreadable or unpredicted photo counts as "none"."""
-    from fashion2stage.metrics.domain import type_report  # noqa: PLC0415
+    (the threshold a user runs ``predict`` with). An unreadable or unpredicted photo counts as "none". Where the
+    mapping ties classes to attribute values, ``attributes`` scores the top garment's answers against them."""
+    from fashion2stage.metrics.domain import attribute_accuracy, type_report  # noqa: PLC0415
 
     _check_coverage(gt, preds)
-    predicted = []
+    predicted, wanted, answered = [], [], []
     for rec in gt.records:
-        p = _pred_record(preds.get(rec.file), rec.file)
+        pred = preds.get(rec.file)
+        p = _pred_record(pred, rec.file)
         p.garments = [g for g in p.garments if g.score >= conf]
         predicted.append(p)
-    return {"conf": conf, **type_report(gt.records, predicted, gt.labels.garment_types)}
+        wanted.append(dict((gt.classes or {}).get(rec.image_class, {}).get("attributes", {})))
+        top = [g for g in (pred.garments if pred else []) if g.score >= conf]
+        top = max(top, key=lambda g: g.score) if top else None
+        answered.append({k: a.value for k, a in top.attributes.items()} if top else {})
+    report = {"conf": conf, **type_report(gt.records, predicted, gt.labels.garment_types)}
+    if any(wanted):
+        report["attributes"] = attribute_accuracy(wanted, answered)
+    return report
 
 
 def plot_type_confusion(report: dict, path: str | Path, title: str = "") -> None:
@@ -217,6 +226,9 @@ def report_lines(report: dict) -> list[str]:
         t = report["types"]
         lines.append(f"types (garments scoring >= {t['conf']}): top-type accuracy {t['type_accuracy'] or 0:.3f}  "
                      f"no-garment rate {t['no_garment_rate'] or 0:.3f}  six-way accuracy {t['six_way_accuracy']:.3f}")
+        if t.get("attributes"):
+            lines.append("top garment's attributes against the mapping: " + ", ".join(
+                f"{k} {v['accuracy']:.3f} ({v['n']} photos)" for k, v in t["attributes"].items()))
     if "keypoints" in report:
         k = report["keypoints"]
         lines.append(f"keypoints: NE {k['ne']:.2f}%  PCK@0.1 {k['pck@0.1']:.3f}")

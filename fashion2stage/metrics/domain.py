@@ -8,6 +8,10 @@ did it find nothing on photos of things that are not garments?
   (five types + none): the number a plain whole-photo classifier is compared on.
 The confusion matrix is over ``types + ["none"]``, rows the label, columns the answer. Garments are filtered by
 score before this (``predict``'s operating threshold), so "found" means what a user sees.
+
+- **attribute accuracy** (:func:`attribute_accuracy`): where the mapping file ties a class to an attribute value
+  (``t-shirt`` means short sleeves), the share of that class's photos whose top garment answers that value. A photo
+  where nothing was found, or whose top garment's type does not carry the key, counts as wrong.
 """
 from __future__ import annotations
 
@@ -49,3 +53,18 @@ def type_report(truth: list[ImageRecord], predicted: list[ImageRecord], types: l
         "per_class_accuracy": {c: h / n for c, (h, n) in sorted(per_class.items())},
         "labels": names, "confusion_matrix": cm.tolist(),
     }
+
+
+def attribute_accuracy(wanted: list[dict[str, str]], answered: list[dict[str, str]]) -> dict:
+    """Per attribute key: over the photos whose label names a value for it (``wanted[i]``: key -> value name), the
+    share whose top garment answered that value (``answered[i]``: key -> value; missing: wrong). Keys in label
+    order of first appearance; ``{key: {"accuracy", "n"}}``."""
+    if len(wanted) != len(answered):
+        raise ValueError(f"{len(wanted)} labels against {len(answered)} answers")
+    hits: dict[str, list[int]] = {}
+    for want, got in zip(wanted, answered):
+        for k, v in want.items():
+            h = hits.setdefault(k, [0, 0])
+            h[0] += int(got.get(k) == v)
+            h[1] += 1
+    return {k: {"accuracy": h / n, "n": n} for k, (h, n) in hits.items()}
