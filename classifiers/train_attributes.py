@@ -176,7 +176,7 @@ def start_from(model: AttributeModel, labels: LabelSet, run_dir: str) -> str:
     """Fine-tune from an attribute run: copy its backbone, and the head of every key whose values it names in
     the same order; other keys keep fresh heads (a garment check, ``type_head``, is never carried: its features
     change with the backbone). Returns one line saying what was carried."""
-    from classifiers.attributes import load_attribute_model  # noqa: PLC0415
+    from classifiers.attributes import _module_name, load_attribute_model  # noqa: PLC0415
 
     src = load_attribute_model(run_dir)
     if src.model.backbone_name != model.backbone_name:
@@ -186,8 +186,7 @@ def start_from(model: AttributeModel, labels: LabelSet, run_dir: str) -> str:
     carried = [k for k in model.keys
                if k in src.model.keys and src.labels.attributes.get(k) == labels.attributes[k]]
     for k in carried:
-        name = k.replace(".", "_")
-        model.heads[name].load_state_dict(src.model.heads[name].state_dict())
+        model.heads[_module_name(k)].load_state_dict(src.model.heads[_module_name(k)].state_dict())
     fresh = [k for k in model.keys if k not in carried]
     return (f"weights: backbone and {len(carried)} head(s) from {run_dir}" + (f" ({', '.join(carried)})" if carried else "")
             + (f"; new head(s): {', '.join(fresh)}" if fresh else ""))
