@@ -94,12 +94,14 @@ done_ "$W/attributes/attributes-products" || fashion2stage classify-train \
     --project "$W/attributes" --name attributes-products $(resume "$W/attributes/attributes-products") \
     >> "$W/logs/attributes-products.log" 2>&1
 
-# 7. the garment check on the attribute model (classifiers/type_head.py): crops of true and detector
-# boxes from all four sources, train + val, at most 500 photos per source (about 15 min on 2 cores)
+# 7. the garment check on the attribute model (classifiers/type_head.py): crops of true and detector boxes
+# from all four sources, train and val split by split (as the shipped check was fitted), at most 500 photos per
+# source (about 15 min on 2 cores)
 done_ "$W/attributes/attributes-typed" || fashion2stage type-head-train \
     --classifier "$W/attributes/attributes-products" --detector "$W/detect/detector-multi" \
     --data "$B/products/train" --data "$B/products/val" --classes configs/fashion-bench-products.yaml \
-    --data "$T/ccp/annotations/instances_trainval.json" --data "$T/landmarks/annotations/keypoints_trainval.json" \
+    --data "$B/ccp/annotations/instances_train.json" --data "$B/ccp/annotations/instances_val.json" \
+    --data "$B/landmarks/annotations/keypoints_train.json" --data "$B/landmarks/annotations/keypoints_val.json" \
     --max-photos 500 --threads 2 --out "$W/attributes/attributes-typed" >> "$W/logs/attributes-typed.log" 2>&1
 
 python scripts/make_default_bundle.py --detector "$W/detect/detector-multi" \
