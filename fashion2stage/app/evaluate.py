@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -151,12 +152,10 @@ def evaluate_types(gt: Dataset, preds: dict[str, ImagePrediction], conf: float) 
     predicted, wanted, answered = [], [], []
     for rec in gt.records:
         pred = preds.get(rec.file)
-        p = _pred_record(pred, rec.file)
-        p.garments = [g for g in p.garments if g.score >= conf]
-        predicted.append(p)
+        shown = [g for g in (pred.garments if pred else []) if g.score >= conf]
+        predicted.append(_pred_record(replace(pred, garments=shown) if pred else None, rec.file))
         wanted.append(dict((gt.classes or {}).get(rec.image_class, {}).get("attributes", {})))
-        top = [g for g in (pred.garments if pred else []) if g.score >= conf]
-        top = max(top, key=lambda g: g.score) if top else None
+        top = max(shown, key=lambda g: g.score) if shown else None
         answered.append({k: a.value for k, a in top.attributes.items()} if top else {})
     report = {"conf": conf, **type_report(gt.records, predicted, gt.labels.garment_types)}
     if any(wanted):
