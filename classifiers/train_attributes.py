@@ -314,8 +314,14 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     keys = list(labels.attributes)
     spec = CropSpec(width=cfg.image_size, height=cfg.image_size, padding=cfg.padding)
     sampler, errors_file = jitter_sampler(cfg)
+    # built before the run folder and the detector passes: a --weights run that cannot be loaded fails at once
+    model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
+                           pretrained=cfg.pretrained and not cfg.resume and not cfg.weights, dropout=cfg.dropout)
+    started = start_from(model, labels, cfg.weights) if cfg.weights and not cfg.resume else None
     run = engine.open_run(cfg.project, cfg.name, "attributes", cfg.resume, ctx)
     log = engine.run_log(run, ctx)
+    if started:
+        log(started)
     if ctx.is_main:  # on resume too: a longer --epochs is recorded
         save_config(run, _run_config(cfg, labels, keys, spec, sampler, errors_file))
         if not cfg.resume:
@@ -340,10 +346,6 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     log(f"train: {len(train_ds)} crops from {len(sizes)} source(s) {sizes}; val: {len(val_ds)} crops; "
         f"{ctx.world_size} process(es)")
 
-    model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
-                           pretrained=cfg.pretrained and not cfg.resume and not cfg.weights, dropout=cfg.dropout)
-    if cfg.weights and not cfg.resume:
-        log(start_from(model, labels, cfg.weights))
     model = model.to(device)
     opt = _optimizer(model, cfg)
     steps = len(train_loader)

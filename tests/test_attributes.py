@@ -243,6 +243,10 @@ def test_weights_fine_tune_from_a_run_carries_backbone_and_matching_heads(tmp_pa
     second = train(replace(cfg, name="second", weights=str(first)))
     assert json.loads((second / "config.json").read_text())["train"]["weights"] == str(first)
     assert "weights: backbone and 2 head(s)" in (second / "train.log").read_text()
+    # a --weights run that cannot be loaded fails before any run folder (or detector pass) exists
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        train(replace(cfg, name="third", weights=str(tmp_path / "nope")))
+    assert not (tmp_path / "runs" / "third").exists()
     other = AttributeModel("mobilenetv3_small_050", {"colour": 2}, pretrained=False)
     with pytest.raises(DataError, match="backbone 'efficientnet_lite0'"):
         start_from(other, labels, str(first))
