@@ -100,6 +100,8 @@ class AttributePredictor:
     device: torch.device
     # the garment check (classifiers/type_head.py): the head's classes (garment types + "none"); None without one
     type_classes: list[str] | None = None
+    # the item-type head (single-item photos, classifiers/type_head.py): its classes (garment types); None without
+    item_type_classes: list[str] | None = None
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -149,10 +151,17 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
             from classifiers.type_head import TYPE_KEY, check_type_head  # noqa: PLC0415
             check_type_head(type_head, labels)
             keys[TYPE_KEY] = len(type_head["classes"])
+        item_head = config.get("item_type_head")
+        if item_head is not None:
+            from classifiers.type_head import check_item_type_head  # noqa: PLC0415
+            from fashion2stage.roles import ITEM_TYPE_KEY  # noqa: PLC0415
+            check_item_type_head(item_head, labels)
+            keys[ITEM_TYPE_KEY] = len(item_head["classes"])
         model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))
         spec = crop_spec_from_config(config)
     dev = torch.device(device)
     load_weights(run / WEIGHTS_FILE, model, dev)
     model.to(dev).eval()
     return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev,
-                              type_classes=list(type_head["classes"]) if type_head else None)
+                              type_classes=list(type_head["classes"]) if type_head else None,
+                              item_type_classes=list(item_head["classes"]) if item_head else None)

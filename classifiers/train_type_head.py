@@ -7,6 +7,9 @@ photo, ``--classes`` mapping; garment photos get a foreground box, no-garment ph
 are added, labelled by overlap, so the head learns the boxes it will really be shown. Cost: one detector pass and
 one backbone pass per photo and box (~1 s per photo on 2 CPU cores), then a minute of scikit-learn; features are
 cached in the output folder. ``--max-photos`` draws a sample of each source when that is too slow.
+
+With class-folder sources it also fits the item-type head (classifiers/type_head.py) on every garment photo of
+them (not sampled: one foreground crop and one backbone pass per photo, ~0.05 s each), unless ``--no-item-head``.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 from classifiers.type_head import NONE, TypeSamples, attach, choose_c, collect, fit, save_run
 from fashion2stage.errors import DataError
 from fashion2stage.records import Dataset
+from fashion2stage.roles import ITEM_TYPE_KEY
 
 @dataclass
 class TypeHeadConfig:
@@ -34,12 +38,14 @@ class TypeHeadConfig:
     cache: str | None = None  # folder of per-source feature files (default: <out>/features)
     max_photos: int | None = None  # per source (a class folder's garment and no-garment photos are two): a sample
     c: float | None = None  # regularisation; None: chosen by photo-grouped cross-validation
+    item_head: bool = True  # also fit the item-type head on the class-folder garment photos (if any)
     device: str = "cpu"
     seed: int = 0
 
 
-def read_sources(cfg: TypeHeadConfig, out: Path, log=print) -> list[Dataset]:
-    """Every ``--data`` source with boxes: class folders get foreground pseudo-boxes (cached in ``out``)."""
+def read_sources(cfg: TypeHeadConfig, out: Path, log=print, sample: bool = True) -> list[Dataset]:
+    """Every ``--data`` source with boxes: class folders get foreground pseudo-boxes (cached in ``out``); a class
+    folder is two sources, its garment and its no-garment photos. ``sample``: at most ``cfg.max_photos`` of each."""
     from detectors.data import read_detection_data  # noqa: PLC0415
     from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
     from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
@@ -55,7 +61,13 @@ def read_sources(cfg: TypeHeadConfig, out: Path, log=print) -> list[Dataset]:
             datasets.append(read_detection_data(path, cfg.images, split="train"))
     from detectors.train import split_class_folder  # noqa: PLC0415
 
-    return [_sample(part, cfg.max_photos, cfg.seed) for ds in datasets for part, _ in split_class_folder(ds)]
+    parts = [part for ds in datasets for part, _ in split_class_folder(ds)]
+    return [_sample(part, cfg.max_photos, cfg.seed) for part in parts] if sample else parts
+
+
+def is_item_source(ds: Dataset) -> bool:
+    """A class folder's garment photos (the item-type head's training photos)."""
+    return bool(ds.records) and all(r.image_class is not None and r.item_type is not None for r in ds.records)
 
 
 def _sample(ds: Dataset, n: int | None, seed: int) -> Dataset:
@@ -81,7 +93,8 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
     predictor = load_attribute_model(cfg.classifier, cfg.device)
     types = list(predictor.labels.garment_types)
     classes = types + [NONE]
-    datasets = read_sources(cfg, out, log)
+    full = read_sources(cfg, out, log, sample=False)
+    datasets = [_sample(ds, cfg.max_photos, cfg.seed) for ds in full]
     for ds in datasets:
         unknown = sorted({g.type for r in ds.records for g in r.garments} - set(types))
         if unknown:
@@ -90,19 +103,8 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
     fingerprint = {"classifier": _digest(Path(cfg.classifier) / "weights.safetensors"), "conf": cfg.conf,
                    "detector": _digest(Path(cfg.detector) / "weights.safetensors") if cfg.detector else None,
                    "max_boxes": cfg.max_boxes, "version": 1}
-    parts = []
-    for ds in datasets:
-        key = {**fingerprint, "source": ds.source, "files": _digest_text("\n".join(r.file for r in ds.records))}
-        path = cache / f"{_digest_text(json.dumps(key, sort_keys=True))[:16]}.npz"
-        if path.is_file():
-            part = _load(path)
-            log(f"type head: {ds.source}: {len(part.labels)} crops from the cache {path}")
-        else:
-            t0 = time.perf_counter()
-            part = collect([ds], predictor, detector, cfg.conf, cfg.max_boxes, log)
-            log(f"type head: {ds.source}: {len(part.labels)} crops in {time.perf_counter() - t0:.0f} s")
-            _save(path, part, key)
-        parts.append(part)
+    parts = [_cached(cache, fingerprint, ds, lambda d: collect([d], predictor, detector, cfg.conf, cfg.max_boxes, log),
+                     log) for ds in datasets]
     samples = TypeSamples(np.concatenate([p.features for p in parts]), [k for p in parts for k in p.labels],
                           [g for p in parts for g in p.groups],
                           {ds.source: len(p.labels) for ds, p in zip(datasets, parts)})
@@ -112,9 +114,52 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
     counts = {k: samples.labels.count(k) for k in classes}
     entry = {"classes": classes, "c": c, "crops": counts, "sources": samples.counts,
              "train": asdict(cfg)}
-    save_run(cfg.classifier, out, predictor, entry)
+    item_entry = None
+    predictor.model.keys.pop(ITEM_TYPE_KEY, None)  # a head of the --classifier run is refitted or dropped, never kept
+    if ITEM_TYPE_KEY in predictor.model.heads:
+        del predictor.model.heads[ITEM_TYPE_KEY]
+    items = [ds for ds in full if is_item_source(ds)] if cfg.item_head else []
+    if items:
+        item_entry = fit_item_head(predictor, items, cache, {**fingerprint, "detector": None, "item": True}, cfg, log)
+    save_run(cfg.classifier, out, predictor, entry, item_entry)
     log(f"type head: C={c}, crops per class {counts} -> {out}")
     return out
+
+
+def fit_item_head(predictor, items: list[Dataset], cache: Path, fingerprint: dict, cfg: TypeHeadConfig,
+                  log=print) -> dict:
+    """Fit the item-type head on one foreground crop of every photo of ``items`` (class folders' garment photos),
+    attach it to ``predictor.model`` and return its config entry. Its classes are the types those photos hold."""
+    parts = [_cached(cache, fingerprint, ds, lambda d: collect([d], predictor, None, log=log), log) for ds in items]
+    samples = TypeSamples(np.concatenate([p.features for p in parts]), [k for p in parts for k in p.labels],
+                          [g for p in parts for g in p.groups],
+                          {ds.source: len(p.labels) for ds, p in zip(items, parts)})
+    types = [k for k in predictor.labels.garment_types if k in set(samples.labels)]
+    if len(types) < 2:
+        raise DataError(items[0].source, f"the item-type head needs garment photos of two types or more, found "
+                                         f"{types}; pass --no-item-head to fit the check alone")
+    c = cfg.c if cfg.c is not None else choose_c(samples, types, log=lambda m: log(m.replace("type head", "item head")),
+                                                 criterion="log_loss")
+    w, b, _ = fit(samples, types, c, cfg.seed)
+    attach(predictor.model, w, b, ITEM_TYPE_KEY)
+    counts = {k: samples.labels.count(k) for k in types}
+    log(f"item head: C={c}, photos per type {counts}")
+    return {"classes": types, "c": c, "crops": counts, "sources": samples.counts}
+
+
+def _cached(cache: Path, fingerprint: dict, ds: Dataset, compute, log=print) -> TypeSamples:
+    """``compute(ds)``'s samples, read from / written to ``cache`` under a key of ``fingerprint`` and the photos."""
+    key = {**fingerprint, "source": ds.source, "files": _digest_text("\n".join(r.file for r in ds.records))}
+    path = cache / f"{_digest_text(json.dumps(key, sort_keys=True))[:16]}.npz"
+    if path.is_file():
+        part = _load(path)
+        log(f"type head: {ds.source}: {len(part.labels)} crops from the cache {path}")
+        return part
+    t0 = time.perf_counter()
+    part = compute(ds)
+    log(f"type head: {ds.source}: {len(part.labels)} crops in {time.perf_counter() - t0:.0f} s")
+    _save(path, part, key)
+    return part
 
 
 def _digest(path: Path) -> str:

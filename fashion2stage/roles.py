@@ -20,6 +20,9 @@ from fashion2stage.records import Garment
 # and its class for "this crop is no garment of the taxonomy"
 TYPE_KEY = "garment_type"
 NO_GARMENT = "none"
+# Its optional item-type head (classifiers/type_head.py): "which garment type is the one item of this product
+# photo?", fitted on class-folder photos only; the pipeline's single-item mode decides the item's type with it
+ITEM_TYPE_KEY = "item_type"
 
 
 @runtime_checkable
@@ -38,10 +41,13 @@ class AttributeClassifier(Protocol):
     crop_spec: CropSpec  # how its crops must be cut (geometry.crop)
     # with a type head (the garment check): its classes, garment types + NO_GARMENT
     type_classes: list[str] | None
+    # with an item-type head: its classes, garment types only
+    item_type_classes: list[str] | None
 
     def predict(self, crops: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
         """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order};
-        with ``type_classes``, also {TYPE_KEY: (N, len(type_classes))}."""
+        with ``type_classes``, also {TYPE_KEY: (N, len(type_classes))}; with ``item_type_classes``, also
+        {ITEM_TYPE_KEY: (N, len(item_type_classes))}."""
         ...
 
 

@@ -96,7 +96,8 @@ done_ "$W/attributes/attributes-products" || fashion2stage classify-train \
 
 # 7. the garment check on the attribute model (classifiers/type_head.py): crops of true and detector boxes
 # from all four sources, train and val split by split (as the shipped check was fitted), at most 500 photos per
-# source (about 15 min on 2 cores)
+# source (about 15 min on 2 cores); and the item-type head (predict --single-item) on the foreground boxes of every
+# products garment photo, train + val (2 more min)
 done_ "$W/attributes/attributes-typed" || fashion2stage type-head-train \
     --classifier "$W/attributes/attributes-products" --detector "$W/detect/detector-multi" \
     --data "$B/products/train" --data "$B/products/val" --classes configs/fashion-bench-products.yaml \

@@ -1,6 +1,7 @@
 """The garment-type check (classifiers/type_head.py): how training boxes are labelled, the folded logistic
 regression, and end to end on tiny real models: ``type-head-train`` then ``predict``, where the detector's garments
-whose score times the head's p(garment) is under ``--conf`` are dropped, and the others left as they were."""
+whose score times the head's p(garment) is under ``--conf`` are dropped, and the others left as they were;
+and the item-type head of ``predict --single-item``."""
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from classifiers.type_head import TypeSamples, fit, labelled_boxes
 from fashion2stage.app.cli import app
+from fashion2stage.app.pipeline import item_type
 from fashion2stage.geometry import box_iou
 from fashion2stage.records import Garment, ImageRecord
 
@@ -92,13 +94,14 @@ def _cli(*args) -> str:
 @pytest.mark.slow
 def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     train, val = _write(tmp_path / "train", 8, 0), _write(tmp_path / "val", 4, 1)
-    folders = tmp_path / "folders"  # a class folder: green "hats" on grey, no garment
-    (folders / "hat").mkdir(parents=True)
-    for i in range(6):
-        img = np.full((96, 96, 3), 128, np.uint8)
-        img[20 + i:60 + i, 25:70] = (40, 200, 40)
-        cv2.imwrite(str(folders / "hat" / f"{i}.png"), img)
-    (tmp_path / "m.yaml").write_text("classes:\n  hat: {type: none}\n")
+    folders = tmp_path / "folders"  # class folders: green "hats" on grey (no garment), and one item per photo
+    for cls, colour in (("hat", (40, 200, 40)), ("top", COLOURS["blouse"]), ("bottom", COLOURS["skirt"])):
+        (folders / cls).mkdir(parents=True)
+        for i in range(6):
+            img = np.full((96, 96, 3), 128, np.uint8)
+            img[20 + i:60 + i, 25:70] = colour
+            cv2.imwrite(str(folders / cls / f"{i}.png"), img[:, :, ::-1])
+    (tmp_path / "m.yaml").write_text("classes:\n  hat: {type: none}\n  top: {type: blouse}\n  bottom: {type: skirt}\n")
     runs = tmp_path / "runs"
     _cli("detect-train", "--data", train, "--val", val, "--epochs", "4", "--batch", "3", "--image-size", "96",
          "--lr", "0.01", "--threads", "1", "--project", runs, "--name", "det")
@@ -109,17 +112,22 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     out = _cli(*args, "--out", runs / "typed")
     assert "crops per class" in out and "from the cache" not in out
     again = _cli(*args, "--out", runs / "typed-again")  # same sources, same models: every source from the cache
-    assert again.count("from the cache") == 2
+    assert again.count("from the cache") == 4  # COCO, the folders' garment and no-garment photos, the item head's
     assert json.loads((runs / "typed-again" / "config.json").read_text())["type_head"]["crops"] == \
         json.loads((runs / "typed" / "config.json").read_text())["type_head"]["crops"]
     config = json.loads((runs / "typed" / "config.json").read_text())
     assert config["type_head"]["classes"] == ["blouse", "skirt", "none"]
+    # the item-type head: every garment photo of the folders (not --max-photos of them), one crop each
+    assert config["item_type_head"]["classes"] == ["blouse", "skirt"]
+    assert config["item_type_head"]["crops"] == {"blouse": 6, "skirt": 6}
     assert (runs / "typed" / "labels.json").is_file()
+    _cli(*args, "--out", runs / "typed-no-item", "--no-item-head")
+    assert "item_type_head" not in json.loads((runs / "typed-no-item" / "config.json").read_text())
     base = dict(images=tmp_path / "val" / "images", detector=runs / "det")
 
-    def predict(classifier, name):
+    def predict(classifier, name, *more):
         _cli("predict", "--images", base["images"], "--out", tmp_path / name, "--detector", base["detector"],
-             "--classifier", classifier, "--no-default", "--conf", "0.01")
+             "--classifier", classifier, "--no-default", "--conf", "0.01", *more)
         return {x["image"]: x for x in map(json.loads, (tmp_path / name / "predictions.jsonl").read_text().splitlines())}
 
     plain, typed = predict(runs / "attr", "plain"), predict(runs / "typed", "typed")
@@ -140,6 +148,18 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     for x in typed.values():
         scores = [g["score"] for g in x["garments"]]
         assert scores == sorted(scores, reverse=True) and all(s >= 0.01 for s in scores)  # the detector's order
+    # single-item mode: each photo keeps the one garment the check put first, typed by detector and item head
+    single = predict(runs / "typed", "single", "--single-item")
+    assert sum(len(x["garments"]) for x in typed.values()) > len(typed)  # several garments per photo without it
+    for name, x in single.items():
+        assert len(x["garments"]) == (1 if typed[name]["garments"] else 0)
+        if x["garments"]:
+            g, best = x["garments"][0], typed[name]["garments"][0]
+            assert np.allclose(g["box"], best["box"], atol=0.02) and abs(g["score"] - best["score"]) < 1e-3
+            assert g["type"] in ("blouse", "skirt") and g["attributes"]
+    base["images"] = folders / "top"  # single red items: the item head and the detector agree they are blouses
+    single = predict(runs / "typed", "single-top", "--single-item")
+    assert sum(x["garments"][0]["type"] == "blouse" for x in single.values() if x["garments"]) >= 4, single
     # photos of no garment: whatever the detector finds on them, the head calls "none"
     hats = tmp_path / "hats"
     hats.mkdir()
@@ -158,3 +178,26 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
                                       "--detector", str(runs / "det"), "--classifier", str(runs / "typed"),
                                       "--no-default"])
     assert result.exit_code == 1 and "config.json" in result.output and "'sweater'" in result.output, result.output
+    config["type_head"]["classes"] = ["blouse", "skirt", "none"]  # and a broken item_type_head entry
+    config["item_type_head"]["classes"] = ["blouse", "cape"]
+    (runs / "typed" / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(app, ["predict", "--images", str(hats), "--out", str(tmp_path / "broken-item"),
+                                      "--detector", str(runs / "det"), "--classifier", str(runs / "typed"),
+                                      "--no-default", "--single-item"])
+    assert result.exit_code == 1 and "config.json" in result.output and "'cape'" in result.output, result.output
+
+
+def test_single_item_type_weighs_the_detector_and_the_item_head():
+    boxes = [[0, 0, 100, 100], [2, 0, 100, 98], [0, 0, 100, 40]]  # the item, a box of the same item, its top part
+    classes = ["blouse", "dress", "skirt"]
+    # the head is sure of dress, which the detector also gave the item (0.4): 0.4 x 0.8 beats blouse's 0.9 x 0.15
+    assert item_type(["blouse", "dress", "skirt"], [0.9, 0.4, 0.8], boxes, classes,
+                     np.array([0.15, 0.8, 0.05]), floor=0.25) == "dress"
+    # the head is unsure: the detector's type stands
+    assert item_type(["blouse", "dress"], [0.9, 0.4], boxes[:2], classes, np.array([0.4, 0.35, 0.25]),
+                     floor=0.25) == "blouse"
+    # a box that is not the item (IoU 0.4) lends it nothing: skirt counts only the floor, 0.25 x 0.6 < 0.9 x 0.3
+    assert item_type(["blouse", "skirt"], [0.9, 0.95], [boxes[0], boxes[2]], classes, np.array([0.3, 0.1, 0.6]),
+                     floor=0.25) == "blouse"
+    # a type the detector did not give at all wins when the head is sure enough: 0.25 x 0.95 > 0.9 x 0.04
+    assert item_type(["blouse"], [0.9], boxes[:1], classes, np.array([0.04, 0.95, 0.01]), floor=0.25) == "dress"

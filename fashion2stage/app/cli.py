@@ -38,6 +38,9 @@ def predict(
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
     keypoint_flip: bool = typer.Option(False, "--keypoint-flip", help="Average landmark heatmaps over a horizontal "
                                        "flip (twice the keypoint work; measured in BENCHMARKS.md)."),
+    single_item: bool = typer.Option(False, "--single-item", help="Photos of one item each (catalogue, marketplace): "
+                                     "keep the best garment per photo, typed by the detector and the item-type head "
+                                     "together (docs/OUTPUT.md)."),
     detector_size: int = typer.Option(0, min=0, help="Faster R-CNN: shorter photo side at inference (0: the size it "
                                       "was validated at, 416 for the shipped one; 320 is 1.25x faster and costs "
                                       "street accuracy, BENCHMARKS.md)."),
@@ -65,7 +68,8 @@ def predict(
     from fashion2stage.app.outputs import PredictionWriters  # noqa: PLC0415
     from fashion2stage.app.pipeline import default_batch_size  # noqa: PLC0415
 
-    speed = dict(keypoint_flip=keypoint_flip, detector_size=detector_size or None, proposals=proposals or None)
+    speed = dict(keypoint_flip=keypoint_flip, detector_size=detector_size or None, proposals=proposals or None,
+                 single_item=single_item)
     if engine == "ray":  # fashion2stage/app/ray_predict.py; the models load in the Ray actors, not here
         from fashion2stage.app.ray_predict import predict_with_writers  # noqa: PLC0415
 
@@ -134,6 +138,8 @@ def evaluate(
                                                    "(points of the detected garment matched to each labelled one)."),
     class_folders: Optional[Path] = typer.Option(None, help="Class-folder set (<dir>/<class>/<image>, one item per "
                                                  "photo): top-type accuracy, confusion matrix, no-garment rate."),
+    single_item: bool = typer.Option(False, "--single-item", help="Predict as predict --single-item does (one item "
+                                     "per photo: catalogue photos, class folders)."),
     classes: Optional[Path] = typer.Option(None, help="Mapping file for --class-folders: class -> type or none."),
     type_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="--class-folders: a garment counts as found "
                                     "from this score (predict's default threshold)."),
@@ -174,7 +180,7 @@ def evaluate(
         # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
         labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types) if gt
                            for r in gt.records})
-        pipe = _load_pipeline(detector, classifier, keypoints, device=device, conf=conf)
+        pipe = _load_pipeline(detector, classifier, keypoints, device=device, conf=conf, single_item=single_item)
         _predict_folder(pipe, images, out, batch_size=batch_size, files=labelled)
         predictions = out / "predictions.jsonl"
     try:

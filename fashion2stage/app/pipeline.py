@@ -11,24 +11,50 @@ Data flow for one batch of decoded images (all frames are image pixels unless a 
 
 Any of the three models may be absent (``None``); without a detector no garment is found and every image-level
 answer comes from the whole image.
+
+Single-item mode (``single_item``, predict --single-item: catalogue and marketplace photos of one item) keeps one
+garment per photo, the best one the check leaves, and decides its type from the detector and the attribute model's
+item-type head together (:func:`item_type`; docs/OUTPUT.md).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from fashion2stage.choice import choose_garment
-from fashion2stage.geometry import crop
+from fashion2stage.geometry import box_iou, crop
 from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
-from fashion2stage.roles import NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
+from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
 
 # Faster R-CNN proposals scored per photo at inference, at most (BENCHMARKS.md, "Predict speed": the sweep this was
 # chosen from, and its price); the shipped detector was trained with 300
 PROPOSALS = 100
+# single-item mode: the detector's boxes of other types that overlap the item this much are its score for them
+SAME_ITEM_IOU = 0.5
+# single-item mode: the detector score that stands for a type it gave the item no box for, or a lower one (predict's
+# default threshold; a constant, so that evaluate, which predicts at 0.05, types items as predict does)
+ITEM_SCORE_FLOOR = 0.25
+
+
+def item_type(types: list[str], scores: list[float], boxes, classes: list[str], probs: np.ndarray,
+              floor: float) -> str:
+    """The type of a single-item photo's one item. ``types``, ``scores``, ``boxes``: the photo's garments, best
+    first (the first is the item); ``classes``, ``probs``: the item-type head's classes and probabilities for the
+    item's crop. Each class scores max(the detector's best score for it among the garments overlapping the item
+    by IoU >= SAME_ITEM_IOU, ``floor``) x the head's probability; the highest wins. ``floor``
+    (ITEM_SCORE_FLOOR) stands for a type the detector gave no box above it, so the head can still name it when
+    sure."""
+    iou = box_iou(np.asarray(boxes[:1], np.float64), np.asarray(boxes, np.float64))[0]
+    det = {}
+    for t, s, o in zip(types, scores, iou):
+        if o >= SAME_ITEM_IOU:
+            det[t] = max(det.get(t, 0.0), float(s))
+    fused = [max(det.get(k, 0.0), floor) * float(p) for k, p in zip(classes, probs)]
+    return classes[int(np.argmax(fused))]
 
 
 @dataclass
@@ -40,6 +66,8 @@ class Pipeline:
     max_garments: int = 20  # per image, highest scores first: bounds the work a cluttered photo can cause
     flip_tta: bool = False
     keypoint_flip: bool = False  # average heatmaps over the mirrored crop: twice the keypoint work (BENCHMARKS.md)
+    # one item per photo: keep the best garment, typed by the detector and the item-type head (module docstring)
+    single_item: bool = False
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
     seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
@@ -62,6 +90,8 @@ class Pipeline:
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
             owners = self._attributes(images, garments, owners, out)
+        elif self.single_item:  # no item-type head: the detector's best garment, as it typed it
+            owners = self._keep_item(garments, out, {i: gs[0].type for i, gs in enumerate(garments) if gs})
         t2 = time.perf_counter()
         if self.keypoints is not None and owners:
             self._keypoints(images, garments, owners, out)
@@ -81,6 +111,9 @@ class Pipeline:
                                                       for i, j in owners]), flip_tta=self.flip_tta)
         if owners and self.attributes.type_classes:
             owners, rows = self._check_garments(garments, owners, probs[TYPE_KEY], out)
+            probs = {k: p[rows] for k, p in probs.items()}
+        if self.single_item:
+            owners, rows = self._single_item(garments, owners, probs.get(ITEM_TYPE_KEY), out)
             probs = {k: p[rows] for k, p in probs.items()}
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
         for (i, j), r in row_of_garment.items():
@@ -122,6 +155,30 @@ class Pipeline:
             rows += [r for _, r in js]
         return new_owners, np.asarray(rows, dtype=np.int64)
 
+    def _single_item(self, garments, owners, item_probs, out: list[ImagePrediction]):
+        """Single-item mode after the check: each photo keeps its best garment, typed by :func:`item_type` (by the
+        detector alone when the attribute model has no item-type head). Returns the kept garments' (image, 0) and
+        their rows of the probabilities."""
+        classes = self.attributes.item_type_classes
+        row = {owner: r for r, owner in enumerate(owners)}
+        types = {}
+        for i, gs in enumerate(garments):
+            if not gs:
+                continue
+            types[i] = gs[0].type if classes is None or item_probs is None else item_type(
+                [g.type for g in gs], [g.score for g in gs], [g.box_xyxy for g in gs], classes,
+                item_probs[row[(i, 0)]], ITEM_SCORE_FLOOR)
+        kept = self._keep_item(garments, out, types)
+        return kept, np.asarray([row[o] for o in kept], dtype=np.int64)
+
+    @staticmethod
+    def _keep_item(garments, out: list[ImagePrediction], types: dict[int, str]) -> list[tuple[int, int]]:
+        """Keep only each photo's first garment, with the type ``types`` gives it; returns the (image, 0) kept."""
+        for i, t in types.items():
+            garments[i][:] = [replace(garments[i][0], type=t)]
+            out[i].garments = [replace(out[i].garments[0], type=t)]
+        return [(i, 0) for i in sorted(types)]
+
     def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
         labels = self.keypoints.labels
         spec = self.keypoints.crop_spec
@@ -161,7 +218,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
                   keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
                   runtime: str = "auto", threads: int = 0, conf: float = 0.25, flip_tta: bool = False,
                   max_garments: int = 20, keypoint_flip: bool = False, detector_size: int | None = None,
-                  proposals: int | None = None) -> Pipeline:
+                  proposals: int | None = None, single_item: bool = False) -> Pipeline:
     """Load the run folders given; any not given comes from the shipped bundle when ``use_default``.
 
     ``runtime``: ``"auto"`` runs each network through ONNX Runtime on the CPU where onnxruntime is installed (a
@@ -171,7 +228,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
     ``detector_size`` / ``proposals``: a Faster R-CNN detector's shorter photo side and proposals per photo at
     inference (default: the size it was validated at, detect-train's ``--image-size``, and at most
     :data:`PROPOSALS` proposals; smaller sizes are faster and cost street accuracy, BENCHMARKS.md "Predict speed").
-    ``conf``, ``flip_tta``, ``max_garments`` and ``keypoint_flip``: see Pipeline."""
+    ``conf``, ``flip_tta``, ``max_garments``, ``keypoint_flip`` and ``single_item``: see Pipeline."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
@@ -191,7 +248,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         detector=load_detector(runs["detector"], device) if runs["detector"] else None,
         attributes=load_attribute_model(runs["attributes"], device) if runs["attributes"] else None,
         keypoints=load_keypoint_model(runs["keypoints"], device) if runs["keypoints"] else None,
-        conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip)
+        conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip, single_item=single_item)
     if hasattr(pipe.detector, "set_inference"):  # Faster R-CNN; the defaults come from BENCHMARKS.md's sweep
         trained = pipe.detector.inference_settings()["proposals"]
         pipe.detector.set_inference(detector_size or None, proposals or min(PROPOSALS, trained))

@@ -27,16 +27,17 @@ class Reader:
     Run folders not given come from the shipped bundle (``use_default=False``: only those given). ``runtime``:
     ``"auto"`` (ONNX Runtime on the CPU where installed, exported once into a per-user cache; else torch), ``"onnx"``
     or ``"torch"``, as ``predict --runtime`` (docs/runtime.md); ``threads`` sets its intra-op threads. ``conf`` is the
-    detector's score threshold; ``flip_tta`` averages attribute probabilities over a mirror image.
+    detector's score threshold; ``flip_tta`` averages attribute probabilities over a mirror image; ``single_item``
+    reads each photo as one item (catalogue photos: at most one garment, typed with the item-type head; Pipeline).
     """
 
     def __init__(self, detector: str | Path | None = None, classifier: str | Path | None = None,
                  keypoints: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
                  conf: float = 0.25, flip_tta: bool = False, threads: int = 0, use_default: bool = True,
-                 batch_size: int = 0):
+                 batch_size: int = 0, single_item: bool = False):
         self.pipeline: Pipeline = load_pipeline(detector, classifier, keypoints, device=device,
                                                 use_default=use_default, runtime=runtime, threads=threads,
-                                                conf=conf, flip_tta=flip_tta)
+                                                conf=conf, flip_tta=flip_tta, single_item=single_item)
         self.batch_size = batch_size or default_batch_size(runtime, device)
 
     def __call__(self, images: ImageInput | list[ImageInput]) -> list[ImagePrediction]:

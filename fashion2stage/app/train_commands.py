@@ -221,11 +221,14 @@ def type_head_train(
     cache: Optional[Path] = typer.Option(None, help="Folder of per-source feature files, reused by later runs "
                                          "(default: <out>/features)."),
     c: Optional[float] = typer.Option(None, help="Logistic-regression C (default: photo-grouped cross-validation)."),
+    item_head: bool = typer.Option(True, "--item-head/--no-item-head", help="With class-folder sources, also fit "
+                                   "the item-type head (used by predict --single-item) on all their garment photos."),
     device: str = typer.Option("cpu"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
 ) -> None:
     """Fit the garment check of an attribute run: a linear head on its crop features whose p(no garment) lets
-    predict drop hats, shoes and other non-garments among the detected garments (classifiers/type_head.py)."""
+    predict drop hats, shoes and other non-garments among the detected garments (classifiers/type_head.py). With
+    class-folder sources, also its item-type head, which predict --single-item uses to type a product photo's item."""
     from classifiers.train_type_head import TypeHeadConfig, train_type_head  # noqa: PLC0415
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
 
@@ -234,7 +237,7 @@ def type_head_train(
                          classes=str(classes) if classes else None, images=str(images) if images else None,
                          detector=str(detector) if detector else None, conf=conf, max_boxes=max_boxes,
                          max_photos=max_photos, cache=str(cache) if cache else None, c=c,
-                         device=device)
+                         item_head=item_head, device=device)
     try:
         run = train_type_head(cfg, log=typer.echo)
     except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:

@@ -32,6 +32,8 @@ def serve(
     threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
+    single_item: bool = typer.Option(False, "--single-item", help="One item per photo (catalogue photos), as "
+                                     "predict --single-item."),
     max_file_bytes: int = typer.Option(_D.max_file_bytes, min=1, help="Largest upload per image, in bytes."),
     max_files: int = typer.Option(_D.max_files, min=1, help="Most images per request."),
     max_pixels: int = typer.Option(_D.max_pixels, min=1, help="Largest image (width x height), read from its "
@@ -50,7 +52,8 @@ def serve(
     except ValueError as e:
         _fail(str(e))
     options = dict(detector=detector, classifier=classifier, keypoints=keypoints, device=device, conf=conf,
-                   flip_tta=flip_tta, threads=threads, use_default=not no_default, batch_size=batch_size)
+                   flip_tta=flip_tta, threads=threads, use_default=not no_default, batch_size=batch_size,
+                   single_item=single_item)
     if runtime is not None:
         options["runtime"] = runtime
 
