@@ -255,8 +255,8 @@ def test_keypoints_run_only_for_types_with_landmarks_after_the_attribute_stage(m
         seen.extend(types)
         return real_predict(crops, types, **kw)
 
-    def relabelling(images, garments, owners, out):  # the real attribute stage, then every other garment swaps type
-        owners = real_attributes(images, garments, owners, out)
+    def relabelling(images, garments, owners, out, *votes):  # the real attribute stage, then every 2nd swaps type
+        owners = real_attributes(images, garments, owners, out, *votes)
         for n, (i, j) in enumerate(owners):
             if n % 2:
                 out[i].garments[j].type = {"skirt": "blouse", "blouse": "skirt"}[out[i].garments[j].type]

@@ -187,17 +187,19 @@ def test_garment_check_drops_what_is_no_garment_in_predict(tmp_path):
     assert result.exit_code == 1 and "config.json" in result.output and "'cape'" in result.output, result.output
 
 
-def test_single_item_type_weighs_the_detector_and_the_item_head():
-    boxes = [[0, 0, 100, 100], [2, 0, 100, 98], [0, 0, 100, 40]]  # the item, a box of the same item, its top part
+def test_single_item_type_the_detector_proposes_and_the_item_head_reranks():
+    item = _garment("blouse", [0, 0, 100, 100], 0.9)
+    same = _garment("dress", [2, 0, 100, 98], 0.4)  # another box of the same item
+    part = _garment("skirt", [0, 0, 100, 40], 0.8)  # a box of its top part only: IoU 0.4, not the item
     classes = ["blouse", "dress", "skirt"]
-    # the head is sure of dress, which the detector also gave the item (0.4): 0.4 x 0.8 beats blouse's 0.9 x 0.15
-    assert item_type(["blouse", "dress", "skirt"], [0.9, 0.4, 0.8], boxes, classes,
-                     np.array([0.15, 0.8, 0.05]), floor=0.25) == "dress"
-    # the head is unsure: the detector's type stands
-    assert item_type(["blouse", "dress"], [0.9, 0.4], boxes[:2], classes, np.array([0.4, 0.35, 0.25]),
-                     floor=0.25) == "blouse"
-    # a box that is not the item (IoU 0.4) lends it nothing: skirt counts only the floor, 0.25 x 0.6 < 0.9 x 0.3
-    assert item_type(["blouse", "skirt"], [0.9, 0.95], [boxes[0], boxes[2]], classes, np.array([0.3, 0.1, 0.6]),
-                     floor=0.25) == "blouse"
-    # a type the detector did not give at all wins when the head is sure enough: 0.25 x 0.95 > 0.9 x 0.04
-    assert item_type(["blouse"], [0.9], boxes[:1], classes, np.array([0.04, 0.95, 0.01]), floor=0.25) == "dress"
+    # the head is sure of dress, which the detector also proposed for the item: 0.4 x 0.8 beats blouse's 0.9 x 0.15
+    assert item_type(item, [item, same, part], classes, np.array([0.15, 0.8, 0.05])) == "dress"
+    # the head is unsure: the detector's type stands (0.9 x 0.4 against 0.4 x 0.35)
+    assert item_type(item, [item, same], classes, np.array([0.4, 0.35, 0.25])) == "blouse"
+    # a box that is not the item proposes nothing, however sure the head is of its type
+    assert item_type(item, [item, part], classes, np.array([0.05, 0.05, 0.9])) == "blouse"
+    # nor does a type no box proposed: a sure, wrong head cannot overrule a sure detector
+    assert item_type(item, [item], classes, np.array([0.01, 0.98, 0.01])) == "blouse"
+    # an item of a type the head was not fitted on keeps it, whatever else was proposed
+    coat = _garment("outwear", [0, 0, 100, 100], 0.7)
+    assert item_type(coat, [coat, same], classes, np.array([0.2, 0.7, 0.1])) == "outwear"

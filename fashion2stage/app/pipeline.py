@@ -33,28 +33,29 @@ from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY, AttributeCl
 # Faster R-CNN proposals scored per photo at inference, at most (BENCHMARKS.md, "Predict speed": the sweep this was
 # chosen from, and its price); the shipped detector was trained with 300
 PROPOSALS = 100
-# single-item mode: the detector's boxes of other types that overlap the item this much are its score for them
+# single-item mode: the detector's boxes from this score that overlap the item by SAME_ITEM_IOU are its candidate
+# types (a constant below predict's threshold, so that predict at 0.25 and evaluate at 0.05 type an item alike)
+ITEM_VOTE_SCORE = 0.05
 SAME_ITEM_IOU = 0.5
-# single-item mode: the detector score that stands for a type it gave the item no box for, or a lower one (predict's
-# default threshold; a constant, so that evaluate, which predicts at 0.05, types items as predict does)
-ITEM_SCORE_FLOOR = 0.25
 
 
-def item_type(types: list[str], scores: list[float], boxes, classes: list[str], probs: np.ndarray,
-              floor: float) -> str:
-    """The type of a single-item photo's one item. ``types``, ``scores``, ``boxes``: the photo's garments, best
-    first (the first is the item); ``classes``, ``probs``: the item-type head's classes and probabilities for the
-    item's crop. Each class scores max(the detector's best score for it among the garments overlapping the item
-    by IoU >= SAME_ITEM_IOU, ``floor``) x the head's probability; the highest wins. ``floor``
-    (ITEM_SCORE_FLOOR) stands for a type the detector gave no box above it, so the head can still name it when
-    sure."""
-    iou = box_iou(np.asarray(boxes[:1], np.float64), np.asarray(boxes, np.float64))[0]
-    det = {}
-    for t, s, o in zip(types, scores, iou):
-        if o >= SAME_ITEM_IOU:
-            det[t] = max(det.get(t, 0.0), float(s))
-    fused = [max(det.get(k, 0.0), floor) * float(p) for k, p in zip(classes, probs)]
-    return classes[int(np.argmax(fused))]
+def item_type(item: Garment, votes: list[Garment], classes: list[str], probs: np.ndarray) -> str:
+    """The type of a single-item photo's one ``item``: the detector proposes, the item-type head re-ranks. Every
+    type the detector gave a box of ``votes`` overlapping the item by IoU >= SAME_ITEM_IOU scores its best such
+    box's score x the head's probability of it (``probs``, in ``classes`` order); the highest wins. A type the
+    detector did not propose cannot win, so a head that is sure and wrong on photos unlike its training photos
+    cannot overrule a detector that is sure. An item of a type the head was not fitted on keeps it (the head
+    cannot weigh it)."""
+    if item.type not in classes:
+        return item.type
+    det = {item.type: float(item.score)}
+    if votes:
+        iou = box_iou(np.asarray(item.box_xyxy, np.float64)[None], np.stack([v.box_xyxy for v in votes]))[0]
+        for v, o in zip(votes, iou):
+            if o >= SAME_ITEM_IOU:
+                det[v.type] = max(det.get(v.type, 0.0), float(v.score))
+    fused = {t: s * float(probs[classes.index(t)]) for t, s in det.items() if t in classes}
+    return max(fused, key=fused.get) if max(fused.values()) > 0 else item.type
 
 
 @dataclass
@@ -71,17 +72,24 @@ class Pipeline:
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
     seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
-    def detect(self, images: list[np.ndarray]) -> list[list[Garment]]:
+    def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[list[Garment]]:
+        """Per image, the detector's garments scoring at least ``conf`` (default: the pipeline's), best first, at
+        most ``max_garments``."""
         if self.detector is None:
             return [[] for _ in images]
-        found = self.detector.predict(images, conf=self.conf, batch_size=max(1, len(images)))
+        found = self.detector.predict(images, conf=self.conf if conf is None else conf, batch_size=max(1, len(images)))
         return [sorted(g, key=lambda x: -x.score)[: self.max_garments] for g in found]
 
     def __call__(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImagePrediction]:
         """Predict one batch of (H, W, 3) uint8 RGB images. ``names`` become ``ImagePrediction.image`` (default "")."""
         names = [""] * len(images) if names is None else list(names)
         t0 = time.perf_counter()
-        garments = self.detect(images)
+        votes = None
+        if self.single_item:  # the boxes down to ITEM_VOTE_SCORE vote on the item's type; the item is >= conf
+            votes = self.detect(images, min(self.conf, ITEM_VOTE_SCORE))
+            garments = [[g for g in gs if g.score >= self.conf] for gs in votes]
+        else:
+            garments = self.detect(images)
         t1 = time.perf_counter()
         out = [ImagePrediction(image=name, width=int(img.shape[1]), height=int(img.shape[0]), orig_img=img,
                                garments=[GarmentPrediction(type=g.type, score=round(float(g.score), 4),
@@ -89,7 +97,7 @@ class Pipeline:
                for name, img, gs in zip(names, images, garments)]
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
-            owners = self._attributes(images, garments, owners, out)
+            owners = self._attributes(images, garments, owners, out, votes)
         elif self.single_item:  # no item-type head: the detector's best garment, as it typed it
             owners = self._keep_item(garments, out, {i: gs[0].type for i, gs in enumerate(garments) if gs})
         t2 = time.perf_counter()
@@ -100,7 +108,8 @@ class Pipeline:
             self.seconds[stage] += dt
         return out
 
-    def _attributes(self, images, garments, owners, out: list[ImagePrediction]) -> list[tuple[int, int]]:
+    def _attributes(self, images, garments, owners, out: list[ImagePrediction],
+                    votes: list[list[Garment]] | None = None) -> list[tuple[int, int]]:
         """Attribute probabilities per garment and per image; with a type head, garments are first checked
         (some dropped, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after."""
         labels = self.attributes.labels
@@ -113,7 +122,7 @@ class Pipeline:
             owners, rows = self._check_garments(garments, owners, probs[TYPE_KEY], out)
             probs = {k: p[rows] for k, p in probs.items()}
         if self.single_item:
-            owners, rows = self._single_item(garments, owners, probs.get(ITEM_TYPE_KEY), out)
+            owners, rows = self._single_item(garments, owners, probs.get(ITEM_TYPE_KEY), out, votes)
             probs = {k: p[rows] for k, p in probs.items()}
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
         for (i, j), r in row_of_garment.items():
@@ -155,10 +164,10 @@ class Pipeline:
             rows += [r for _, r in js]
         return new_owners, np.asarray(rows, dtype=np.int64)
 
-    def _single_item(self, garments, owners, item_probs, out: list[ImagePrediction]):
-        """Single-item mode after the check: each photo keeps its best garment, typed by :func:`item_type` (by the
-        detector alone when the attribute model has no item-type head). Returns the kept garments' (image, 0) and
-        their rows of the probabilities."""
+    def _single_item(self, garments, owners, item_probs, out: list[ImagePrediction], votes):
+        """Single-item mode after the check: each photo keeps its best garment, typed by :func:`item_type` from
+        ``votes`` (the detector's boxes down to ITEM_VOTE_SCORE; by the detector alone when the attribute model
+        has no item-type head). Returns the kept garments' (image, 0) and their rows of the probabilities."""
         classes = self.attributes.item_type_classes
         row = {owner: r for r, owner in enumerate(owners)}
         types = {}
@@ -166,8 +175,7 @@ class Pipeline:
             if not gs:
                 continue
             types[i] = gs[0].type if classes is None or item_probs is None else item_type(
-                [g.type for g in gs], [g.score for g in gs], [g.box_xyxy for g in gs], classes,
-                item_probs[row[(i, 0)]], ITEM_SCORE_FLOOR)
+                gs[0], votes[i], classes, item_probs[row[(i, 0)]])
         kept = self._keep_item(garments, out, types)
         return kept, np.asarray([row[o] for o in kept], dtype=np.int64)
 
