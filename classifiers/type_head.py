@@ -20,8 +20,8 @@ product photo?", fitted on the class-folder garment photos alone (every photo of
 its foreground box). Why a second head: the check is fitted mostly on street crops and reads the type of a product
 crop worse than the detector does (0.86 against 0.88 on fashion-bench products/val), while a head that sees only
 product crops reads it better (0.91). It is used only by the pipeline's single-item mode (fashion2stage/app/
-pipeline.py, ``single_item``), which decides the one item's type from the detector's scores and this head's
-probabilities together; it is stored like the check (``config.json`` ``item_type_head``).
+pipeline.py, ``single_item``: among the types the detector proposes for the item, the highest detector score x
+this head's probability wins); it is stored like the check (``config.json`` ``item_type_head``).
 """
 from __future__ import annotations
 
