@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.type_head import NONE, TypeSamples, attach, choose_c, collect, fit, save_run
+from classifiers.type_head import NONE, TypeSamples, attach, choose_c, collect, detach, fit, save_run
 from fashion2stage.errors import DataError
 from fashion2stage.records import Dataset
 from fashion2stage.roles import ITEM_TYPE_KEY
@@ -115,9 +115,7 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
     entry = {"classes": classes, "c": c, "crops": counts, "sources": samples.counts,
              "train": asdict(cfg)}
     item_entry = None
-    predictor.model.keys.pop(ITEM_TYPE_KEY, None)  # a head of the --classifier run is refitted or dropped, never kept
-    if ITEM_TYPE_KEY in predictor.model.heads:
-        del predictor.model.heads[ITEM_TYPE_KEY]
+    detach(predictor.model, ITEM_TYPE_KEY)  # a head of the --classifier run is refitted or dropped, never kept
     items = [ds for ds in full if is_item_source(ds)] if cfg.item_head else []
     if items:
         item_entry = fit_item_head(predictor, items, cache, {**fingerprint, "detector": None, "item": True}, cfg, log)

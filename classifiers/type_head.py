@@ -178,34 +178,46 @@ def choose_c(samples: TypeSamples, classes: list[str], grid=(0.003, 0.01, 0.03, 
 def attach(model, w: np.ndarray, b: np.ndarray, key: str = TYPE_KEY) -> None:
     """Add (or replace) the type head (or, with ``key=ITEM_TYPE_KEY``, the item-type head) of an AttributeModel
     with the given weights."""
+    from classifiers.attributes import _module_name  # noqa: PLC0415
+
     head = torch.nn.Linear(w.shape[1], w.shape[0])
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(w))
         head.bias.copy_(torch.from_numpy(b))
     model.keys[key] = w.shape[0]
-    model.heads[key] = head.to(next(model.parameters()).device)
+    model.heads[_module_name(key)] = head.to(next(model.parameters()).device)
+
+
+def detach(model, key: str) -> None:
+    """Remove the head ``key`` (the type or item-type head) of an AttributeModel, if it has one."""
+    from classifiers.attributes import _module_name  # noqa: PLC0415
+
+    if model.keys.pop(key, None) is not None:
+        del model.heads[_module_name(key)]
+
+
+def _check_classes(entry: dict, labels, name: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The classes of a config.json head entry ``name``: distinct names, each a garment type of the label set or
+    one of ``extra``."""
+    classes = entry["classes"]
+    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
+        raise TypeError(f"{name} classes {classes!r} is not a list of distinct names")
+    unknown = [k for k in classes if k not in extra and k not in labels.garment_types]
+    if unknown:
+        raise ValueError(f"{name} class {unknown[0]!r} is not a garment type of labels.json")
+    return classes
 
 
 def check_type_head(entry: dict, labels) -> None:
     """A config.json ``type_head`` entry: its classes are garment types of the label set, plus "none"."""
-    classes = entry["classes"]
-    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
-        raise TypeError(f"type_head classes {classes!r} is not a list of distinct names")
-    unknown = [k for k in classes if k != NONE and k not in labels.garment_types]
-    if unknown:
-        raise ValueError(f"type_head class {unknown[0]!r} is not a garment type of labels.json")
+    classes = _check_classes(entry, labels, "type_head", extra=(NONE,))
     if NONE not in classes:
         raise ValueError(f"type_head classes {classes!r} lack {NONE!r}")
 
 
 def check_item_type_head(entry: dict, labels) -> None:
     """A config.json ``item_type_head`` entry: its classes are at least two distinct garment types of the label set."""
-    classes = entry["classes"]
-    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
-        raise TypeError(f"item_type_head classes {classes!r} is not a list of distinct names")
-    unknown = [k for k in classes if k not in labels.garment_types]
-    if unknown:
-        raise ValueError(f"item_type_head class {unknown[0]!r} is not a garment type of labels.json")
+    classes = _check_classes(entry, labels, "item_type_head")
     if len(classes) < 2:
         raise ValueError(f"item_type_head classes {classes!r}: at least two garment types are needed")
 
