@@ -6,7 +6,8 @@ train.log, metrics.json (the best epoch's full validation report), detections_*.
 box_errors.json (the detector error statistics used for jitter), results.png and confusion_<key>.png.
 
 The epoch loop is here; ``train_one_epoch``, the schedule, checkpoints and results rows are
-:mod:`fashion2stage.engine`'s. Several ``--data`` are drawn with equal shares (``SourceBalancedSampler``). Under
+:mod:`fashion2stage.engine`'s; the validation pass and its confusion plots are
+:mod:`classifiers.attribute_validation`'s. Several ``--data`` are drawn with equal shares (``SourceBalancedSampler``). Under
 torchrun every rank trains on its share; rank 0 alone runs the detector for pseudo-boxes, validates and writes.
 """
 from __future__ import annotations
@@ -16,12 +17,12 @@ import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from classifiers.attribute_data import (CROP_MODES, CropDataset, build_samples, detect_cached,
                                         needs_detections)
+from classifiers.attribute_validation import evaluate, marks_by_key, plot_confusions
 from classifiers.attributes import (WEIGHTS_FILE, AttributeModel, inverse_frequency_weights,
                                     masked_soft_cross_entropy, to_input)
 from fashion2stage import engine
@@ -215,63 +216,6 @@ def _loss_fn(device, class_weights):
     return loss_fn
 
 
-@torch.no_grad()
-def evaluate(model, loader, device, keys: list[str], flip_tta: bool = False) -> tuple[dict, float]:
-    """Probabilities and marks per key over the labelled samples, and the mean masked loss."""
-    model.eval()
-    probs = {k: [] for k in keys}
-    losses, count = 0.0, 0.0
-    for x, targets, mask in loader:
-        x = x.to(device)
-        logits = model(x)
-        if flip_tta:
-            logits_f = model(torch.flip(x, dims=[3]))
-            p = {k: (torch.softmax(logits[k], 1) + torch.softmax(logits_f[k], 1)) / 2 for k in keys}
-        else:
-            p = {k: torch.softmax(logits[k], 1) for k in keys}
-        for k in keys:
-            m = mask[k].bool()
-            probs[k].append(p[k][m.to(device)].cpu().numpy())
-            t = targets[k][m].to(device)
-            losses += float(-(t * torch.log(p[k][m.to(device)].clamp_min(1e-12))).sum())
-            count += float(m.sum())
-    probs = {k: np.concatenate(v) if v else np.zeros((0, 1)) for k, v in probs.items()}
-    return probs, losses / max(count, 1.0)
-
-
-def _marks_by_key(ds: CropDataset, keys: list[str]) -> dict[str, list[str]]:
-    return {k: [s.marks[k] for s in ds.samples if k in s.marks] for k in keys}
-
-
-# --- plots -----------------------------------------------------------------------------------------------------
-
-def plot_confusions(run: Path, report: dict) -> None:
-    """confusion_<key>.png per key of a validation report (per-epoch curves: the engine's results.png)."""
-    import matplotlib  # noqa: PLC0415
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    for key, r in report.get("keys", {}).items():
-        cm = np.asarray(r["confusion_matrix"], dtype=np.float64)
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        n = len(r["values"])
-        fig, ax = plt.subplots(figsize=(2 + 0.45 * n, 1.5 + 0.45 * n))
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(n), r["values"], rotation=90, fontsize=7)
-        ax.set_yticks(range(n), r["values"], fontsize=7)
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{key}: accuracy {r['accuracy']:.3f}", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(run / f"confusion_{key.replace('/', '_')}.png", dpi=100)
-        plt.close(fig)
-
-
 # --- the command -----------------------------------------------------------------------------------------------
 
 def _run_config(cfg: AttributeTrainConfig, labels: LabelSet, keys: list[str], spec: CropSpec,
@@ -353,7 +297,7 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     state = engine.resume(run, model, opt, sched, ctx, log)
     best, best_epoch = float(state.get("best", -math.inf)), int(state.get("best_epoch", 0))
 
-    val_marks = _marks_by_key(val_ds, keys)
+    val_marks = marks_by_key(val_ds, keys)
     eval_keys = [k for k in keys if val_marks[k]]
 
     def validate() -> tuple[dict, float]:
