@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild fashion2stage/default_model/ from fashion-bench train + val: the exact recipe of the shipped bundle.
+# Rebuild fashion2stage/default_model/ from fashion-bench train + val: the recipe of the shipped bundle. One
+# difference: the shipped detector's step 5 ran 4 epochs, the first with 3 sources (BENCHMARKS.md, "What the recipe
+# costs", compares a bundle this script made from scratch with the shipped one).
 #
 #   bash scripts/train_default_model.sh [DATA] [WORK]     # DATA: ../shared/data/fashion-bench, WORK: runs/default
 #
