@@ -46,9 +46,7 @@ def write_report(path: Path, body: str) -> None:
         new = old[:i] + block + old[j + len(END):]
     else:
         new = old + ("\n" if old and not old.endswith("\n") else "") + ("\n" if old else "") + block + "\n"
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     write_text_atomic(path, new)
-    os.chmod(path, mode)  # mkstemp creates 0600
 
 
 def machine(threads: int) -> str:
