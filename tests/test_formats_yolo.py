@@ -97,3 +97,24 @@ def test_copies_where_symlinks_fail(tmp_path, monkeypatch):
     out = export_yolo(train, val, tmp_path / "yolo").parent
     copy = out / "images/train/sub__a.jpg"
     assert not copy.is_symlink() and copy.read_bytes() == (root / "sub/a.jpg").read_bytes()
+
+
+def test_repeats_list_each_training_image_that_many_times(tmp_path):
+    """Source shares for YOLO: train.txt lists an image as often as asked, and ultralytics reads every line."""
+    from detectors.offline import import_ultralytics
+    import_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.data.dataset import YOLODataset
+
+    root, train, val = make_data(tmp_path)
+    data_yaml = export_yolo(train, val, tmp_path / "yolo", repeats=[1, 3])
+    out = tmp_path / "yolo"
+    assert yaml.safe_load(data_yaml.read_text())["train"] == "train.txt"
+    assert (out / "train.txt").read_text().splitlines() == ["./images/train/sub__a.jpg"] + ["./images/train/b.jpg"] * 3
+    data = check_det_dataset(str(data_yaml))
+    ds = YOLODataset(img_path=data["train"], data=data, imgsz=64, augment=False)
+    assert sorted(os.path.basename(f) for f in ds.im_files) == ["b.jpg"] * 3 + ["sub__a.jpg"]
+    with pytest.raises(ValueError, match="repeats"):
+        export_yolo(train, val, tmp_path / "yolo", repeats=[1])
+    export_yolo(train, val, tmp_path / "yolo")  # a re-export without repeats drops the old list
+    assert not (out / "train.txt").exists()

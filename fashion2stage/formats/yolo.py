@@ -82,17 +82,20 @@ def _write_split(ds: Dataset, split: str, out: Path, names: list[str]) -> None:
         (labels / f"{stem}.txt").write_text("".join(line + "\n" for line in _label_lines(rec, names)))
 
 
-def export_yolo(train: Dataset, val: Dataset, out_dir: str | Path) -> Path:
+def export_yolo(train: Dataset, val: Dataset, out_dir: str | Path, repeats: list[int] | None = None) -> Path:
     """Write ``train`` and ``val`` as an ultralytics dataset under ``out_dir``; return the ``data.yaml`` path.
 
     Class ids follow ``train.labels.garment_types``. Images are linked, never copied into or written beside the
     source folders. A previous export in ``out_dir`` is replaced; any other non-empty folder is refused.
+    ``repeats`` (one count per training record): the training split becomes ``train.txt``, listing each image that
+    many times, since ultralytics draws every listed image once per epoch (how a small source gets its share).
     """
     out = Path(out_dir).resolve()
     _check_out_dir(out, (train, val))
     names = list(train.labels.garment_types)
     for sub in ("images", "labels"):
         shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "train.txt").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
     (out / "data.yaml").unlink(missing_ok=True)  # written last: its presence means the export is complete
@@ -100,5 +103,11 @@ def export_yolo(train: Dataset, val: Dataset, out_dir: str | Path) -> Path:
     _write_split(val, "val", out, names)
     data = {"path": str(out), "train": "images/train", "val": "images/val",
             "names": dict(enumerate(names))}
+    if repeats is not None:
+        if len(repeats) != len(train.records) or any(int(n) < 0 for n in repeats):
+            raise ValueError(f"repeats: {len(repeats)} counts for {len(train.records)} training images")
+        listed = [f"./images/train/{flat_name(r.file)}\n" * int(n) for r, n in zip(train.records, repeats)]
+        write_text_atomic(out / "train.txt", "".join(listed))
+        data["train"] = "train.txt"
     write_text_atomic(out / "data.yaml", yaml.safe_dump(data, sort_keys=False))
     return out / "data.yaml"
