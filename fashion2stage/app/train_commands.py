@@ -25,9 +25,10 @@ def detect_train(
     balance_types: bool = typer.Option(False, help="faster-rcnn, class folders: draw every garment type equally "
                                        "often within their garment photos (the no-garment photos keep their own "
                                        "share)."),
-    detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN, offline) or yolo."),
-    weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .pt checkpoint (default: yolo11n.yaml "
-                                          "from scratch); faster-rcnn: a detect-train run folder to fine-tune, "
+    detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN) or yolo (YOLO head on "
+                                 "EfficientNet-Lite0); both start from the offline ImageNet weights."),
+    weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .yaml or .pt of your own instead of the "
+                                          "Lite0 model; faster-rcnn: a detect-train run folder to fine-tune, "
                                           "'none' (random init) or 'coco' (torchvision, needs the internet)."),
     epochs: int = typer.Option(12),
     batch: int = typer.Option(4),
@@ -37,7 +38,7 @@ def detect_train(
     name: Optional[str] = typer.Option(None, help="Run folder name (default: detector-<timestamp>)."),
     resume: bool = typer.Option(False, help="Continue project/name from its last checkpoint."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    trainable_stages: int = typer.Option(4, help="faster-rcnn: backbone blocks (of 7, from the top) to train."),
+    trainable_stages: int = typer.Option(4, help="Backbone blocks (of 7, from the top) that learn; the rest keep ImageNet weights."),
     device: str = typer.Option("cpu", help="faster-rcnn: cpu or cuda (cuda:LOCAL_RANK under torchrun); yolo: "
                                "ultralytics' --device, e.g. 0,1 (it runs its own DDP)."),
 ) -> None:
