@@ -3,12 +3,12 @@
 - faster-rcnn: torchvision's model exported whole (transform, RPN, RoI heads, NMS) for one image of any size,
   with the TorchScript-based exporter (torchvision's detection models are written for it); ONNX Runtime runs one
   image per call.
-- yolo: ultralytics' own exporter; ultralytics then runs the ``.onnx`` file through ONNX Runtime itself.
+- yolo: the ultralytics network in export form, any batch and input size (YoloDetector.export_onnx); ONNX Runtime
+  then runs it inside the same letterbox and NMS code as torch (YoloDetector.with_onnx).
 Both write ``model.onnx`` into the run folder.
 """
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
@@ -40,10 +40,7 @@ def export_detector_onnx(run_dir: str | Path, out: str | Path | None = None, det
                               dynamic_axes={"image": {1: "height", 2: "width"}})
         tmp.replace(out)
         return out
-    exported = Path(detector.model.export(format="onnx", imgsz=detector.image_size, dynamic=True, simplify=False,
-                                          verbose=False))
-    shutil.move(str(exported), str(out))  # ultralytics writes beside the weights; ``out`` may be on another disk
-    return out
+    return detector.export_onnx(out)
 
 
 class OnnxFasterRCNNDetector:
@@ -69,8 +66,7 @@ class OnnxFasterRCNNDetector:
 
 def use_onnx_detector(detector, run_dir: str | Path, threads: int = 0, path: str | Path | None = None):
     """The ONNX Runtime twin of a loaded detector, from ``path`` (default: the run folder's ``model.onnx``;
-    ``threads`` intra-op threads for Faster R-CNN, 0: all cores; ultralytics runs its ONNX models with its own
-    settings)."""
+    ``threads`` intra-op threads, 0: all cores)."""
     run = Path(run_dir)
     path = run / ONNX_FILE if path is None else Path(path)
     if not path.is_file():
@@ -78,11 +74,4 @@ def use_onnx_detector(detector, run_dir: str | Path, threads: int = 0, path: str
     config = load_config(run, kind="detector")
     if config["backend"] == "faster-rcnn":
         return OnnxFasterRCNNDetector(path, detector.labels, threads)
-    from classifiers.onnx_runtime import open_session  # noqa: PLC0415
-    from detectors.offline import import_ultralytics  # noqa: PLC0415
-
-    open_session(path)  # ultralytics loads the file only at the first image: a broken one fails here, named
-    import_ultralytics()
-    from ultralytics import YOLO  # noqa: PLC0415
-
-    return type(detector)(YOLO(str(path), task="detect"), detector.labels, detector.image_size, detector.device)
+    return detector.with_onnx(path, threads)

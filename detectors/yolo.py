@@ -1,24 +1,71 @@
-"""The YOLO backend's inference class (ultralytics, imported offline-safe through :mod:`detectors.offline`)."""
+"""The YOLO backend's inference class: ultralytics' letterbox, NMS and box scaling around one network call, which is
+the torch ``DetectionModel`` or its ONNX Runtime export (the runtime is chosen when the detector is built).
+
+The network takes (N, 3, H, W) RGB in [0, 1], H and W multiples of the stride, and returns (N, 4 + classes, anchors):
+box centre x, y, width, height in the letterboxed input's pixels, then one sigmoid score per class (ultralytics'
+Detect head in export form). ultralytics is imported offline-safe through :mod:`detectors.offline`.
+"""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fashion2stage.errors import DataError
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Garment
 
+NMS_IOU = 0.7  # ultralytics' predict default
+MAX_DET = 100
+
+
+class TorchNet:
+    """The torch network. ``amp``: the autocast dtype (default float16 on CUDA, none on the CPU, where float32 is
+    faster; bfloat16 runs there too); channels_last on CUDA, where convolutions gain from it."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", amp: torch.dtype | None | str = "auto"):
+        self.device = torch.device(device)
+        self.amp = (torch.float16 if self.device.type == "cuda" else None) if amp == "auto" else amp
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).to(self.device)
+        if self.device.type == "cuda":
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp or torch.float32,
+                                                    enabled=self.amp is not None):
+            y = self.model(t)
+        return (y[0] if isinstance(y, (list, tuple)) else y).float().cpu().numpy()
+
+
+class OnnxNet:
+    """The same call through ONNX Runtime (``threads`` intra-op threads, 0: all cores)."""
+
+    def __init__(self, path: Path, threads: int = 0):
+        from classifiers.onnx_runtime import open_session  # noqa: PLC0415
+
+        self.session = open_session(path, threads, ["output0"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"images": x})[0]
+
 
 class YoloDetector:
     """``predict(images) -> list[list[Garment]]``; class id ``i`` is ``labels.garment_types[i]``."""
 
-    def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu", source: Path | None = None):
+    def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu", source: Path | None = None,
+                 net=None):
         names = [model.names[i] for i in sorted(model.names)]
         if names != list(labels.garment_types):
             raise DataError(source or "YOLO checkpoint", f"classes {names} differ from the run's label set "
                                                          f"{labels.garment_types}")
         self.model, self.labels, self.image_size, self.device = model, labels, image_size, device
+        self.stride = int(max(model.stride))
+        self.net = net if net is not None else TorchNet(model, device)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
@@ -26,35 +73,63 @@ class YoloDetector:
         an ultralytics checkpoint (``.pt``, a model of ultralytics' own that the user trained)."""
         from detectors import yolo_lite  # noqa: PLC0415
         yolo_lite.register()  # imports ultralytics offline-safe
-        from ultralytics import YOLO  # noqa: PLC0415
         run = Path(run_dir)
         weights = run / config["weights"]
         if config.get("model"):
-            description = run / config["model"]
+            import yaml  # noqa: PLC0415
             try:
-                model = YOLO(str(description), task="detect")
-                yolo_lite.load_weights(model.model, weights, list(labels.garment_types))
-            except (TypeError, RuntimeError, OSError, ValueError, KeyError, AttributeError) as e:
-                raise DataError(weights, f"does not load into the model {description.name} describes: {e}") from e
-            return cls(model, labels, int(config["image_size"]), device, source=weights)
-        try:
-            model = YOLO(str(weights))
-        except (TypeError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
-            # ultralytics reports an unpicklable checkpoint as a TypeError with a multi-line hint
-            raise DataError(weights, "not a loadable ultralytics checkpoint (empty, truncated or corrupt?)") from e
+                description = yaml.safe_load((run / config["model"]).read_text())
+                model = yolo_lite.build_model(description, list(labels.garment_types), weights)
+            except (TypeError, RuntimeError, OSError, ValueError, KeyError, AttributeError, yaml.YAMLError) as e:
+                raise DataError(weights, f"does not load into the model {config['model']} describes: {e}") from e
+        else:
+            from ultralytics import YOLO  # noqa: PLC0415
+            try:
+                model = YOLO(str(weights)).model.float().eval()
+            except (TypeError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
+                # ultralytics reports an unpicklable checkpoint as a TypeError with a multi-line hint
+                raise DataError(weights, "not a loadable ultralytics checkpoint (empty, truncated or corrupt?)") from e
         return cls(model, labels, int(config["image_size"]), device, source=weights)
 
+    def with_onnx(self, path: Path, threads: int = 0) -> "YoloDetector":
+        """The same detector with its network run by ONNX Runtime from ``path`` (see :meth:`export_onnx`)."""
+        return type(self)(self.model, self.labels, self.image_size, "cpu", net=OnnxNet(path, threads))
+
+    def export_onnx(self, path: Path) -> Path:
+        """The network in export form (Detect returns its concatenated output), any batch and input size."""
+        from ultralytics.nn.modules import Detect  # noqa: PLC0415
+
+        model = copy.deepcopy(self.model).float().cpu().eval()
+        for m in model.modules():
+            if isinstance(m, Detect):
+                m.export, m.format, m.dynamic = True, "onnx", True
+        tmp = path.with_name(f".{path.name}.tmp")
+        example = torch.zeros(1, 3, self.image_size, self.image_size)
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), str(tmp), opset_version=17, dynamo=False, input_names=["images"],
+                              output_names=["output0"],
+                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                            "output0": {0: "batch", 2: "anchors"}})
+        tmp.replace(path)
+        return path
+
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
-        """images: (H, W, 3) uint8 RGB each; boxes come back in each image's own pixels."""
+        """images: (H, W, 3) uint8 RGB each; boxes come back in each image's own pixels. One network call per image:
+        each is letterboxed to its own shape (longer side ``image_size``, sides multiples of the stride), as
+        ultralytics predicts."""
+        from ultralytics.data.augment import LetterBox  # noqa: PLC0415
+        from ultralytics.utils.nms import non_max_suppression  # noqa: PLC0415
+        from ultralytics.utils.ops import scale_boxes  # noqa: PLC0415
+
+        letterbox = LetterBox((self.image_size, self.image_size), auto=True, stride=self.stride)
         out: list[list[Garment]] = []
-        for i in range(0, len(images), max(1, batch_size)):
-            # ultralytics reads numpy arrays as BGR (OpenCV's order)
-            batch = [np.ascontiguousarray(im[..., ::-1]) for im in images[i:i + batch_size]]
-            results = self.model.predict(batch, conf=conf, imgsz=self.image_size, device=self.device,
-                                         batch=len(batch), verbose=False, max_det=100)
-            for r in results:
-                xyxy, scores, cls = (r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
-                                     r.boxes.cls.cpu().numpy().astype(int))
-                out.append([Garment(type=self.labels.garment_types[c], box_xyxy=b.astype(np.float64), score=float(s))
-                            for b, s, c in zip(xyxy, scores, cls)])
+        for im in images:
+            x = letterbox(image=np.ascontiguousarray(im))
+            x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+            pred = torch.from_numpy(self.net(x))
+            # no time limit: evaluation keeps every box down to a score of 0.001
+            det = non_max_suppression(pred, conf, NMS_IOU, max_det=MAX_DET, max_time_img=1e9)[0]
+            boxes = scale_boxes(x.shape[2:], det[:, :4].clone(), im.shape[:2]).numpy()
+            out.append([Garment(type=self.labels.garment_types[int(c)], box_xyxy=b.astype(np.float64), score=float(s))
+                        for b, s, c in zip(boxes, det[:, 4].numpy(), det[:, 5].numpy())])
         return out
