@@ -9,11 +9,13 @@ predict`` with no flags, on the same street photos, in one run; the ratio per re
   ``yolo11n.pt`` ships offline), so its boxes are meaningless: only its speed is measured, and the speed of a
   network does not depend on its weights (with random weights it may keep more boxes before NMS; at conf 0.25
   almost none pass). It runs as ``YOLO("yolo11n.pt").predict(folder, imgsz=640, stream=True)`` would by default
-  (batch 1, conf 0.25). ultralytics sets torch to cores - 1 threads; here it gets all cores, as predict does
-  (``--yolo-own-threads`` adds a row with ultralytics' own choice).
+  (batch 1, conf 0.25). **Both tools get the same number of threads** (all cores, or ``--threads N``): the ratio at
+  equal threads is the headline one. ultralytics would set torch to cores - 1 threads by itself; a second yolo row
+  with that choice is also reported (``--no-yolo-own-threads`` drops it), and every ratio is against the
+  equal-thread row.
 - ``fashion2stage predict`` runs as a user types it, ``python -m fashion2stage predict --images FOLDER --out OUT``,
   plus a variant's arguments (none for "ours, default"); its rate, CPU seconds per photo and per-stage shares are
-  read from its summary line. ``--threads N`` gives both tools N threads instead of their defaults.
+  read from its summary line, with ``--threads`` set to the same count as yolo's.
 - Every contender runs once per repeat, each in a fresh process, in an order rotated between repeats; each is timed
   by its own clock from its first photo to its last: model loading (and ONNX export, on a first run) excluded;
   decoding and the first call's set-up included (yolo's process first predicts one photo with a throwaway model,
@@ -87,8 +89,8 @@ def run_yolo(folder: Path, imgsz: int, threads: int) -> dict:
 
 def run_ours(folder: Path, out: Path, args: list[str], threads: int) -> dict:
     cmd = [sys.executable, "-m", "fashion2stage", "predict", "--images", str(folder), "--out", str(out), *args]
-    if threads and "--threads" not in args:
-        cmd += ["--threads", str(threads)]
+    if "--threads" not in args:
+        cmd += ["--threads", str(threads or CORES)]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     text = done.stdout + done.stderr
     m = SUMMARY.search(text)
@@ -101,6 +103,7 @@ def run_ours(folder: Path, out: Path, args: list[str], threads: int) -> dict:
             shares[name] = float(pct.rstrip("%"))
     notes = [ln for ln in done.stderr.splitlines() if ln.startswith("fashion2stage:")]
     return {"img_s": float(m["img_s"]), "images": int(m["images"]), "garments": int(m["garments"]), "shares": shares,
+            "threads": int(args[args.index("--threads") + 1]) if "--threads" in args else threads or CORES,
             "cpu_ms": 1000 * float(m["cpu_s"] or "nan"), "notes": notes}
 
 
@@ -162,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                     default=Path(os.environ.get("FASHION_BENCH", ROOT.parent / "shared/data/fashion-bench")))
     ap.add_argument("--images", type=int, default=100, help="ccp val photos (150 at most)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="N threads for both tools (0: their defaults, yolo's "
-                    "raised from cores - 1 to all cores)")
-    ap.add_argument("--yolo-own-threads", action="store_true", help="also time yolo with ultralytics' thread choice")
+    ap.add_argument("--threads", type=int, default=0, help="N threads for both tools (0: all cores for both)")
+    ap.add_argument("--yolo-own-threads", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time yolo with ultralytics' own thread choice (cores - 1); ratios stay against the "
+                         "equal-thread row")
     ap.add_argument("--yolo-size", type=int, default=640)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="another predict to time, e.g. 'torch=--runtime torch' (repeatable)")
