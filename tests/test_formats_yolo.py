@@ -118,3 +118,17 @@ def test_repeats_list_each_training_image_that_many_times(tmp_path):
         export_yolo(train, val, tmp_path / "yolo", repeats=[1])
     export_yolo(train, val, tmp_path / "yolo")  # a re-export without repeats drops the old list
     assert not (out / "train.txt").exists()
+
+
+def test_two_sources_with_the_same_file_names_stay_two_images(tmp_path):
+    root, train, val = make_data(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("RGB", (40, 80)).save(other / "b.jpg")
+    train.records.append(ImageRecord("b.jpg", other, 40, 80, [Garment("skirt", np.array([0.0, 40, 40, 80]))]))
+    export_yolo(train, val, tmp_path / "yolo", repeats=[1, 1, 2])
+    out = tmp_path / "yolo"
+    assert os.path.samefile(out / "images/train/s1__b.jpg", other / "b.jpg")
+    assert os.path.samefile(out / "images/train/b.jpg", root / "b.jpg")
+    assert (out / "labels/train/s1__b.txt").read_text() == "1 0.500000 0.750000 1.000000 0.500000\n"
+    assert (out / "train.txt").read_text().splitlines()[-2:] == ["./images/train/s1__b.jpg"] * 2

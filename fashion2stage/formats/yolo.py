@@ -5,7 +5,8 @@ out_dir/data.yaml                 path, train, val, names
 out_dir/images/{train,val}/F      symlinks to the source images (copies where symlinks fail)
 out_dir/labels/{train,val}/F.txt  "class cx cy w h" per box, normalised to 0..1; empty for images without boxes
 ```
-``F`` is the record's relative path flattened (``a/b.jpg`` -> ``a__b.jpg``). Nothing is written beside the
+``F`` is the record's relative path flattened (``a/b.jpg`` -> ``a__b.jpg``; ``s1__a__b.jpg`` for a second image root
+of a merged dataset). Nothing is written beside the
 source data: ``out_dir`` may not lie inside a dataset root, nor contain one.
 """
 from __future__ import annotations
@@ -64,13 +65,24 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def export_names(ds: Dataset) -> list[str]:
+    """Each record's file name in the export: its path flattened; records of a second, third ... image root (a
+    dataset merged from several sources) get ``s1__``, ``s2__`` ... in front, so two sources' ``images/0001.jpg``
+    stay two images."""
+    roots: dict[Path, int] = {}
+    out = []
+    for rec in ds.records:
+        k = roots.setdefault(Path(rec.root).resolve(), len(roots))
+        out.append(flat_name(rec.file) if k == 0 else f"s{k}__{flat_name(rec.file)}")
+    return out
+
+
 def _write_split(ds: Dataset, split: str, out: Path, names: list[str]) -> None:
     images, labels = out / "images" / split, out / "labels" / split
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
     stems: dict[str, str] = {}
-    for rec in ds.records:
-        name = flat_name(rec.file)
+    for rec, name in zip(ds.records, export_names(ds)):
         stem = name.rsplit(".", 1)[0]
         if stem in stems:  # labels are found by stem: a.jpg and a.png would share a.txt
             raise ValueError(f"{rec.file} and {stems[stem]} map to the same YOLO label file {stem}.txt")
@@ -106,7 +118,7 @@ def export_yolo(train: Dataset, val: Dataset, out_dir: str | Path, repeats: list
     if repeats is not None:
         if len(repeats) != len(train.records) or any(int(n) < 0 for n in repeats):
             raise ValueError(f"repeats: {len(repeats)} counts for {len(train.records)} training images")
-        listed = [f"./images/train/{flat_name(r.file)}\n" * int(n) for r, n in zip(train.records, repeats)]
+        listed = [f"./images/train/{name}\n" * int(n) for name, n in zip(export_names(train), repeats)]
         write_text_atomic(out / "train.txt", "".join(listed))
         data["train"] = "train.txt"
     write_text_atomic(out / "data.yaml", yaml.safe_dump(data, sort_keys=False))
