@@ -69,19 +69,18 @@ class YoloDetector:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
-        """The run's model: ``model.yaml`` + ``weights.safetensors`` (YOLO on EfficientNet-Lite, no pickle read), or
-        an ultralytics checkpoint (``.pt``, a model of ultralytics' own that the user trained)."""
+        """The run's model: config.json's ``model`` description + ``weights.safetensors`` (YOLO on
+        EfficientNet-Lite, no pickle read), or an ultralytics checkpoint (``.pt``, a model of ultralytics' own that
+        the user trained)."""
         from detectors import yolo_lite  # noqa: PLC0415
         yolo_lite.register()  # imports ultralytics offline-safe
         run = Path(run_dir)
         weights = run / config["weights"]
         if config.get("model"):
-            import yaml  # noqa: PLC0415
             try:
-                description = yaml.safe_load((run / config["model"]).read_text())
-                model = yolo_lite.build_model(description, list(labels.garment_types), weights)
-            except (TypeError, RuntimeError, OSError, ValueError, KeyError, AttributeError, yaml.YAMLError) as e:
-                raise DataError(weights, f"does not load into the model {config['model']} describes: {e}") from e
+                model = yolo_lite.build_model(config["model"], list(labels.garment_types), weights)
+            except (TypeError, RuntimeError, OSError, ValueError, KeyError, AttributeError, IndexError) as e:
+                raise DataError(weights, f"does not load into the model config.json describes: {e}") from e
         else:
             from ultralytics import YOLO  # noqa: PLC0415
             try:

@@ -8,8 +8,8 @@ whole backbone as one layer that returns a list of feature maps, with ``Index`` 
 its weights inside the module, so ultralytics feeds it the RGB [0, 1] tensors it feeds every model.
 
 The neck and head are yolo11n's (widths 64/128/256), so users meet the losses, augmentations and metrics they know.
-The run folder keeps the architecture as ``model.yaml`` and the weights as ``weights.safetensors``; no pickle is read
-to load it (:func:`build_model`).
+The run folder keeps the architecture in config.json (``model``, this description with the backbone built untrained)
+and the weights as ``weights.safetensors``; no pickle is read to load it (:func:`build_model`).
 """
 from __future__ import annotations
 

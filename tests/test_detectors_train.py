@@ -114,10 +114,10 @@ def test_yolo_tiny_run_makes_no_network_call(tiny, tmp_path):
     run = tmp_path / "yolo"
     assert (run / "ultralytics" / "weights" / "best.pt").is_file()
     assert (run / "yolo_data" / "data.yaml").is_file()
-    # the default model is YOLO on the pretrained Lite0 backbone, kept as model.yaml + safetensors (no pickle)
+    # the default model is YOLO on the pretrained Lite0 backbone, kept as its description + safetensors (no pickle)
     config = json.loads((run / "config.json").read_text())
-    assert config["weights"] == "weights.safetensors" and config["model"] == "model.yaml"
-    assert "EfficientNetLiteFeatures" in (run / "model.yaml").read_text()
+    assert config["weights"] == "weights.safetensors"
+    assert config["model"]["backbone"][0][2:] == ["EfficientNetLiteFeatures", ["efficientnet_lite0", False]]
     _check_run(run, val)
     # ONNX Runtime runs the same network inside the same letterbox and NMS code
     det = load_detector(run)
