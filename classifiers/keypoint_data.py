@@ -18,24 +18,17 @@ import torch
 
 from classifiers.heatmaps import encode
 from classifiers.keypoint_inputs import can_flip, garment_crop, to_tensor, type_mask  # noqa: F401  (re-exported)
-from fashion2stage.formats.coco import read_coco_keypoints
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Dataset, Garment, ImageRecord
+from fashion2stage.sources import read_source
 
 
 def read_keypoint_dataset(path: str | Path, image_root: str | Path | None = None) -> Dataset:
     """A keypoint dataset from a COCO keypoints JSON, a FashionAI keypoint CSV or a DeepFashion2 annos folder."""
-    path = Path(path)
-    if path.is_dir():
-        from fashion2stage.formats.deepfashion2 import read_deepfashion2  # noqa: PLC0415
-        return read_deepfashion2(path, image_root)
-    if path.suffix.lower() == ".csv":
-        from fashion2stage.formats.fashionai import read_keypoint_csv  # noqa: PLC0415
-        return read_keypoint_csv(path, image_root)
-    return read_coco_keypoints(path, image_root)
+    return read_source(path, kind="keypoints", images=image_root)
 
 
 def observed_subsets(dataset: Dataset) -> LabelSet:

@@ -46,19 +46,17 @@ class TypeHeadConfig:
 def read_sources(cfg: TypeHeadConfig, out: Path, log=print, sample: bool = True) -> list[Dataset]:
     """Every ``--data`` source with boxes: class folders get foreground pseudo-boxes (cached in ``out``); a class
     folder is two sources, its garment and its no-garment photos. ``sample``: at most ``cfg.max_photos`` of each."""
-    from detectors.data import read_detection_data  # noqa: PLC0415
-    from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
     from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
+    from fashion2stage.sources import read_source  # noqa: PLC0415
 
     datasets = []
     for path in cfg.data:
-        if Path(path).is_dir():
-            if not cfg.classes:
-                raise DataError(path, "a class-folder source needs --classes MAPPING (what each class folder means)")
-            ds = read_class_folders(path, cfg.classes)
-            datasets.append(add_pseudo_boxes(ds, "foreground", cache=out / "pseudo_boxes.json", log=log))
-        else:
-            datasets.append(read_detection_data(path, cfg.images, split="train"))
+        ds = read_source(path, cfg.classes, images=cfg.images, split="train")
+        if ds.tags:
+            raise DataError(path, "a tag CSV has no boxes to fit the garment check on: give COCO files or class "
+                                  "folders")
+        datasets.append(add_pseudo_boxes(ds, "foreground", cache=out / "pseudo_boxes.json", log=log)
+                        if ds.classes else ds)
     from detectors.train import split_class_folder  # noqa: PLC0415
 
     parts = [part for ds in datasets for part, _ in split_class_folder(ds)]

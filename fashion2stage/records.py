@@ -39,6 +39,11 @@ class ImageRecord:
     # ``image_class`` set with ``item_type`` None means "no garment of the taxonomy" (hats, shoes)
     image_class: str | None = None
     item_type: str | None = None
+    # tag-CSV photos (formats.tags): the photo's tags that the mapping names, in file order (None: not a tag source)
+    tags: list[str] | None = None
+    # garment types this photo shows whose garments have no box here (a tagged type the teacher found no kept box
+    # for, fashion2stage.weak_labels): a detector must not learn them as background on this photo
+    ignore_types: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -53,6 +58,8 @@ class Dataset:
     source: str = ""  # the annotation file it was read from
     # class-folder datasets: class -> {"type": garment type or None, "attributes": {key: value}}
     classes: dict[str, dict] = field(default_factory=dict)
+    # tag-CSV datasets: tag -> {"type": garment type or None, "attributes": {key: value}} (the mapping file)
+    tags: dict[str, dict] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -324,3 +324,21 @@ def test_class_folders(workdir):
         check(lambda: folders.read_class_folders(root, mapping, LabelSet.fashionai()), {root, mapping})
 
     fuzz()
+
+
+TAG_ROWS = [["image", "tags"], ["images/1.jpg", "coat jeans bag"], ["images/2.jpg", ""], ["images/3.jpg", "skirt"]]
+TAG_MAPPING = "unmapped: error\nclasses:\n  coat: {type: outwear, attributes: {fine_category: coat}}\n" \
+              "  jeans: trousers\n  skirt: skirt\n  bag: none\n"
+
+
+@FUZZ
+@given(data=st.data(), raw=st.booleans())
+def test_tag_csv(workdir, data, raw):
+    from fashion2stage.formats.tags import read_tags
+
+    mapping = _write(workdir / "tags" / "m.yaml", TAG_MAPPING)
+    content = csv_text(TAG_ROWS)
+    path = _write(workdir / "tags" / "tags.csv", mutate_bytes(content.encode(), data.draw) if raw
+                  else csv_text(mutate_rows(TAG_ROWS, data.draw)))
+    check(lambda: read_tags(path, mapping), {path}, line_based=True,
+          file_level=("cannot read", "not a UTF-8", "no photos", "expected the header line"))

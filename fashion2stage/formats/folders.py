@@ -39,9 +39,8 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
-def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict[str, dict]:
-    """``{class: {"type": str | None, "attributes": {key: value}}}`` from a mapping file, checked against
-    ``labels`` (default: the FashionAI taxonomy's garment types; attribute keys/values are checked when given)."""
+def load_mapping(path: str | Path) -> tuple[str, dict]:
+    """The text of a mapping file and its parsed top level (a dict with a non-empty ``classes:`` section)."""
     import yaml  # noqa: PLC0415  (pyyaml comes with ultralytics)
 
     path = Path(path)
@@ -57,6 +56,14 @@ def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict
                               f"{str(e).splitlines()[0]}", None if line is None else line + 1) from None
     if not isinstance(data, dict) or not isinstance(data.get("classes"), dict) or not data["classes"]:
         raise DataError(path, "expected a mapping with a non-empty 'classes:' section {class: {type: ..., attributes: ...}}")
+    return text, data
+
+
+def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict[str, dict]:
+    """``{class: {"type": str | None, "attributes": {key: value}}}`` from a mapping file, checked against
+    ``labels`` (default: the FashionAI taxonomy's garment types; attribute keys/values are checked when given)."""
+    path = Path(path)
+    text, data = load_mapping(path)
     types = labels.garment_types if labels else list(taxonomy.GARMENT_TYPES)
     out = {}
     for name, spec in data["classes"].items():
