@@ -8,11 +8,11 @@ Where the labels come from decides the box a sample is cut from:
   chosen per key with :func:`~fashion2stage.choice.choose_garment` (the rule ``predict`` uses), not jittered since it
   is a real detector box; the whole image ``[0, 0, W, H]`` when no garment was found or no detector is given.
 
-Detections over the training images are computed once and cached as JSON in the run folder (:func:`detect_cached`).
+Detections over the training images are computed once and cached as JSON in the run folder
+(:func:`fashion2stage.detections.detect_cached`).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +23,10 @@ import torch
 from fashion2stage.choice import choose_garment
 from fashion2stage.geometry import CropSpec, crop
 from fashion2stage.images import load_image
-from fashion2stage.io import write_json_atomic
 from fashion2stage.jitter import JitterSampler, match_detections
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import soft_targets
-from fashion2stage.records import Dataset, Garment, ImageRecord
+from fashion2stage.records import Dataset, Garment
 
 CROP_MODES = ("two-stage", "whole")
 
@@ -40,17 +39,20 @@ class Sample:
     marks: dict[str, str]  # attribute key -> FashionAI mark string
     box_xyxy: np.ndarray | None = None  # image pixels; None means [0, 0, W, H]
     jitter: bool = False  # ground-truth box: move it by the detector's error when training
-    source: str = field(default="", compare=False)  # "gt", "detector", "whole" (for the report)
+    source: str = field(default="", compare=False)  # "gt", "teacher", "detector", "whole" (for the report)
 
 
 def garment_samples(dataset: Dataset, labels: LabelSet) -> list[Sample]:
-    """One jittered sample per ground-truth garment labelled for at least one key the model has."""
+    """One sample per garment labelled for at least one key the model has: a ground-truth box, jittered; on a tag
+    source (``dataset.tags``), a teacher's box as it is (it is a real detector box, like those of ``predict``)."""
     out = []
+    teacher = bool(dataset.tags)
     for r in dataset.records:
         for g in r.garments:
             marks = {k: v for k, v in g.attributes.items() if k in labels.attributes}
             if marks:
-                out.append(Sample(r.path, marks, np.asarray(g.box_xyxy, dtype=np.float64), jitter=True, source="gt"))
+                out.append(Sample(r.path, marks, np.asarray(g.box_xyxy, dtype=np.float64), jitter=not teacher,
+                                  source="teacher" if teacher else "gt"))
     return out
 
 
@@ -119,48 +121,6 @@ def build_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list
 def needs_detections(dataset: Dataset, labels: LabelSet) -> bool:
     """True when the dataset has image-level labels (no boxes): those crops must come from a detector."""
     return any(k in labels.attributes for r in dataset.records for k in r.attributes)
-
-
-# --- pseudo-boxes: the detector's garments on each image, computed once ---------------------------------------
-
-def _garment_to_json(g: Garment) -> dict:
-    return {"type": g.type, "score": float(g.score), "box": [float(v) for v in g.box_xyxy]}
-
-
-def _garment_from_json(d: dict) -> Garment:
-    return Garment(type=d["type"], box_xyxy=np.asarray(d["box"], dtype=np.float64), score=float(d["score"]))
-
-
-def load_detections(path: Path) -> dict[str, list[Garment]]:
-    if not path.is_file():
-        return {}
-    return {f: [_garment_from_json(g) for g in gs] for f, gs in json.loads(path.read_text())["images"].items()}
-
-
-def detect_cached(detector, records: list[ImageRecord], cache_path: Path, conf: float = 0.25,
-                  batch_size: int = 8, save_every: int = 64, progress=None) -> dict[str, list[Garment]]:
-    """The detector's garments (type, score, box) on every image, keyed by ``ImageRecord.file``.
-
-    Images already in ``cache_path`` are not run again (resume); the cache is rewritten atomically every
-    ``save_every`` images. ``detector`` has ``predict(images, conf, batch_size) -> list[list[Garment]]``.
-    """
-    cache = load_detections(cache_path)
-    todo = [r for r in records if r.file not in cache]
-    for i in range(0, len(todo), batch_size):
-        batch = todo[i:i + batch_size]
-        images = [load_image(r.path) for r in batch]
-        for r, gs in zip(batch, detector.predict(images, conf=conf, batch_size=batch_size)):
-            cache[r.file] = list(gs)
-        if progress is not None:
-            progress(len(batch))
-        if (i // batch_size + 1) % max(save_every // batch_size, 1) == 0:
-            _save_detections(cache_path, cache)
-    _save_detections(cache_path, cache)
-    return cache
-
-
-def _save_detections(path: Path, cache: dict[str, list[Garment]]) -> None:
-    write_json_atomic(path, {"images": {f: [_garment_to_json(g) for g in gs] for f, gs in cache.items()}})
 
 
 # --- the torch dataset -----------------------------------------------------------------------------------------

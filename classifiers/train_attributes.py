@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from classifiers.attribute_data import (CROP_MODES, CropDataset, build_samples, detect_cached,
-                                        needs_detections)
+from classifiers.attribute_data import CROP_MODES, CropDataset, build_samples, needs_detections
 from classifiers.attribute_validation import evaluate, marks_by_key, plot_confusions
 from classifiers.attributes import (WEIGHTS_FILE, AttributeModel, inverse_frequency_weights,
                                     masked_soft_cross_entropy, to_input)
 from fashion2stage import engine
+from fashion2stage.detections import detect_cached
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
 from fashion2stage.geometry import CropSpec
@@ -35,6 +35,8 @@ from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import attribute_report
 from fashion2stage.records import Dataset
 from fashion2stage.runs import load_weights, save_config, save_labels, save_weights
+from fashion2stage.sources import read_source
+from fashion2stage.weak_labels import DEFAULT_CONF, pseudo_label
 
 JITTER_CHOICES = ("detector", "default", "none")
 SCHEDULES = ("cosine", "onecycle")
@@ -73,6 +75,7 @@ class AttributeTrainConfig:
     device: str = "cpu"  # under torchrun, "cuda" is cuda:LOCAL_RANK
     threads: int | None = None
     conf: float = 0.25  # detector confidence threshold for pseudo-boxes (as predict)
+    teacher_conf: float = DEFAULT_CONF  # tag sources: a teacher box of a tagged type is kept from this score
     seed: int = 0
     project: str = "runs/attributes"
     name: str | None = None
@@ -81,27 +84,24 @@ class AttributeTrainConfig:
 
 # --- data ------------------------------------------------------------------------------------------------------
 
-def read_dataset(path: str, schema: str | None, key_types: dict[str, list[str]], classes: str | None = None,
-                 labels: LabelSet | None = None, cache: Path | None = None) -> Dataset:
-    """A COCO detection JSON (garment boxes, Fashionpedia-style attributes), a FashionAI label CSV, or a class
-    folder (one item per photo: its attributes from the mapping file, named in ``labels``' values, on a
-    class-agnostic foreground box, so it trains like a ground-truth garment)."""
-    from fashion2stage.formats.coco import read_coco_detection  # noqa: PLC0415
-    from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
-
-    p = Path(path)
-    if p.is_dir():
-        from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
+def read_dataset(path: str, cfg: AttributeTrainConfig, labels: LabelSet | None = None,
+                 cache: Path | None = None) -> Dataset:
+    """A COCO detection JSON (garment boxes, Fashionpedia-style attributes), a FashionAI label CSV, a class folder
+    (one item per photo: its attributes from the mapping file, named in ``labels``' values, on a class-agnostic
+    foreground box, so it trains like a ground-truth garment) or a tag CSV (boxes from the ``--detector``
+    teacher later, :func:`_samples`), read by :func:`fashion2stage.sources.read_source`."""
+    ds = read_source(path, cfg.classes, kind="attributes", labels=labels, schema=cfg.schema,
+                     key_types=cfg.key_types)
+    if ds.classes:
         from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
-        if not classes:
-            raise DataError(p, "a class-folder source needs --classes MAPPING (what each class folder means)")
-        folders = read_class_folders(p, classes, labels)
-        return add_pseudo_boxes(folders, "foreground", cache=cache, log=tqdm.write)
-    if p.suffix.lower() == ".json":
-        return read_coco_detection(p)
-    if p.suffix.lower() == ".csv":
-        return read_attribute_csv(p, schema=schema, attribute_types=key_types or None)
-    raise ValueError(f"{path}: expected a COCO .json or a FashionAI label .csv")
+        return add_pseudo_boxes(ds, "foreground", cache=cache, log=tqdm.write)
+    return ds
+
+
+def needs_label_set(path: str) -> bool:
+    """Class folders and tag CSVs name attribute values of the label set the label files define."""
+    from fashion2stage.formats.tags import is_tag_csv  # noqa: PLC0415
+    return Path(path).is_dir() or is_tag_csv(path)
 
 
 def merged_labels(datasets: list[Dataset], key_types: dict[str, list[str]]) -> LabelSet:
@@ -135,7 +135,7 @@ def jitter_sampler(cfg: AttributeTrainConfig) -> tuple[JitterSampler, str | None
 
 def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: LabelSet, force: bool):
     """Cached detector garments per dataset (None where not needed or no detector)."""
-    need = [force or needs_detections(d, labels) for d in datasets]
+    need = [force or needs_detections(d, labels) or bool(d.tags) for d in datasets]
     if cfg.detector is None or not any(need):
         return [None] * len(datasets)
     from detectors.load import load_detector  # noqa: PLC0415  (the detector stack loads only when used)
@@ -147,9 +147,19 @@ def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: Lab
             out.append(None)
             continue
         with tqdm(total=len(d.records), desc=f"detect {split}[{i}]", mininterval=10) as bar:
-            out.append(detect_cached(detector, d.records, run / f"detections_{split}_{i}.json", conf=cfg.conf,
+            conf = min(cfg.conf, cfg.teacher_conf) if d.tags else cfg.conf
+            out.append(detect_cached(detector, d.records, run / f"detections_{split}_{i}.json", conf=conf,
                                      progress=bar.update))
     return out
+
+
+def _with_teacher_boxes(cfg: AttributeTrainConfig, datasets: list[Dataset], detections: list) -> list[Dataset]:
+    """Tag sources get the teacher's garments the tags keep, with the fine category where the tags pin it
+    (:func:`fashion2stage.weak_labels.pseudo_label`); the others are returned as they are."""
+    if any(d.tags for d in datasets) and cfg.detector is None:
+        raise ValueError("a tag CSV source needs --detector RUN: the teacher whose boxes the tags filter")
+    return [pseudo_label(d, det, cfg.teacher_conf, d.labels, log=tqdm.write) if d.tags else d
+            for d, det in zip(datasets, detections)]
 
 
 def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], val_sets: list[Dataset],
@@ -159,6 +169,7 @@ def _samples(cfg: AttributeTrainConfig, run: Path, train_sets: list[Dataset], va
     the number of train samples of each source."""
     det_train = _detections(cfg, run, train_sets, "train", labels, force=False)
     det_val = _detections(cfg, run, val_sets, "val", labels, force=True)
+    train_sets, val_sets = _with_teacher_boxes(cfg, train_sets, det_train), _with_teacher_boxes(cfg, val_sets, det_val)
     train_samples, val_samples, missed, sizes = [], [], 0, []
     for d, det in zip(train_sets, det_train):
         train_samples += build_samples(d, labels, det, cfg.crop)[0]
@@ -244,15 +255,15 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
         raise ValueError(f"give one --val per --data ({len(cfg.data)} --data, {len(cfg.val)} --val)")
     device = ctx.device
     # label files first: class folders name their attribute values in the label set those files define
-    files = {p: read_dataset(p, cfg.schema, cfg.key_types) for p in cfg.data + cfg.val if not Path(p).is_dir()}
+    files = {p: read_dataset(p, cfg) for p in cfg.data + cfg.val if not needs_label_set(p)}
     if not files:
         raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class "
-                         "folders")
+                         "folders and tag CSVs")
     labels = merged_labels([files[p] for p in cfg.data if p in files], cfg.key_types)
     pseudo = Path(cfg.project) / ".pseudo_boxes.json"  # shared by runs: the foreground box of a photo never changes
 
     def read(p: str) -> Dataset:
-        return files.get(p) or replace(read_dataset(p, None, {}, cfg.classes, labels, pseudo), labels=labels)
+        return files.get(p) or replace(read_dataset(p, cfg, labels, pseudo), labels=labels)
     with ctx.main_first():  # rank 0 fills that cache, the others read it
         train_sets, val_sets = [read(p) for p in cfg.data], [read(p) for p in cfg.val]
     keys = list(labels.attributes)

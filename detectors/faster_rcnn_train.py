@@ -24,9 +24,10 @@ from fashion2stage.runs import load_config, load_weights, save_config, save_weig
 
 
 class BoxDataset(torch.utils.data.Dataset):
-    """(3, H, W) float image in [0, 1] and ``{"boxes": (N, 4) xyxy image pixels, "labels": (N,) 1..C}``;
-    images without garments give empty targets (background-only training images). The flip of item ``i`` is drawn
-    from (seed, epoch, i): reproducible, and the same after a resume."""
+    """(3, H, W) float image in [0, 1] and ``{"boxes": (N, 4) xyxy image pixels, "labels": (N,) 1..C,
+    "ignore": (C + 1,) 1.0 at the labels of the photo's ``ignore_types``}``; images without garments give empty
+    targets (background-only training images). The flip of item ``i`` is drawn from (seed, epoch, i):
+    reproducible, and the same after a resume."""
 
     def __init__(self, dataset: Dataset, flip: bool, seed: int = 0):
         self.records = dataset.records
@@ -44,11 +45,46 @@ class BoxDataset(torch.utils.data.Dataset):
         image = load_image(rec.path)
         boxes = np.array([g.box_xyxy for g in rec.garments], dtype=np.float32).reshape(-1, 4)
         labels = np.array([self.types.index(g.type) + 1 for g in rec.garments], dtype=np.int64)
+        ignore = torch.zeros(len(self.types) + 1)
+        ignore[[self.types.index(t) + 1 for t in rec.ignore_types]] = 1.0
         if self.flip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
             w = image.shape[1]
             image = image[:, ::-1]
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
-        return to_tensor(image), {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+        return to_tensor(image), {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+                                  "ignore": ignore}
+
+
+IGNORED_LOGIT = -1e4  # a class logit this low has no share in the softmax, and no gradient
+
+
+def honour_ignored_types(model) -> None:
+    """Make a Faster R-CNN's box head respect each training photo's ``target["ignore"]`` (:class:`BoxDataset`): on a
+    photo where type T is ignored (tagged, but no kept pseudo-box: :mod:`fashion2stage.weak_labels`), the
+    proposals sampled as background are scored without T's logit, so the photo never teaches "this is not a T"
+    (their loss is the cross-entropy over background and the other types). Proposals of kept garments, the box
+    regression and the RPN are unchanged (the RPN is class-agnostic: an unboxed garment stays background to it).
+    Hooks only: the weights, their names and inference are untouched."""
+    heads = model.roi_heads
+    select = heads.select_training_samples
+    state: dict = {}
+
+    def select_and_remember(proposals, targets):
+        proposals, matched, labels, regression = select(proposals, targets)
+        if all("ignore" in t for t in targets):
+            state["mask"] = torch.cat([(lab == 0)[:, None] * t["ignore"].to(lab.device)[None, :]
+                                       for lab, t in zip(labels, targets)])
+        return proposals, matched, labels, regression
+
+    def mask_logits(_module, _inputs, output):
+        mask = state.pop("mask", None)
+        if mask is None or not heads.training:
+            return output
+        class_logits, box_regression = output
+        return class_logits.masked_fill(mask.bool(), IGNORED_LOGIT), box_regression
+
+    heads.select_training_samples = select_and_remember
+    heads.box_predictor.register_forward_hook(mask_logits)
 
 
 def _collate(batch):
@@ -101,6 +137,7 @@ def fit(run: Path, cfg, train: Dataset, config: dict, evaluate: Callable[[Faster
     if init_run(cfg) is not None and not cfg.resume:
         load_weights(init_run(cfg) / "weights.safetensors", model)
     model.to(ctx.device)
+    honour_ignored_types(model)
     lr = cfg.lr or 0.01
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9,
                                 weight_decay=1e-4)

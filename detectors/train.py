@@ -10,7 +10,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from detectors.data import read_detection_data
 from detectors.load import Detector, load_detector
 from fashion2stage import engine
 from fashion2stage.distributed import Dist, under_torchrun
@@ -21,11 +20,14 @@ from fashion2stage.metrics.domain import type_report
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, ImageRecord
 from fashion2stage.runs import load_config, load_labels, save_config, save_labels
+from fashion2stage.sources import read_detection_data, read_source
+from fashion2stage.weak_labels import DEFAULT_CONF
 
 BACKENDS = ("faster-rcnn", "yolo")
 EVAL_CONF = 0.001  # COCO mAP integrates over all scores: keep nearly every detection
 BOX_ERROR_CONF = 0.25  # box errors are measured at the operating threshold `predict` uses by default
 TYPE_EVAL_CONF = 0.25  # class-folder sets are scored at that threshold too: "a garment was found" means this
+TEACHER_CACHE_CONF = 0.05  # a teacher's garments are cached from this score: --teacher-conf can change without a rerun
 
 
 @dataclass
@@ -36,6 +38,9 @@ class DetectTrainConfig:
     images: str | None = None  # image root for COCO json files not in the <x>/annotations + <x>/images layout
     classes: str | None = None  # mapping file for class-folder sources (fashion2stage.formats.folders)
     pseudo_boxes: str = "foreground"  # class-folder photos: "foreground" or "detector:RUN" (detectors.pseudo_boxes)
+    teacher: str | None = None  # tag-CSV sources: the detector run whose garments the tags filter (weak_labels)
+    teacher_conf: float = DEFAULT_CONF  # ... a teacher garment of a tagged type is kept from this score
+    teacher_tta: bool = False  # ... the teacher also sees the mirror image (detections.FlipTTA)
     epoch_size: int | None = None  # samples per epoch over all sources (default: their total)
     balance_types: bool = False  # class folders: every garment type drawn equally often within the garment photos
     detector: str = "faster-rcnn"
@@ -141,17 +146,20 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
         previous_wall = float(load_config(run).get("train_wall_seconds", 0.0))
     init_run = Path(cfg.weights) if cfg.detector == "faster-rcnn" and cfg.weights not in (None, "coco", "none") \
         else None
-    sources = [read_source(d, cfg, split="train") for d in cfg.data]
+    sources = [read_source(d, cfg.classes, images=cfg.images, split="train") for d in cfg.data]
+    # the run it fine-tunes, else the first source with boxes, else the teacher of tag sources
     labels = load_labels(init_run) if init_run else next(
-        (s.labels for s in sources if not s.classes), sources[0].labels)
+        (s.labels for s in sources if not s.classes and not s.tags),
+        load_labels(cfg.teacher) if cfg.teacher else sources[0].labels)
     sources = [relabelled(s, labels) for s in sources]
     val_specs = list(cfg.val) or ([cfg.data[0]] if str(cfg.data[0]).endswith((".yaml", ".yml")) else [])
-    vals = [relabelled(read_source(v, cfg, split="val"), labels) for v in val_specs]
+    vals = [relabelled(read_source(v, cfg.classes, images=cfg.images, split="val"), labels) for v in val_specs]
     run = engine.open_run(cfg.project, cfg.name, "detector", cfg.resume, ctx)
     log = engine.run_log(run, ctx)
     with ctx.main_first():  # rank 0 computes the pseudo-boxes and caches them in the run folder; the others read them
-        parts = [p for s in sources for p in split_class_folder(with_boxes(s, cfg, run, log), cfg.balance_types)]
-        vals = [with_boxes(v, cfg, run, log) for v in vals]
+        parts = [p for i, s in enumerate(sources)
+                 for p in split_class_folder(with_boxes(s, cfg, run, log, i), cfg.balance_types)]
+        vals = [v if v.tags else with_boxes(v, cfg, run, log) for v in vals]  # a tag val set is scored by its tags
     sources, shares = [p for p, _ in parts], [share for _, share in parts]
     val = vals[0] if vals else None
     train = sources[0] if len(sources) == 1 else Dataset(
@@ -186,7 +194,12 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
 
 def _final_report(run: Path, cfg: DetectTrainConfig, val: Dataset | None, labels: LabelSet, device: str, log) -> None:
     """metrics.json of the saved weights on the first val set: top-type accuracy on a class folder, else COCO mAP."""
-    if val is not None and val.classes:
+    if val is not None and val.tags:
+        report = tag_scores(load_detector(run, device), val, cfg.batch)
+        write_json_atomic(run / "metrics.json", {"data": val.source, **report})
+        log("val tag " + " ".join(f"{k} {'-' if report[k] is None else f'{report[k]:.4f}'}"
+                                  for k in ("precision", "recall", "f1")) + f" (garments scoring >= {report['conf']})")
+    elif val is not None and val.classes:
         report = type_report(val.records, predict_dataset(load_detector(run, device), val, TYPE_EVAL_CONF, cfg.batch),
                              labels.garment_types)
         write_json_atomic(run / "metrics.json", {"data": val.source, "conf": TYPE_EVAL_CONF, **report})
@@ -202,31 +215,34 @@ def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: 
     from detectors.faster_rcnn_train import fit  # noqa: PLC0415
 
     val = vals[0] if vals else None
-    val_eval = (lambda det: evaluate(det, val, cfg.batch)[0]) if val is not None and not val.classes else None
+    val_eval = (lambda det: evaluate(det, val, cfg.batch)[0]) \
+        if val is not None and not val.classes and not val.tags else None
     folder_vals = [v for v in vals if v.classes]
+    tag_vals = [v for v in vals if v.tags]
 
     def extra_eval(det) -> dict:  # class-folder val sets: top-type accuracy and no-garment rate, logged per epoch
         out = {}
         for v in folder_vals:
             report = type_report(v.records, predict_dataset(det, v, TYPE_EVAL_CONF, cfg.batch), v.labels.garment_types)
             out.update({f"val_{k}": report[k] for k in ("type_accuracy", "no_garment_rate", "six_way_accuracy")})
+        for v in tag_vals:
+            report = tag_scores(det, v, cfg.batch)
+            out.update({f"val_tag_{k}": report[k] for k in ("precision", "recall", "f1")})
         return out
-    return fit(run, cfg, train, config, val_eval, extra_eval if folder_vals else None, ctx, log)
+    return fit(run, cfg, train, config, val_eval, extra_eval if folder_vals or tag_vals else None, ctx, log)
 
 
-def read_source(path: str, cfg: DetectTrainConfig, split: str) -> Dataset:
-    """One training or validation source: a class folder (needs ``cfg.classes``) or a COCO json / dataset YAML."""
-    if Path(path).is_dir():
-        from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
-        if not cfg.classes:
-            raise DataError(path, "a class-folder source needs --classes MAPPING (what each class folder means)")
-        return read_class_folders(path, cfg.classes)
-    return read_detection_data(path, cfg.images, split=split)
+def tag_scores(detector: Detector, ds: Dataset, batch_size: int) -> dict:
+    """Image-level tag precision / recall / F1 of the detector on a tag set (:mod:`fashion2stage.metrics.tags`)."""
+    from fashion2stage.metrics.tags import TAG_CONF, score_tags  # noqa: PLC0415
+    preds = predict_dataset(detector, ds, TAG_CONF, batch_size)
+    return score_tags(ds, {p.file: p.garments for p in preds})
 
 
 def relabelled(ds: Dataset, labels: LabelSet) -> Dataset:
     """``ds`` under the model's label set; a garment type the model does not know is an error."""
-    types = {g.type for r in ds.records for g in r.garments} | {r.item_type for r in ds.records if r.item_type}
+    types = {g.type for r in ds.records for g in r.garments} | {r.item_type for r in ds.records if r.item_type} \
+        | {spec["type"] for spec in ds.tags.values() if spec["type"]}
     unknown = sorted(types - set(labels.garment_types))
     if unknown:
         raise DataError(ds.source, f"garment type(s) {unknown} are not in the model's label set {labels.garment_types}")
@@ -255,13 +271,39 @@ def split_class_folder(ds: Dataset, by_type: bool = False) -> list[tuple[Dataset
     return parts if len(parts) > 1 else [(ds, 1.0)]
 
 
-def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log) -> Dataset:
-    """Class-folder sources get their pseudo-boxes (cached in the run folder); others are returned as they are."""
+def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: int = 0) -> Dataset:
+    """Class-folder sources get their pseudo-boxes, tag sources the teacher's garments the tags keep (both cached
+    in the run folder); others are returned as they are."""
+    if ds.tags:
+        return teacher_boxes(ds, cfg, run, log, index)
     if not ds.classes:
         return ds
     from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
     detector = load_detector(cfg.pseudo_boxes.split(":", 1)[1]) if cfg.pseudo_boxes.startswith("detector:") else None
     return add_pseudo_boxes(ds, cfg.pseudo_boxes, detector=detector, cache=run / "pseudo_boxes.json", log=log)
+
+
+def teacher_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: int) -> Dataset:
+    """The ``--teacher`` detector's garments on a tag source (score >= 0.05, cached in
+    ``run/teacher_<index>[_flip].json``), kept, dropped and ignored by the photo's tags
+    (:func:`fashion2stage.weak_labels.pseudo_label`)."""
+    from fashion2stage.detections import FlipTTA, detect_cached  # noqa: PLC0415
+    from fashion2stage.weak_labels import pseudo_label  # noqa: PLC0415
+    if not cfg.teacher:
+        raise DataError(ds.source, "a tag CSV source needs --teacher RUN (the detector whose garments the tags "
+                                   "filter into pseudo-boxes)")
+    teacher = load_detector(cfg.teacher, cfg.device if cfg.detector == "faster-rcnn" else "cpu")
+    if cfg.teacher_tta:
+        teacher = FlipTTA(teacher)
+    cache = run / f"teacher_{index}{'_flip' if cfg.teacher_tta else ''}.json"
+    log(f"teacher {cfg.teacher}{' with flip TTA' if cfg.teacher_tta else ''} on {len(ds)} photos of {ds.source} "
+        f"-> {cache.name}")
+    detections = detect_cached(teacher, ds.records, cache, conf=min(TEACHER_CACHE_CONF, cfg.teacher_conf),
+                               batch_size=cfg.batch)
+    out = pseudo_label(ds, detections, cfg.teacher_conf, log=log)
+    if not out.records:
+        raise DataError(ds.source, f"no photo kept a teacher box at --teacher-conf {cfg.teacher_conf}")
+    return out
 
 
 def source_repeats(sources: list[Dataset], shares: list[float], epoch_size: int | None) -> list[int] | None:

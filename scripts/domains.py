@@ -7,7 +7,9 @@ truth):
 - products/val (class folders): top-type accuracy, no-garment rate on hat/shoe photos, six-way accuracy;
 - landmarks/val: keypoint PCK@0.1 and NE of the detected garments;
 - ccp/val: box mAP@.5 (and fine-category accuracy of the matched garments);
-- cad/val: attribute mean accuracy (image-level answers).
+- cad/val: attribute mean accuracy (image-level answers);
+- ccp_tags/val (street photos with image tags): tag precision, recall and F1 of the garment types shown with a
+  score >= 0.5 (``evaluate --tags``).
 
     python scripts/domains.py --bundle old=runs/bundle-old --bundle new=fashion2stage/default_model \\
         --data ../shared/data/fashion-bench --out runs/domains [--plain] [--bundle-args 'gpu=--device cuda']
@@ -26,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ROOT / "configs" / "fashion-bench-products.yaml"
+TAGS = ROOT / "configs" / "fashion-bench-tags.yaml"
 
 
 def domain_args(data: Path) -> dict[str, list[str]]:
@@ -37,6 +40,8 @@ def domain_args(data: Path) -> dict[str, list[str]]:
                       "--images", str(data / "landmarks/images")],
         "ccp": ["--boxes", str(data / "ccp/annotations/instances_val.json"), "--images", str(data / "ccp/images")],
         "cad": ["--attribute-labels", str(data / "cad/labels_val.csv"), "--images", str(data / "cad")],
+        # predicted at the tag threshold: what the score counts is what predict --conf 0.5 shows
+        "ccp_tags": ["--tags", str(data / "ccp_tags/tags_val.csv"), "--classes", str(TAGS), "--conf", "0.5"],
     }
 
 
@@ -71,6 +76,10 @@ def summary(report: dict) -> dict:
             out["ccp fine-category accuracy"] = report["garment_attributes"]["mean_accuracy"]
     if "image_attributes" in report:
         out["cad mean accuracy"] = report["image_attributes"]["mean_accuracy"]
+    if "tags" in report:
+        t = report["tags"]
+        out.update({"street tag precision": t["precision"], "street tag recall": t["recall"],
+                    "street tag F1": t["f1"]})
     return out
 
 
@@ -79,7 +88,7 @@ def main() -> None:
     ap.add_argument("--bundle", action="append", required=True, help="name=folder (detector/, attributes/, keypoints/)")
     ap.add_argument("--data", default="../shared/data/fashion-bench")
     ap.add_argument("--out", default="runs/domains")
-    ap.add_argument("--domains", default="products,landmarks,ccp,cad")
+    ap.add_argument("--domains", default="products,landmarks,ccp,cad,ccp_tags")
     ap.add_argument("--plain", action="store_true", help="also train and score the plain whole-photo classifier")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bundle-args", action="append", default=[],

@@ -140,9 +140,14 @@ def evaluate(
                                                  "photo): top-type accuracy, confusion matrix, no-garment rate."),
     single_item: bool = typer.Option(False, "--single-item", help="Predict as predict --single-item does (one item "
                                      "per photo: catalogue photos, class folders)."),
-    classes: Optional[Path] = typer.Option(None, help="Mapping file for --class-folders: class -> type or none."),
+    tags: Optional[Path] = typer.Option(None, help="Tag CSV (image,tags; needs --classes): image-level tag "
+                                        "precision, recall and F1 per garment type."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping file for --class-folders or --tags: name -> type or "
+                                           "none."),
     type_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="--class-folders: a garment counts as found "
                                     "from this score (predict's default threshold)."),
+    tag_conf: float = typer.Option(0.5, min=0.0, max=1.0, help="--tags: a photo shows a type when a garment of it "
+                                   "scores at least this."),
     images_root: Optional[Path] = typer.Option(None, help="Image folder the label files' paths are relative to."),
     detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
     classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
@@ -159,14 +164,19 @@ def evaluate(
     from fashion2stage.formats.coco import read_coco_detection, read_coco_keypoints  # noqa: PLC0415
     from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: PLC0415
     from fashion2stage.formats.folders import read_class_folders  # noqa: PLC0415
+    from fashion2stage.formats.tags import read_tags  # noqa: PLC0415
     from fashion2stage.io import write_json_atomic  # noqa: PLC0415
 
-    if not (boxes or attribute_labels or keypoint_labels or class_folders):
-        fail("nothing to evaluate against: give --boxes, --attribute-labels, --keypoint-labels or --class-folders")
-    if class_folders is not None and not classes:
-        fail("--class-folders needs --classes MAPPING (what each class folder means)")
+    if not (boxes or attribute_labels or keypoint_labels or class_folders or tags):
+        fail("nothing to evaluate against: give --boxes, --attribute-labels, --keypoint-labels, --class-folders or "
+             "--tags")
+    if (class_folders is not None or tags is not None) and not classes:
+        fail(f"--{'class-folders' if class_folders is not None else 'tags'} needs --classes MAPPING (what each "
+             f"{'class folder' if class_folders is not None else 'tag'} means)")
     if class_folders is not None and images is None and predictions is None:
         images = class_folders
+    if tags is not None and images is None and predictions is None:
+        images = tags.parent  # a tag CSV's image paths are relative to its folder
     if predictions is None and images is None:
         fail("give --predictions FILE, or --images DIR to predict first")
     try:
@@ -174,18 +184,19 @@ def evaluate(
         gt_attributes = read_attribute_csv(attribute_labels, images_root, schema=schema) if attribute_labels else None
         gt_keypoints = read_coco_keypoints(keypoint_labels, images_root) if keypoint_labels else None
         gt_types = read_class_folders(class_folders, classes) if class_folders else None
+        gt_tags = read_tags(tags, classes, image_root=images_root) if tags else None
     except (DataError, FileNotFoundError) as e:
         fail(str(e))
     if predictions is None:
         # only the labelled images, by the paths the label files give (relative to --images, as predictions are)
-        labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types) if gt
+        labelled = sorted({r.file for gt in (gt_boxes, gt_attributes, gt_keypoints, gt_types, gt_tags) if gt
                            for r in gt.records})
         pipe = _load_pipeline(detector, classifier, keypoints, device=device, conf=conf, single_item=single_item)
         _predict_folder(pipe, images, out, batch_size=batch_size, files=labelled)
         predictions = out / "predictions.jsonl"
     try:
         report = evaluate_predictions(read_predictions(predictions), gt_boxes, gt_attributes, gt_keypoints,
-                                      gt_types, type_conf)
+                                      gt_types, type_conf, gt_tags, tag_conf)
         if "types" in report:
             plot_type_confusion(report["types"], Path(predictions).parent / "confusion_types.png")
     except (DataError, FileNotFoundError) as e:

@@ -7,6 +7,8 @@
 - Image-level attributes (FashionAI / cad ``label.csv``): the image-level ``attributes`` of each line.
 - Keypoints (COCO keypoints JSON): matched as above; NE and PCK (METRICS.md); a missed garment's points are missing
   predictions (100% error each).
+- Image tags (``image,tags`` CSV with its mapping): image-level tag precision, recall and F1 of the garment types
+  shown with a score of at least ``tag_conf`` (:mod:`fashion2stage.metrics.tags`).
 """
 from __future__ import annotations
 
@@ -163,6 +165,15 @@ def evaluate_types(gt: Dataset, preds: dict[str, ImagePrediction], conf: float) 
     return report
 
 
+def evaluate_tags(gt: Dataset, preds: dict[str, ImagePrediction], conf: float) -> dict:
+    """Tag set: micro and per-type precision / recall / F1 over (photo, type) pairs; a photo shows a type when a
+    garment of it scores at least ``conf``; an unpredicted or unreadable photo shows nothing."""
+    from fashion2stage.metrics.tags import score_tags  # noqa: PLC0415
+
+    _check_coverage(gt, preds)
+    return score_tags(gt, {f: p.garments for f, p in preds.items()}, conf)
+
+
 def plot_type_confusion(report: dict, path: str | Path, title: str = "") -> None:
     """The confusion matrix of :func:`evaluate_types` as a PNG (rows: label, columns: answer; row-normalised)."""
     import matplotlib  # noqa: PLC0415
@@ -192,10 +203,12 @@ def plot_type_confusion(report: dict, path: str | Path, title: str = "") -> None
 
 def evaluate_predictions(predictions: dict[str, ImagePrediction], boxes: Dataset | None = None,
                          attributes: Dataset | None = None, keypoints: Dataset | None = None,
-                         types: Dataset | None = None, type_conf: float = 0.25) -> dict:
+                         types: Dataset | None = None, type_conf: float = 0.25, tags: Dataset | None = None,
+                         tag_conf: float = 0.5) -> dict:
     """Every score the labelled sets given allow: ``detection`` and ``garment_attributes`` (``boxes``, the latter when
     its garments carry attribute labels), ``image_attributes`` (``attributes``), ``keypoints`` (``keypoints``),
-    ``types`` (a class-folder set, garments scoring at least ``type_conf``)."""
+    ``types`` (a class-folder set, garments scoring at least ``type_conf``), ``tags`` (a tag set, garments scoring at
+    least ``tag_conf``)."""
     report = {}
     if boxes:
         report["detection"] = evaluate_boxes(boxes, predictions)
@@ -207,6 +220,8 @@ def evaluate_predictions(predictions: dict[str, ImagePrediction], boxes: Dataset
         report["keypoints"] = evaluate_keypoints(keypoints, predictions)
     if types:
         report["types"] = evaluate_types(types, predictions, type_conf)
+    if tags:
+        report["tags"] = evaluate_tags(tags, predictions, tag_conf)
     return report
 
 
@@ -228,6 +243,11 @@ def report_lines(report: dict) -> list[str]:
         if t.get("attributes"):
             lines.append("top garment's attributes against the mapping: " + ", ".join(
                 f"{k} {v['accuracy']:.3f} ({v['n']} photos)" for k, v in t["attributes"].items()))
+    if "tags" in report:
+        t = report["tags"]
+        lines.append(f"tags (garments scoring >= {t['conf']}): precision {t['precision'] or 0:.3f}  recall "
+                     f"{t['recall'] or 0:.3f}  F1 {t['f1'] or 0:.3f}  (" + ", ".join(
+                         f"{k} {v['f1'] or 0:.3f}" for k, v in t["per_type"].items()) + ")")
     if "keypoints" in report:
         k = report["keypoints"]
         lines.append(f"keypoints: NE {k['ne']:.2f}%  PCK@0.1 {k['pck@0.1']:.3f}")

@@ -9,18 +9,27 @@ from typing import Optional
 import typer
 
 from fashion2stage.app.cli_common import fail, set_threads
+from fashion2stage.weak_labels import DEFAULT_CONF
 
 
 def detect_train(
-    data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, or "
-                                   "a class folder (<dir>/<class>/<image>, needs --classes). Repeat to train on "
-                                   "several at once, each drawn with an equal share."),
-    val: list[str] = typer.Option([], help="Validation set(s), same kinds; the first chooses the best epoch "
-                                  "(default: the YAML's val entry)."),
+    data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, "
+                                   "a class folder (<dir>/<class>/<image>, needs --classes) or a tag CSV "
+                                   "(image,tags; needs --classes and --teacher). Repeat to train on several at "
+                                   "once, each drawn with an equal share."),
+    val: list[str] = typer.Option([], help="Validation set(s), same kinds (a tag CSV is scored by tag F1); the "
+                                  "first chooses the best epoch (default: the YAML's val entry)."),
     images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
-    classes: Optional[Path] = typer.Option(None, help="Class-folder mapping file: class -> garment type or none."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping file of class folders and tags: name -> garment "
+                                           "type or none (configs/fashion-bench-*.yaml)."),
     pseudo_boxes: str = typer.Option("foreground", help="Boxes for class-folder photos: foreground (class-agnostic "
                                      "box from colour) or detector:RUN (that detector's top box, type forced)."),
+    teacher: Optional[Path] = typer.Option(None, help="Tag-CSV sources: the detect-train run whose garments the "
+                                           "tags filter into pseudo-boxes (cached in the run folder)."),
+    teacher_conf: float = typer.Option(DEFAULT_CONF, min=0.0, max=1.0, help="Tag-CSV sources: a teacher garment "
+                                       "of a tagged type is kept from this score (chosen on val, BENCHMARKS.md)."),
+    teacher_tta: bool = typer.Option(False, "--teacher-tta", help="Tag-CSV sources: the teacher also reads the "
+                                     "mirror image of each photo (twice the time)."),
     epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch over all sources (default: their total)."),
     balance_types: bool = typer.Option(False, help="faster-rcnn, class folders: draw every garment type equally "
                                        "often within their garment photos (the no-garment photos keep their own "
@@ -47,6 +56,8 @@ def detect_train(
 
     cfg = DetectTrainConfig(data=list(data), val=list(val), images=str(images) if images else None,
                             classes=str(classes) if classes else None, pseudo_boxes=pseudo_boxes,
+                            teacher=str(teacher) if teacher else None, teacher_conf=teacher_conf,
+                            teacher_tta=teacher_tta,
                             epoch_size=epoch_size, balance_types=balance_types, detector=detector, weights=weights,
                             epochs=epochs, batch=batch, image_size=image_size, lr=lr,
                             trainable_stages=trainable_stages, device=device,
@@ -78,13 +89,16 @@ def detect_val(
 
 def classify_train(
     data: list[Path] = typer.Option(..., help="Training labels: COCO detection json (garment boxes + attributes), a "
-                                    "class folder (with --classes), or "
-                                    "FashionAI label.csv (image-level, no boxes). Repeat to train one model on several."),
+                                    "class folder (with --classes), FashionAI label.csv (image-level, no boxes) or "
+                                    "a tag CSV (image,tags, with --classes and --detector: the fine category the "
+                                    "tags pin down, on the detector's boxes). Repeat to train one model on several."),
     val: list[Path] = typer.Option(..., help="Validation labels, one per --data, same order."),
     schema: Optional[Path] = typer.Option(None, help="attributes.json {key: [values]} for label CSVs (default: the "
                                           "one beside the CSV, else FashionAI's)."),
-    classes: Optional[Path] = typer.Option(None, help="Mapping file for class-folder --data/--val (class -> type, "
-                                           "attribute values); their photos train on foreground boxes."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping file for class-folder and tag --data/--val (name -> "
+                                           "type, attribute values); class-folder photos train on foreground boxes."),
+    teacher_conf: float = typer.Option(DEFAULT_CONF, min=0.0, max=1.0, help="Tag CSVs: a --detector garment of a "
+                                       "tagged type is kept from this score."),
     detector: Optional[Path] = typer.Option(None, help="detect-train run: crops of boxless images come from its "
                                             "boxes (cached in the run folder); validation garments use its matched boxes."),
     box_errors: Optional[Path] = typer.Option(None, help="box_errors.json for the ground-truth box jitter (default: "
@@ -134,7 +148,8 @@ def classify_train(
         batch_size=batch_size,
         backbone=backbone, pretrained=pretrained, weights=str(weights) if weights else None, lr=lr, backbone_lr_mult=backbone_lr_mult, schedule=schedule,
         freeze_epochs=freeze_epochs, balance=balance, select=select, flip_tta=flip_tta, workers=workers,
-        device=device, threads=threads, seed=seed, project=str(project), name=name, resume=resume)
+        device=device, threads=threads, seed=seed, project=str(project), name=name, resume=resume,
+        teacher_conf=teacher_conf)
     if resume and not name:
         fail("--resume needs --name (the run folder under --project to continue)")
     try:

@@ -1,0 +1,105 @@
+"""A detector's garments on a set of photos, computed once: the cache shared by every step that runs a detector
+over training photos (the attribute model's crops of boxless labels, the teacher of weak labels), and the
+horizontal-flip test-time augmentation a teacher may use.
+
+The cache is one JSON file ``{"images": {file: [{"type", "score", "box"}]}}`` keyed by ``ImageRecord.file``,
+rewritten atomically as it fills, so an interrupted run goes on where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fashion2stage.geometry import box_iou
+from fashion2stage.images import load_image
+from fashion2stage.io import write_json_atomic
+from fashion2stage.labels import LabelSet
+from fashion2stage.records import Garment, ImageRecord
+from fashion2stage.roles import Detector
+
+
+def _garment_to_json(g: Garment) -> dict:
+    return {"type": g.type, "score": float(g.score), "box": [float(v) for v in g.box_xyxy]}
+
+
+def _garment_from_json(d: dict) -> Garment:
+    return Garment(type=d["type"], box_xyxy=np.asarray(d["box"], dtype=np.float64), score=float(d["score"]))
+
+
+def load_detections(path: Path) -> dict[str, list[Garment]]:
+    if not path.is_file():
+        return {}
+    return {f: [_garment_from_json(g) for g in gs] for f, gs in json.loads(path.read_text())["images"].items()}
+
+
+def detect_cached(detector: Detector, records: list[ImageRecord], cache_path: Path, conf: float = 0.25,
+                  batch_size: int = 8, save_every: int = 64, progress=None) -> dict[str, list[Garment]]:
+    """The detector's garments (type, score, box) on every image, keyed by ``ImageRecord.file``.
+
+    Images already in ``cache_path`` are not run again (resume); the cache is rewritten atomically every
+    ``save_every`` images. ``detector`` has ``predict(images, conf, batch_size) -> list[list[Garment]]``.
+    """
+    cache = load_detections(cache_path)
+    todo = [r for r in records if r.file not in cache]
+    for i in range(0, len(todo), batch_size):
+        batch = todo[i:i + batch_size]
+        images = [load_image(r.path) for r in batch]
+        for r, gs in zip(batch, detector.predict(images, conf=conf, batch_size=batch_size)):
+            cache[r.file] = list(gs)
+        if progress is not None:
+            progress(len(batch))
+        if (i // batch_size + 1) % max(save_every // batch_size, 1) == 0:
+            _save_detections(cache_path, cache)
+    _save_detections(cache_path, cache)
+    return cache
+
+
+def _save_detections(path: Path, cache: dict[str, list[Garment]]) -> None:
+    write_json_atomic(path, {"images": {f: [_garment_to_json(g) for g in gs] for f, gs in cache.items()}})
+
+
+def fuse_flipped(plain: list[Garment], flipped: list[Garment], iou: float = 0.55) -> list[Garment]:
+    """Garments of a photo seen twice (``flipped``: found on the mirror image, boxes already mapped back): each
+    garment is paired with the best-overlapping unpaired one of the same type (IoU >= ``iou``, best scores first);
+    a pair becomes one garment, its box the score-weighted mean and its score the mean of the two; a garment seen
+    once keeps its box at half its score (the other view scored it 0). Best first."""
+    out, used = [], set()
+    for g in sorted(plain, key=lambda g: -g.score):
+        cands = [j for j, f in enumerate(flipped) if j not in used and f.type == g.type]
+        overlaps = box_iou([g.box_xyxy], [flipped[j].box_xyxy for j in cands])[0] if cands else np.zeros(0)
+        if len(cands) and overlaps.max() >= iou:
+            j = cands[int(np.argmax(overlaps))]
+            used.add(j)
+            f = flipped[j]
+            box = (g.score * g.box_xyxy + f.score * f.box_xyxy) / (g.score + f.score)
+            out.append(Garment(type=g.type, box_xyxy=box, score=(g.score + f.score) / 2))
+        else:
+            out.append(Garment(type=g.type, box_xyxy=g.box_xyxy, score=g.score / 2))
+    out += [Garment(type=f.type, box_xyxy=f.box_xyxy, score=f.score / 2) for j, f in enumerate(flipped) if j not in used]
+    return sorted(out, key=lambda g: -g.score)
+
+
+class FlipTTA:
+    """A :class:`~fashion2stage.roles.Detector` that runs ``detector`` on each photo and on its mirror image and
+    fuses the two answers (:func:`fuse_flipped`): twice the work; a garment both views agree on keeps its score, one
+    seen once loses half. Each view is run at ``conf / 2`` so that a garment found at ``conf`` in one view and just
+    under it in the other still fuses."""
+
+    def __init__(self, detector: Detector):
+        self.detector = detector
+        self.labels: LabelSet = detector.labels
+
+    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+        plain = self.detector.predict(images, conf=conf / 2, batch_size=batch_size)
+        mirrored = self.detector.predict([np.ascontiguousarray(im[:, ::-1]) for im in images], conf=conf / 2,
+                                         batch_size=batch_size)
+        out = []
+        for im, a, b in zip(images, plain, mirrored):
+            w = im.shape[1]
+            back = [Garment(type=g.type, score=g.score,
+                            box_xyxy=np.array([w - g.box_xyxy[2], g.box_xyxy[1], w - g.box_xyxy[0], g.box_xyxy[3]]))
+                    for g in b]
+            out.append([g for g in fuse_flipped(a, back) if g.score >= conf])
+        return out
