@@ -195,6 +195,21 @@ def test_teacher_boxes_are_kept_dropped_and_ignored_by_the_tags(tmp_path):
     assert low["images/1.png"].ignore_types == [] and len(low["images/1.png"].garments) == 2
 
 
+def test_attribute_crops_learn_the_fine_category_the_tags_pin(tmp_path):
+    """classify-train's samples from a tag source: one per kept teacher box with a pinned fine category, cut from the
+    teacher's box as it is (a real detector box: no jitter)."""
+    from classifiers.attribute_data import build_samples
+
+    ds, teacher = tagged_photos(tmp_path)
+    detections = detect_cached(teacher, ds.records, tmp_path / "teacher.json", conf=0.05)
+    samples, _ = build_samples(pseudo_label(ds, detections, conf=0.7, log=lambda _: None), LABELS)
+    got = sorted((s.path.name, LABELS.attributes["fine_category"][s.marks["fine_category"].index("y")],
+                  tuple(s.box_xyxy)) for s in samples)
+    # photo 1: its coat; photo 2: its skirt (its two outwear boxes are coat or jacket: no label)
+    assert got == [("1.png", "coat", (5.0, 5.0, 50.0, 50.0)), ("2.png", "skirt", (10.0, 40.0, 50.0, 79.0))]
+    assert all(not s.jitter and s.source == "teacher" for s in samples)
+
+
 def test_flip_tta_keeps_what_both_views_agree_on(tmp_path):
     ds, teacher = tagged_photos(tmp_path)
     photo = np.asarray(Image.open(ds.records[0].path))
