@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detectors.data import read_detection_data
+from fashion2stage.sources import read_detection_data
 from detectors.train import evaluate
 from fashion2stage.errors import DataError
 from fashion2stage.labels import LabelSet
