@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import torch
 
-from classifiers.backbones import normalisation
 from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
                                       read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
 from fashion2stage import engine
+from fashion2stage.backbones import normalisation
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
 from fashion2stage.geometry import CropSpec

@@ -20,6 +20,7 @@ from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.domain import type_report
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, ImageRecord
+from fashion2stage.sampling import split_class_folder
 from fashion2stage.runs import load_config, load_labels, save_config, save_labels
 
 BACKENDS = ("faster-rcnn", "yolo")
@@ -231,28 +232,6 @@ def relabelled(ds: Dataset, labels: LabelSet) -> Dataset:
     if unknown:
         raise DataError(ds.source, f"garment type(s) {unknown} are not in the model's label set {labels.garment_types}")
     return replace(ds, labels=labels)
-
-
-def split_class_folder(ds: Dataset, by_type: bool = False) -> list[tuple[Dataset, float]]:
-    """A source and its share of the draw (1 each). A class folder's garment photos and its "no garment" photos are
-    two sources of one share each: the background photos get as much weight as the garments (at their natural 10%
-    share of fashion-bench/products the shipped detector's first epoch left a garment on 97% of hat and shoe
-    photos; BENCHMARKS.md, "Per domain"). ``by_type``: the garment photos' share is split equally between their
-    garment types, one source each, so that a type with few photos (outwear: 6% of products/train) is drawn as
-    often as the most common one (blouse: 56%)."""
-    if not ds.classes:
-        return [(ds, 1.0)]
-    garments = [r for r in ds.records if r.item_type is not None]
-    negatives = [r for r in ds.records if r.item_type is None]
-    types = sorted({r.item_type for r in garments})
-    if by_type and len(types) > 1:
-        parts = [(replace(ds, records=[r for r in garments if r.item_type == t], source=f"{ds.source} ({t})"),
-                  1.0 / len(types)) for t in types]
-    else:
-        parts = [(replace(ds, records=garments, source=f"{ds.source} (garment classes)"), 1.0)] if garments else []
-    if negatives:
-        parts.append((replace(ds, records=negatives, source=f"{ds.source} (no-garment classes)"), 1.0))
-    return parts if len(parts) > 1 else [(ds, 1.0)]
 
 
 def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log) -> Dataset:
