@@ -15,13 +15,14 @@ from detectors.load import Detector, load_detector
 from fashion2stage import engine
 from fashion2stage.distributed import Dist, under_torchrun
 from fashion2stage.errors import DataError
+from fashion2stage.fit_settings import FitSettings
 from fashion2stage.images import load_image
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.domain import type_report
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, ImageRecord
 from fashion2stage.sampling import split_class_folder
-from fashion2stage.runs import load_config, load_labels, save_config, save_labels
+from fashion2stage.runs import load_config, load_labels, save_config
 
 BACKENDS = ("faster-rcnn", "yolo")
 EVAL_CONF = 0.001  # COCO mAP integrates over all scores: keep nearly every detection
@@ -30,7 +31,7 @@ TYPE_EVAL_CONF = 0.25  # class-folder sets are scored at that threshold too: "a 
 
 
 @dataclass
-class DetectTrainConfig:
+class DetectTrainConfig(FitSettings):
     """``detect-train`` options after parsing; saved (resolved) in the run folder's ``config.json``."""
     data: list[str]  # one or several sources: COCO detection / keypoints json, dataset YAML, class folder
     val: list[str] = field(default_factory=list)  # the first one chooses the best epoch
@@ -55,6 +56,7 @@ class DetectTrainConfig:
     seed: int = 0
 
     def __post_init__(self):  # one source may be given as a plain path
+        super().__post_init__()
         self.data = [str(self.data)] if isinstance(self.data, (str, Path)) else [str(d) for d in self.data]
         self.val = [] if self.val is None else [str(self.val)] if isinstance(self.val, (str, Path)) \
             else [str(v) for v in self.val]
@@ -127,11 +129,8 @@ def train_detector(cfg: DetectTrainConfig) -> Path:
     if cfg.detector == "yolo" and under_torchrun():
         raise ValueError("--detector yolo: ultralytics runs its own DDP; start detect-train without torchrun and "
                          "give the GPUs with --device (e.g. --device 0,1)")
-    ctx = engine.start(cfg.device if cfg.detector == "faster-rcnn" else "cpu", cfg.threads, cfg.seed)
-    try:
+    with engine.start(cfg.device if cfg.detector == "faster-rcnn" else "cpu", cfg.threads, cfg.seed) as ctx:
         return _train(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
@@ -148,8 +147,7 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
     sources = [relabelled(s, labels) for s in sources]
     val_specs = list(cfg.val) or ([cfg.data[0]] if str(cfg.data[0]).endswith((".yaml", ".yml")) else [])
     vals = [relabelled(read_source(v, cfg, split="val"), labels) for v in val_specs]
-    run = engine.open_run(cfg.project, cfg.name, "detector", cfg.resume, ctx)
-    log = engine.run_log(run, ctx)
+    run, log = engine.start_run(cfg, "detector", ctx, labels)  # config.json: once the backend knows its model
     with ctx.main_first():  # rank 0 computes the pseudo-boxes and caches them in the run folder; the others read them
         parts = [p for s in sources for p in split_class_folder(with_boxes(s, cfg, run, log), cfg.balance_types)]
         vals = [with_boxes(v, cfg, run, log) for v in vals]
@@ -165,8 +163,6 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
         log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes, "
             f"share {share / sum(shares):.3f}")
     log(f"val: {', '.join(f'{v.source} ({len(v)} images)' for v in vals) or 'none'}; {ctx.world_size} process(es)")
-    if ctx.is_main:
-        save_labels(run, labels)
     config = {"kind": "detector", "backend": cfg.detector, "image_size": cfg.image_size, "train": asdict(cfg),
               "train_data": [s.source for s in sources], "val_data": [v.source for v in vals],
               "source_sizes": [len(s) for s in sources], "source_shares": shares}
@@ -200,7 +196,7 @@ def _final_report(run: Path, cfg: DetectTrainConfig, val: Dataset | None, labels
 
 def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: list[Dataset], config: dict,
                        ctx: Dist, log) -> dict:
-    from detectors.faster_rcnn_train import fit  # noqa: PLC0415
+    from detectors.faster_rcnn_train import train_faster_rcnn  # noqa: PLC0415
 
     val = vals[0] if vals else None
     val_eval = (lambda det: evaluate(det, val, cfg.batch)[0]) if val is not None and not val.classes else None
@@ -212,7 +208,7 @@ def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: 
             report = type_report(v.records, predict_dataset(det, v, TYPE_EVAL_CONF, cfg.batch), v.labels.garment_types)
             out.update({f"val_{k}": report[k] for k in ("type_accuracy", "no_garment_rate", "six_way_accuracy")})
         return out
-    return fit(run, cfg, train, config, val_eval, extra_eval if folder_vals else None, ctx, log)
+    return train_faster_rcnn(run, cfg, train, config, val_eval, extra_eval if folder_vals else None, ctx, log)
 
 
 def read_source(path: str, cfg: DetectTrainConfig, split: str) -> Dataset:
