@@ -32,7 +32,7 @@ from fashion2stage.jitter import BoxErrorStats, JitterSampler
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import attribute_report
 from fashion2stage.records import Dataset
-from fashion2stage.runs import load_weights, save_weights
+from fashion2stage.runs import load_weights
 
 JITTER_CHOICES = ("detector", "default", "none")
 SCHEDULES = ("cosine", "onecycle")
