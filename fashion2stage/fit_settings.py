@@ -16,8 +16,8 @@ class FitSettings:
     # mixed precision of the training forward pass: "auto" is bf16 on CUDA (fp16 with loss scaling where the GPU
     # lacks bf16) and off on the CPU, where autocast is slower than float32; "bf16" / "fp16" force it anywhere
     amp: str = "auto"
-    # the L2 norm of all gradients is cut to this before each step (None: never); the default is above the norms
-    # the three models show once warmed up, so it only stops rare spikes
+    # the L2 norm of all gradients is cut to this before each step (None: never): 10, ultralytics' value for YOLO,
+    # a guard against rare spikes rather than a constant cut (results.csv's train_clipped says how often it cut)
     clip_grad: float | None = 10.0
     # decay of an exponential moving average of the weights, validated and saved in their place (None: off)
     ema: float | None = None
