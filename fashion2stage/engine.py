@@ -155,8 +155,8 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, sched
     ``stepper``: how each step is taken (default: float32, plain ``optimizer.step()``).
     Returns the epoch's row: ``train_loss`` (and ``train_<name>`` per loss when several), means over every sample of
     every rank; ``lr``; ``train_samples`` (all ranks), ``samples_per_rank``; ``train_img_per_s`` (all ranks) and
-    this process's ``train_seconds`` and ``train_cpu_seconds`` (the cost when other jobs share the machine); with
-    gradient clipping, ``train_grad_norm`` (mean norm before the cut) and ``train_clipped`` (share of steps cut).
+    this process's ``train_seconds`` and ``train_cpu_seconds`` (the cost when other jobs share the machine);
+    ``train_grad_norm`` (mean gradient norm before any cut) and, with clipping, ``train_clipped`` (share of steps cut).
     """
     if stepper is None:
         stepper = Stepper(FitSettings(amp="off", clip_grad=None), model, ctx.device)
@@ -188,10 +188,10 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, sched
     totals = ctx.all_reduce_sum([sums[k] for k in names] + [n])
     total_n = int(totals[-1])
     row = {f"train_{k}": v / max(total_n, 1) for k, v in zip(names, totals)}
-    if stepper.clip is not None:  # the same on every rank: DDP averaged the gradients before the cut
-        finite = [x for x in norms if math.isfinite(x)]
-        row.update(train_grad_norm=sum(finite) / max(len(finite), 1),
-                   train_clipped=sum(not x <= stepper.clip for x in norms) / max(len(norms), 1))
+    finite = [x for x in norms if math.isfinite(x)]  # the same on every rank: DDP averaged the gradients
+    row["train_grad_norm"] = sum(finite) / max(len(finite), 1)
+    if stepper.clip is not None:
+        row["train_clipped"] = sum(not x <= stepper.clip for x in norms) / max(len(norms), 1)
     return {**row, "lr": optimizer.param_groups[0]["lr"], "train_samples": total_n,
             "samples_per_rank": " ".join(str(int(c)) for c in ctx.all_gather(n)),
             "train_img_per_s": total_n / max(seconds, 1e-9), "train_seconds": seconds, "train_cpu_seconds": cpu_seconds}

@@ -42,8 +42,8 @@ class Stepper:
 
     def describe(self) -> str:
         amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16 (loss scaling)"}[self.dtype]
-        return f"autocast {amp}, gradient norm cut to {self.clip}, EMA of weights " + \
-            ("on" if self.ema is not None else "off")
+        cut = f"cut to {self.clip}" if self.clip is not None else "not cut"
+        return f"autocast {amp}, gradient norm {cut}, EMA of weights " + ("on" if self.ema is not None else "off")
 
     @property
     def averaged(self) -> torch.nn.Module:
@@ -53,15 +53,14 @@ class Stepper:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> float:
-        """Backward, cut, step, average; returns the gradient norm before the cut (NaN when not cut)."""
+        """Backward, cut, step, average; returns the gradients' L2 norm before the cut."""
         optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        norm = math.nan
-        if self.clip is not None:
-            if self.scaler is not None:
-                self.scaler.unscale_(optimizer)
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            norm = float(torch.nn.utils.clip_grad_norm_(params, self.clip))
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        # without a cut the gradients are multiplied by exactly 1.0: the step is the one an unclipped loop takes
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip is not None else math.inf))
         if self.scaler is not None:
             self.scaler.step(optimizer)  # skipped when the scaled gradients overflowed; the scale then shrinks
             self.scaler.update()
