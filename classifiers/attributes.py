@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classifiers.backbones import create_backbone, normalisation
+from fashion2stage.backbones import create_backbone, normalisation
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.errors import DataError
+from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY
 from fashion2stage.runs import config_errors, load_config, load_labels, load_weights
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -133,6 +134,32 @@ def crop_spec_from_config(config: dict) -> CropSpec:
     return CropSpec(**config["crop_spec"])
 
 
+def _check_classes(entry: dict, labels, name: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The classes of a config.json head entry ``name``: distinct names, each a garment type of the label set or
+    one of ``extra``."""
+    classes = entry["classes"]
+    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
+        raise TypeError(f"{name} classes {classes!r} is not a list of distinct names")
+    unknown = [k for k in classes if k not in extra and k not in labels.garment_types]
+    if unknown:
+        raise ValueError(f"{name} class {unknown[0]!r} is not a garment type of labels.json")
+    return classes
+
+
+def check_type_head(entry: dict, labels) -> None:
+    """A config.json ``type_head`` entry (the garment check, fitted by classifiers/type_head.py): its classes are garment types of the label set, plus "none"."""
+    classes = _check_classes(entry, labels, "type_head", extra=(NO_GARMENT,))
+    if NO_GARMENT not in classes:
+        raise ValueError(f"type_head classes {classes!r} lack {NO_GARMENT!r}")
+
+
+def check_item_type_head(entry: dict, labels) -> None:
+    """A config.json ``item_type_head`` entry: its classes are at least two distinct garment types of the label set."""
+    classes = _check_classes(entry, labels, "item_type_head")
+    if len(classes) < 2:
+        raise ValueError(f"item_type_head classes {classes!r}: at least two garment types are needed")
+
+
 def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributePredictor:
     """Rebuild the model of an ``attributes`` run folder from config.json + labels.json + weights.safetensors."""
     run = Path(run_dir)
@@ -148,13 +175,10 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
         keys = {k: len(labels.attributes[k]) for k in config["keys"]}
         type_head = config.get("type_head")
         if type_head is not None:
-            from classifiers.type_head import TYPE_KEY, check_type_head  # noqa: PLC0415
             check_type_head(type_head, labels)
             keys[TYPE_KEY] = len(type_head["classes"])
         item_head = config.get("item_type_head")
         if item_head is not None:
-            from classifiers.type_head import check_item_type_head  # noqa: PLC0415
-            from fashion2stage.roles import ITEM_TYPE_KEY  # noqa: PLC0415
             check_item_type_head(item_head, labels)
             keys[ITEM_TYPE_KEY] = len(item_head["classes"])
         model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))

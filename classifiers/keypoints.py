@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from classifiers.backbones import create_backbone, normalisation
 from classifiers.heatmaps import decode
 from classifiers.keypoint_inputs import can_flip, to_tensor, type_mask
+from fashion2stage.backbones import create_backbone, normalisation
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.errors import DataError

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fashion2stage.onnx_session import open_session
+
 ONNX_FILE = "model.onnx"
 
 
@@ -29,27 +31,6 @@ def export_onnx(model: torch.nn.Module, crop_hw: tuple[int, int], path: str | Pa
                       external_data=False, verbose=False)
     tmp.replace(path)
     return path
-
-
-def open_session(path: str | Path, threads: int = 0, outputs: list[str] | None = None):
-    """An ONNX Runtime CPU session of ``path``; a file that does not load (truncated, not ONNX, an operator this
-    runtime lacks) or whose outputs are not ``outputs`` is one :class:`DataError` naming it."""
-    import onnxruntime as ort  # noqa: PLC0415
-
-    from fashion2stage.errors import DataError  # noqa: PLC0415
-    from fashion2stage.runs import one_line  # noqa: PLC0415
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001  (ONNX Runtime's errors derive from Exception only)
-        raise DataError(path, f"cannot load the ONNX model (re-run fashion2stage export?): {one_line(e)}") from None
-    names = [o.name for o in session.get_outputs()]
-    if outputs is not None and sorted(names) != sorted(outputs):
-        raise DataError(path, f"ONNX outputs {names} are not this run's {outputs} (exported from another run?)")
-    return session
 
 
 class OnnxModule:

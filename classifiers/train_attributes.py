@@ -5,15 +5,12 @@ labels.json, weights.safetensors (best epoch on validation), last.pt (resume), r
 train.log, metrics.json (the best epoch's full validation report), detections_*.json (cached detector boxes),
 box_errors.json (the detector error statistics used for jitter), results.png and confusion_<key>.png.
 
-The epoch loop is here; ``train_one_epoch``, the schedule, checkpoints and results rows are
-:mod:`fashion2stage.engine`'s; the validation pass and its confusion plots are
-:mod:`classifiers.attribute_validation`'s. Several ``--data`` are drawn with equal shares (``SourceBalancedSampler``). Under
+This module builds the model, its data and its loss; :func:`fashion2stage.engine.fit` runs the epochs; the
+validation pass and its confusion plots are :mod:`classifiers.attribute_validation`'s. Several ``--data`` are drawn with equal shares (``SourceBalancedSampler``). Under
 torchrun every rank trains on its share; rank 0 alone runs the detector for pseudo-boxes, validates and writes.
 """
 from __future__ import annotations
 
-import math
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -28,13 +25,14 @@ from fashion2stage import engine
 from fashion2stage.detections import detect_cached
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
+from fashion2stage.fit_settings import FitSettings
 from fashion2stage.geometry import CropSpec
 from fashion2stage.io import write_json_atomic
 from fashion2stage.jitter import BoxErrorStats, JitterSampler
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import attribute_report
 from fashion2stage.records import Dataset
-from fashion2stage.runs import load_weights, save_config, save_labels, save_weights
+from fashion2stage.runs import load_weights
 from fashion2stage.sources import read_source
 from fashion2stage.weak_labels import DEFAULT_CONF, pseudo_label
 
@@ -44,7 +42,7 @@ BALANCE = ("none", "weights")
 
 
 @dataclass
-class AttributeTrainConfig:
+class AttributeTrainConfig(FitSettings):
     data: list[str]
     val: list[str]
     schema: str | None = None
@@ -213,11 +211,6 @@ def _optimizer(model: AttributeModel, cfg: AttributeTrainConfig) -> torch.optim.
     ], weight_decay=cfg.weight_decay)
 
 
-def _set_frozen(model: AttributeModel, frozen: bool) -> None:
-    for p in model.backbone.parameters():
-        p.requires_grad_(not frozen)
-
-
 def _loss_fn(device, class_weights):
     def loss_fn(model, batch) -> tuple[dict, int]:
         x, targets, mask = batch
@@ -238,11 +231,8 @@ def _run_config(cfg: AttributeTrainConfig, labels: LabelSet, keys: list[str], sp
 
 def train(cfg: AttributeTrainConfig) -> Path:
     """Train (or, with ``cfg.resume``, continue) and return the run folder; under torchrun, on every rank."""
-    ctx = engine.start(cfg.device, cfg.threads, cfg.seed)
-    try:
+    with engine.start(cfg.device, cfg.threads, cfg.seed) as ctx:
         return _train(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
@@ -273,16 +263,10 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
                            pretrained=cfg.pretrained and not cfg.resume and not cfg.weights, dropout=cfg.dropout)
     started = start_from(model, labels, cfg.weights) if cfg.weights and not cfg.resume else None
-    run = engine.open_run(cfg.project, cfg.name, "attributes", cfg.resume, ctx)
-    log = engine.run_log(run, ctx)
+    run, log = engine.start_run(cfg, "attributes", ctx, labels, _run_config(cfg, labels, keys, spec, sampler, errors_file),
+                                errors_file)
     if started:
         log(started)
-    if ctx.is_main:  # on resume too: a longer --epochs is recorded
-        save_config(run, _run_config(cfg, labels, keys, spec, sampler, errors_file))
-        if not cfg.resume:
-            save_labels(run, labels)
-            if errors_file:
-                shutil.copyfile(errors_file, run / "box_errors.json")
 
     with ctx.main_first():  # rank 0 runs the detector and caches its boxes in the run folder; the others read them
         train_samples, val_samples, missed, sizes = _samples(cfg, run, train_sets, val_sets, labels)
@@ -305,48 +289,37 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     opt = _optimizer(model, cfg)
     steps = len(train_loader)
     sched = engine.schedule(opt, cfg.epochs * steps, int(cfg.warmup_epochs * steps), kind=cfg.schedule)
-    state = engine.resume(run, model, opt, sched, ctx, log)
-    best, best_epoch = float(state.get("best", -math.inf)), int(state.get("best_epoch", 0))
-
     val_marks = marks_by_key(val_ds, keys)
     eval_keys = [k for k in keys if val_marks[k]]
+    reports: dict[int, dict] = {}  # epoch -> its full report, for metrics.json and the confusion plots
 
-    def validate() -> tuple[dict, float]:
-        probs, loss = evaluate(model, val_loader, device, keys, cfg.flip_tta)
+    def report_of(net) -> tuple[dict, float]:
+        probs, loss = evaluate(net, val_loader, device, keys, cfg.flip_tta)
         return attribute_report({k: probs[k] for k in eval_keys}, {k: val_marks[k] for k in eval_keys},
                                 {k: labels.attributes[k] for k in eval_keys}), loss
-    loss_fn, best_report, net, net_frozen = _loss_fn(device, class_weights), None, None, None
-    for epoch in range(int(state["epoch"]), cfg.epochs):
-        frozen = epoch < cfg.freeze_epochs
-        if frozen != net_frozen:  # DDP must be rebuilt when the set of learning parameters changes
-            _set_frozen(model, frozen)
-            net, net_frozen = ctx.wrap(model), frozen
-        row = {"epoch": epoch + 1, "frozen_backbone": int(frozen),
-               **engine.train_one_epoch(net, train_loader, opt, sched, loss_fn, epoch, ctx, log,
-                                        frozen=model.backbone if frozen else None)}
-        if ctx.is_main:
-            report, val_loss = validate()
-            row.update({"val_loss": val_loss, "val_mAP": report["mAP"], "val_mean_accuracy": report["mean_accuracy"]})
-            for k in eval_keys:
-                row[f"val_acc/{k}"] = report["keys"][k]["accuracy"]
-                if "top3" in report["keys"][k]:
-                    row[f"val_top3/{k}"] = report["keys"][k]["top3"]
-            score = report[cfg.select]
-            if not math.isnan(score) and score > best:
-                best, best_epoch, best_report = score, epoch + 1, report
-                save_weights(run / WEIGHTS_FILE, model)
-        engine.end_epoch(run, ctx, log, row, model, opt, sched, best=best, best_epoch=best_epoch)
+
+    def validate(net, epoch: int) -> dict:
+        report, val_loss = report_of(net)
+        reports[epoch] = report
+        row = {"val_loss": val_loss, "val_mAP": report["mAP"], "val_mean_accuracy": report["mean_accuracy"]}
+        for k in eval_keys:
+            row[f"val_acc/{k}"] = report["keys"][k]["accuracy"]
+            if "top3" in report["keys"][k]:
+                row[f"val_top3/{k}"] = report["keys"][k]["top3"]
+        return row
+    result = engine.fit(run, model, train_loader, opt, sched, _loss_fn(device, class_weights), epochs=cfg.epochs,
+                        ctx=ctx, log=log, settings=cfg, validate=validate, best=engine.Best(f"val_{cfg.select}"),
+                        weights=WEIGHTS_FILE, backbone=model.backbone, freeze_epochs=cfg.freeze_epochs)
     if ctx.is_main:
-        if not (run / WEIGHTS_FILE).is_file():  # no epoch had a defined score: keep the last weights
-            save_weights(run / WEIGHTS_FILE, model)
+        best_report = reports.get(result.best_epoch)
         if best_report is None:  # resumed after the best epoch, or no defined score: report the saved weights
             load_weights(run / WEIGHTS_FILE, model, device)
-            best_report = validate()[0]
+            best_report = report_of(model)[0]
         sources = {}
         for s in train_samples:
             sources[s.source] = sources.get(s.source, 0) + 1
         write_json_atomic(run / "metrics.json", {
-            "best_epoch": best_epoch, "select": cfg.select, "flip_tta": cfg.flip_tta, "val": best_report,
+            "best_epoch": result.best_epoch, "select": cfg.select, "flip_tta": cfg.flip_tta, "val": best_report,
             "n_train_samples": len(train_samples), "n_val_samples": len(val_samples),
             "train_crop_sources": sources, "train_samples_per_source": sizes,
             "val_garments_missed_by_detector": missed})

@@ -2,13 +2,12 @@
 
 The run folder holds config.json (kind "keypoints"), labels.json, weights.safetensors (best epoch by val NE),
 last.pt (resumable state), box_errors.json / the jitter used, results.csv, train.log, metrics.json, results.png and
-val_crops.png (predicted points as crosses, ground truth as circles). The epoch loop is here; ``train_one_epoch``,
-the schedule, checkpoints and results rows are :mod:`fashion2stage.engine`'s. Under torchrun every rank trains on
-its share; rank 0 alone validates and writes.
+val_crops.png (predicted points as crosses, ground truth as circles). This module builds the model, its data, its
+loss and its validation; :func:`fashion2stage.engine.fit` runs the epochs. Under torchrun every rank trains on its
+share; rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,24 +15,25 @@ import cv2
 import numpy as np
 import torch
 
-from classifiers.backbones import normalisation
 from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
                                       read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
 from fashion2stage import engine
+from fashion2stage.backbones import normalisation
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
+from fashion2stage.fit_settings import FitSettings
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.io import write_bytes_atomic, write_json_atomic
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.metrics import keypoint_report
 from fashion2stage.records import Dataset
-from fashion2stage.runs import load_config, load_weights, save_config, save_labels, save_weights
+from fashion2stage.runs import load_config, load_weights
 
 
 @dataclass
-class KeypointTrainConfig:
+class KeypointTrainConfig(FitSettings):
     data: str | list[str]  # COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder; or several
     val: str | None = None
     images: str | list[str] | None = None  # image root of each data (default: the format's usual place)
@@ -152,11 +152,8 @@ def train(cfg: KeypointTrainConfig) -> Path:
     scores the best weights on val crops of ground-truth boxes and of boxes jittered like the training crops.
     Best checkpoint by val NE on ground-truth boxes (the last epoch without a val set). Under torchrun, on every rank.
     """
-    ctx = engine.start(cfg.device, cfg.threads, cfg.seed)
-    try:
+    with engine.start(cfg.device, cfg.threads, cfg.seed) as ctx:
         return _train(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 def read_sources(data: str | list[str], images: str | list[str] | None) -> tuple[Dataset, list[int]]:
@@ -197,14 +194,8 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     data = KeypointCrops(train_set, spec, heatmap_size(spec), cfg.sigma, jitter, Augment(), mean, std, cfg.seed)
     if len(data) == 0:
         raise ValueError(f"{train_set.source}: no garment with labelled keypoints to train on")
-    run = engine.open_run(cfg.project, cfg.name, "keypoints", cfg.resume, ctx)
-    log = engine.run_log(run, ctx)
-    if ctx.is_main:  # on resume too: a longer --epochs is recorded
-        save_config(run, run_config(cfg, len(labels.keypoints), jitter))
-        if not cfg.resume:
-            save_labels(run, labels)
-            if cfg.box_errors is not None:
-                shutil.copyfile(cfg.box_errors, run / "box_errors.json")
+    run, log = engine.start_run(cfg, "keypoints", ctx, labels, run_config(cfg, len(labels.keypoints), jitter),
+                                cfg.box_errors)
     loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, drop_last=True)
     log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
         f"{ctx.world_size} process(es)")
@@ -213,33 +204,28 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     steps = len(loader)
     total = cfg.epochs * steps
     scheduler = engine.schedule(optimizer, total, min(round(cfg.warmup_epochs * steps), total // 5))
-    state = engine.resume(run, model, optimizer, scheduler, ctx, log)
-    best = {"epoch": int(state.get("best_epoch", 0)), "val_ne": float(state.get("best_ne", float("inf")))}
-    predictor, net, loss_fn = _predictor(model, labels, cfg, ctx.device), ctx.wrap(model), _loss_fn(ctx.device)
-    for epoch in range(int(state["epoch"]), cfg.epochs):
-        row = {"epoch": epoch + 1,
-               **engine.train_one_epoch(net, loader, optimizer, scheduler, loss_fn, epoch, ctx, log)}
-        if ctx.is_main:
-            if val is not None:
-                report, _ = evaluate_keypoints(predictor, val, JitterSampler.none(), flip_test=cfg.flip_test)
-                row.update(val_ne=report["ne"], val_pck=report["pck@0.1"])
-            if val is None or report["ne"] < best["val_ne"]:
-                best = {"epoch": epoch + 1, "val_ne": report["ne"] if val is not None else float("nan")}
-                save_weights(run / "weights.safetensors", model)
-        engine.end_epoch(run, ctx, log, row, model, optimizer, scheduler, best_epoch=best["epoch"],
-                         best_ne=best["val_ne"])
+
+    def validate(net, epoch: int) -> dict:
+        report, _ = evaluate_keypoints(_predictor(net, labels, cfg, ctx.device), val, JitterSampler.none(),
+                                       flip_test=cfg.flip_test)
+        return {"val_ne": report["ne"], "val_pck": report["pck@0.1"]}
+    result = engine.fit(run, model, loader, optimizer, scheduler, _loss_fn(ctx.device), epochs=cfg.epochs, ctx=ctx,
+                        log=log, settings=cfg, validate=validate if val is not None else None,
+                        best=engine.Best("val_ne", "min") if val is not None else None)
     if ctx.is_main:
         engine.plot_results(run)
-        write_json_atomic(run / "metrics.json", _final_metrics(run, model, predictor, val, jitter, best, cfg))
+        predictor = _predictor(model, labels, cfg, ctx.device)
+        write_json_atomic(run / "metrics.json", _final_metrics(run, model, predictor, val, jitter, result.best_epoch,
+                                                               cfg))
     ctx.barrier()
     return run
 
 
-def _final_metrics(run: Path, model, predictor, val: Dataset | None, jitter: JitterSampler, best: dict,
+def _final_metrics(run: Path, model, predictor, val: Dataset | None, jitter: JitterSampler, best_epoch: int,
                    cfg: KeypointTrainConfig) -> dict:
     # a model trained on exact boxes is still scored on detector-like boxes: that is the point of the comparison
     eval_jitter = jitter if jitter.kind != "none" else JitterSampler.default()
-    metrics = {"best_epoch": best["epoch"], "train_jitter": jitter.kind, "eval_jitter": eval_jitter.kind,
+    metrics = {"best_epoch": best_epoch, "train_jitter": jitter.kind, "eval_jitter": eval_jitter.kind,
                "note": "NE in percent: FashionAI normaliser where the label set has one, else the GT box diagonal"}
     if val is not None:
         load_weights(run / "weights.safetensors", model, predictor.device)

@@ -57,7 +57,7 @@ def read_sources(cfg: TypeHeadConfig, out: Path, log=print, sample: bool = True)
                                   "folders")
         datasets.append(add_pseudo_boxes(ds, "foreground", cache=out / "pseudo_boxes.json", log=log)
                         if ds.classes else ds)
-    from detectors.train import split_class_folder  # noqa: PLC0415
+    from fashion2stage.sampling import split_class_folder  # noqa: PLC0415
 
     parts = [part for ds in datasets for part, _ in split_class_folder(ds)]
     return [_sample(part, cfg.max_photos, cfg.seed) for part in parts] if sample else parts

@@ -196,32 +196,6 @@ def detach(model, key: str) -> None:
         del model.heads[_module_name(key)]
 
 
-def _check_classes(entry: dict, labels, name: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """The classes of a config.json head entry ``name``: distinct names, each a garment type of the label set or
-    one of ``extra``."""
-    classes = entry["classes"]
-    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
-        raise TypeError(f"{name} classes {classes!r} is not a list of distinct names")
-    unknown = [k for k in classes if k not in extra and k not in labels.garment_types]
-    if unknown:
-        raise ValueError(f"{name} class {unknown[0]!r} is not a garment type of labels.json")
-    return classes
-
-
-def check_type_head(entry: dict, labels) -> None:
-    """A config.json ``type_head`` entry: its classes are garment types of the label set, plus "none"."""
-    classes = _check_classes(entry, labels, "type_head", extra=(NONE,))
-    if NONE not in classes:
-        raise ValueError(f"type_head classes {classes!r} lack {NONE!r}")
-
-
-def check_item_type_head(entry: dict, labels) -> None:
-    """A config.json ``item_type_head`` entry: its classes are at least two distinct garment types of the label set."""
-    classes = _check_classes(entry, labels, "item_type_head")
-    if len(classes) < 2:
-        raise ValueError(f"item_type_head classes {classes!r}: at least two garment types are needed")
-
-
 def save_run(src_run, dst_run, predictor, entry: dict, item_entry: dict | None = None) -> None:
     """Write ``dst_run``: the attribute run ``src_run`` with the type head now in ``predictor.model`` (weights and
     the config ``type_head`` entry, and ``item_type_head`` when ``item_entry`` is given); labels, box errors and

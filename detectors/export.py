@@ -47,7 +47,7 @@ class OnnxFasterRCNNDetector:
     """The faster-rcnn detector run by ONNX Runtime: same ``labels`` and ``predict`` as FasterRCNNDetector."""
 
     def __init__(self, path: Path, labels, threads: int = 0):
-        from classifiers.onnx_runtime import open_session  # noqa: PLC0415
+        from fashion2stage.onnx_session import open_session  # noqa: PLC0415
 
         self.session = open_session(path, threads, ["boxes", "labels", "scores"])
         self.labels = labels

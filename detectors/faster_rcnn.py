@@ -57,7 +57,7 @@ class TimmFPN(nn.Module):
 
     def __init__(self, name: str, pretrained: bool, fpn_channels: int, trainable_stages: int):
         super().__init__()
-        from classifiers.backbones import create_backbone  # noqa: PLC0415
+        from fashion2stage.backbones import create_backbone  # noqa: PLC0415
         from timm.layers import freeze_batch_norm_2d  # noqa: PLC0415
 
         body = create_backbone(name, pretrained=pretrained, features_only=True, out_indices=(2, 3, 4))
@@ -94,7 +94,7 @@ def build_faster_rcnn(cfg: FasterRCNNConfig, pretrained_backbone: bool = True) -
     anchors = AnchorGenerator(sizes=((32, 48), (64, 96), (128, 192), (256, 384)),
                               aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
-    from classifiers.backbones import normalisation  # noqa: PLC0415
+    from fashion2stage.backbones import normalisation  # noqa: PLC0415
     mean, std = normalisation(cfg.backbone)
     return FasterRCNN(backbone, num_classes=cfg.num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
                       image_mean=list(mean), image_std=list(std), **common)

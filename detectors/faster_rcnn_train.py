@@ -2,13 +2,12 @@
 (:func:`fashion2stage.engine.schedule`), horizontal flip and multi-scale resizing (inside torchvision's transform),
 one checkpoint per epoch for ``--resume``.
 
-Like torchvision's ``references/detection``: the epoch loop here, ``train_one_epoch`` and the checkpoint / results
-steps in :mod:`fashion2stage.engine`; the run folder, evaluation and box-error steps shared with YOLO in
-:mod:`detectors.train`. Under torchrun every rank trains on its share and rank 0 alone validates and writes.
+This module builds the model, its data and its loss; :func:`fashion2stage.engine.fit` runs the epochs; the run
+folder, evaluation and box-error steps shared with YOLO are :mod:`detectors.train`'s. Under torchrun every rank
+trains on its share and rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from fashion2stage import engine
 from fashion2stage.distributed import Dist
 from fashion2stage.images import load_image
 from fashion2stage.records import Dataset
-from fashion2stage.runs import load_config, load_weights, save_config, save_weights
+from fashion2stage.runs import load_config, load_weights, save_config
 
 
 class BoxDataset(torch.utils.data.Dataset):
@@ -119,8 +118,10 @@ def model_config(cfg, train: Dataset, run: Path) -> FasterRCNNConfig:
                             trainable_stages=cfg.trainable_stages)
 
 
-def fit(run: Path, cfg, train: Dataset, config: dict, evaluate: Callable[[FasterRCNNDetector], dict] | None,
-        extra_eval: Callable[[FasterRCNNDetector], dict] | None, ctx: Dist, log: Callable[[str], None]) -> dict:
+def train_faster_rcnn(run: Path, cfg, train: Dataset, config: dict,
+                      evaluate: Callable[[FasterRCNNDetector], dict] | None,
+                      extra_eval: Callable[[FasterRCNNDetector], dict] | None, ctx: Dist,
+                      log: Callable[[str], None]) -> dict:
     """Train in ``run`` (``cfg``: a :class:`detectors.train.DetectTrainConfig`); writes ``weights.safetensors``
     (best val mAP@[.5:.95] epoch, or the last without a validation set), ``last.pt`` after every epoch, one
     ``results.csv`` row per epoch (``extra_eval`` adds columns). Returns ``train_seconds`` and
@@ -146,25 +147,14 @@ def fit(run: Path, cfg, train: Dataset, config: dict, evaluate: Callable[[Faster
                                 num_samples=cfg.epoch_size, collate_fn=_collate)
     steps = len(loader)
     scheduler = engine.schedule(optimizer, steps * cfg.epochs, min(200, steps * cfg.epochs // 10), floor=0.01)
-    state = engine.resume(run, model, optimizer, scheduler, ctx, log, steps_per_epoch=steps)
-    best = float(state.get("best", -math.inf))
-    seconds = {k: float(state.get(k, 0.0)) for k in ("train_seconds", "train_cpu_seconds")}
-    net = ctx.wrap(model)
-    for epoch in range(int(state["epoch"]), cfg.epochs):
-        row = {"epoch": epoch + 1,
-               **engine.train_one_epoch(net, loader, optimizer, scheduler, _losses, epoch, ctx, log, log_every=20)}
-        for k in seconds:
-            seconds[k] += row[k]
-        if ctx.is_main:
-            score = -row["train_loss"]
-            if evaluate is not None:
-                metrics = evaluate(FasterRCNNDetector(model, train.labels, str(ctx.device)))
-                row.update({"val_map": metrics["map"], "val_map50": metrics["map50"]})
-                score = metrics["map"]
-            if extra_eval is not None:
-                row.update(extra_eval(FasterRCNNDetector(model, train.labels, str(ctx.device))))
-            if evaluate is None or score > best:
-                best = score
-                save_weights(run / "weights.safetensors", model)
-        engine.end_epoch(run, ctx, log, row, model, optimizer, scheduler, best=best, **seconds)
-    return seconds
+
+    def validate(net, epoch: int) -> dict:
+        detector, row = FasterRCNNDetector(net, train.labels, str(ctx.device)), {}
+        if evaluate is not None:
+            metrics = evaluate(detector)
+            row.update({"val_map": metrics["map"], "val_map50": metrics["map50"]})
+        return {**row, **(extra_eval(detector) if extra_eval is not None else {})}
+    result = engine.fit(run, model, loader, optimizer, scheduler, _losses, epochs=cfg.epochs, ctx=ctx, log=log,
+                        settings=cfg, validate=validate, best=engine.Best("val_map") if evaluate is not None else None,
+                        log_every=20)
+    return {"train_seconds": result.train_seconds, "train_cpu_seconds": result.train_cpu_seconds}

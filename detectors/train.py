@@ -14,12 +14,14 @@ from detectors.load import Detector, load_detector
 from fashion2stage import engine
 from fashion2stage.distributed import Dist, under_torchrun
 from fashion2stage.errors import DataError
+from fashion2stage.fit_settings import FitSettings
 from fashion2stage.images import load_image
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.domain import type_report
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, ImageRecord
-from fashion2stage.runs import load_config, load_labels, save_config, save_labels
+from fashion2stage.sampling import split_class_folder
+from fashion2stage.runs import load_config, load_labels, save_config
 from fashion2stage.sources import read_detection_data, read_source
 from fashion2stage.weak_labels import DEFAULT_CONF
 
@@ -31,7 +33,7 @@ TEACHER_CACHE_CONF = 0.05  # a teacher's garments are cached from this score: --
 
 
 @dataclass
-class DetectTrainConfig:
+class DetectTrainConfig(FitSettings):
     """``detect-train`` options after parsing; saved (resolved) in the run folder's ``config.json``."""
     data: list[str]  # one or several sources: COCO detection / keypoints json, dataset YAML, class folder
     val: list[str] = field(default_factory=list)  # the first one chooses the best epoch
@@ -59,6 +61,7 @@ class DetectTrainConfig:
     seed: int = 0
 
     def __post_init__(self):  # one source may be given as a plain path
+        super().__post_init__()
         self.data = [str(self.data)] if isinstance(self.data, (str, Path)) else [str(d) for d in self.data]
         self.val = [] if self.val is None else [str(self.val)] if isinstance(self.val, (str, Path)) \
             else [str(v) for v in self.val]
@@ -131,11 +134,8 @@ def train_detector(cfg: DetectTrainConfig) -> Path:
     if cfg.detector == "yolo" and under_torchrun():
         raise ValueError("--detector yolo: ultralytics runs its own DDP; start detect-train without torchrun and "
                          "give the GPUs with --device (e.g. --device 0,1)")
-    ctx = engine.start(cfg.device if cfg.detector == "faster-rcnn" else "cpu", cfg.threads, cfg.seed)
-    try:
+    with engine.start(cfg.device if cfg.detector == "faster-rcnn" else "cpu", cfg.threads, cfg.seed) as ctx:
         return _train(cfg, ctx)
-    finally:
-        ctx.close()
 
 
 def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
@@ -154,8 +154,7 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
     sources = [relabelled(s, labels) for s in sources]
     val_specs = list(cfg.val) or ([cfg.data[0]] if str(cfg.data[0]).endswith((".yaml", ".yml")) else [])
     vals = [relabelled(read_source(v, cfg.classes, images=cfg.images, split="val"), labels) for v in val_specs]
-    run = engine.open_run(cfg.project, cfg.name, "detector", cfg.resume, ctx)
-    log = engine.run_log(run, ctx)
+    run, log = engine.start_run(cfg, "detector", ctx, labels)  # config.json: once the backend knows its model
     with ctx.main_first():  # rank 0 computes the pseudo-boxes and caches them in the run folder; the others read them
         parts = [p for i, s in enumerate(sources)
                  for p in split_class_folder(with_boxes(s, cfg, run, log, i), cfg.balance_types)]
@@ -172,8 +171,6 @@ def _train(cfg: DetectTrainConfig, ctx: Dist) -> Path:
         log(f"  source {s.source}: {len(s)} images, {sum(len(r.garments) for r in s.records)} boxes, "
             f"share {share / sum(shares):.3f}")
     log(f"val: {', '.join(f'{v.source} ({len(v)} images)' for v in vals) or 'none'}; {ctx.world_size} process(es)")
-    if ctx.is_main:
-        save_labels(run, labels)
     config = {"kind": "detector", "backend": cfg.detector, "image_size": cfg.image_size, "train": asdict(cfg),
               "train_data": [s.source for s in sources], "val_data": [v.source for v in vals],
               "source_sizes": [len(s) for s in sources], "source_shares": shares}
@@ -212,7 +209,7 @@ def _final_report(run: Path, cfg: DetectTrainConfig, val: Dataset | None, labels
 
 def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: list[Dataset], config: dict,
                        ctx: Dist, log) -> dict:
-    from detectors.faster_rcnn_train import fit  # noqa: PLC0415
+    from detectors.faster_rcnn_train import train_faster_rcnn  # noqa: PLC0415
 
     val = vals[0] if vals else None
     val_eval = (lambda det: evaluate(det, val, cfg.batch)[0]) \
@@ -229,7 +226,8 @@ def _train_faster_rcnn(run: Path, cfg: DetectTrainConfig, train: Dataset, vals: 
             report = tag_scores(det, v, cfg.batch)
             out.update({f"val_tag_{k}": report[k] for k in ("precision", "recall", "f1")})
         return out
-    return fit(run, cfg, train, config, val_eval, extra_eval if folder_vals or tag_vals else None, ctx, log)
+    return train_faster_rcnn(run, cfg, train, config, val_eval, extra_eval if folder_vals or tag_vals else None, ctx,
+                             log)
 
 
 def tag_scores(detector: Detector, ds: Dataset, batch_size: int) -> dict:
@@ -247,28 +245,6 @@ def relabelled(ds: Dataset, labels: LabelSet) -> Dataset:
     if unknown:
         raise DataError(ds.source, f"garment type(s) {unknown} are not in the model's label set {labels.garment_types}")
     return replace(ds, labels=labels)
-
-
-def split_class_folder(ds: Dataset, by_type: bool = False) -> list[tuple[Dataset, float]]:
-    """A source and its share of the draw (1 each). A class folder's garment photos and its "no garment" photos are
-    two sources of one share each: the background photos get as much weight as the garments (at their natural 10%
-    share of fashion-bench/products the shipped detector's first epoch left a garment on 97% of hat and shoe
-    photos; BENCHMARKS.md, "Per domain"). ``by_type``: the garment photos' share is split equally between their
-    garment types, one source each, so that a type with few photos (outwear: 6% of products/train) is drawn as
-    often as the most common one (blouse: 56%)."""
-    if not ds.classes:
-        return [(ds, 1.0)]
-    garments = [r for r in ds.records if r.item_type is not None]
-    negatives = [r for r in ds.records if r.item_type is None]
-    types = sorted({r.item_type for r in garments})
-    if by_type and len(types) > 1:
-        parts = [(replace(ds, records=[r for r in garments if r.item_type == t], source=f"{ds.source} ({t})"),
-                  1.0 / len(types)) for t in types]
-    else:
-        parts = [(replace(ds, records=garments, source=f"{ds.source} (garment classes)"), 1.0)] if garments else []
-    if negatives:
-        parts.append((replace(ds, records=negatives, source=f"{ds.source} (no-garment classes)"), 1.0))
-    return parts if len(parts) > 1 else [(ds, 1.0)]
 
 
 def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: int = 0) -> Dataset:

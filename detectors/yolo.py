@@ -46,7 +46,7 @@ class OnnxNet:
     """The same call through ONNX Runtime (``threads`` intra-op threads, 0: all cores)."""
 
     def __init__(self, path: Path, threads: int = 0):
-        from classifiers.onnx_runtime import open_session  # noqa: PLC0415
+        from fashion2stage.onnx_session import open_session  # noqa: PLC0415
 
         self.session = open_session(path, threads, ["output0"])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from classifiers.backbones import create_backbone, normalisation
+from fashion2stage.backbones import create_backbone, normalisation
 
 FEATURE_CHANNELS = {"efficientnet_lite0": (40, 112, 320)}  # timm feature stages 2, 3, 4 (strides 8, 16, 32)
 MODULE = "EfficientNetLiteFeatures"

@@ -103,6 +103,12 @@ class Dist:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    def __enter__(self) -> Dist:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """Leave the process group this Dist started, once every rank got here (gloo aborts a process whose peer
         tore the group down while it was still ending).

@@ -1,35 +1,42 @@
-"""The training skeleton the three torch trainers share (Faster R-CNN detector, attribute heads, keypoint model).
+"""The training engine of the three torch trainers (Faster R-CNN detector, attribute heads, keypoint model).
 
-As in torchvision's ``references/detection``: each trainer reads its data, builds its model and runs its own short
-epoch loop; this module holds what every loop does the same way, with or without ``torchrun``:
+A trainer builds its model, its data and its loss (and a validation function); :func:`fit` runs the rest, the
+same way for all three, with or without ``torchrun``:
 
 - :func:`start`: torch threads and seed, and the process's place under torchrun (:mod:`fashion2stage.distributed`);
-- :func:`open_run`: the run folder, new (made by rank 0 only) or the one ``--resume`` continues;
+  ``with start(...) as ctx:`` leaves the process group at the end;
+- :func:`start_run`: the run folder, new (made by rank 0 only) or the one ``--resume`` continues, its log, and the
+  files written before training (config.json, labels.json, box_errors.json);
 - :func:`make_loader`: each rank's share of the training set (``DistributedSampler``, or ``SourceBalancedSampler``
   when the set concatenates several sources);
 - :func:`schedule`: linear warm-up then cosine decay (or one-cycle), stepped once per batch;
-- :func:`train_one_epoch`: one pass, losses and sample counts summed over all ranks;
-- :func:`resume` / :func:`end_epoch`: ``last.pt`` (read with ``weights_only=True``), one ``results.csv`` row, one
-  log line in ``train.log``; :func:`plot_results`: ``results.png``.
+- :func:`fit`: the epoch loop: :func:`train_one_epoch` (mixed precision, gradient clipping and the moving average
+  of the weights as :class:`~fashion2stage.fit_settings.FitSettings` says, :mod:`fashion2stage.step`), validation
+  and the best weights on rank 0, ``last.pt``, ``results.csv`` and ``train.log`` (:mod:`fashion2stage.checkpoint`),
+  and resuming from ``last.pt``; :func:`plot_results`: ``results.png``.
 
-Only rank 0 writes; every rank reads ``last.pt`` on resume so all start from the same state.
+As in torchvision's ``references/detection``: no trainer class and no callbacks; ``fit`` takes objects.
 """
 from __future__ import annotations
 
 import csv
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from fashion2stage.checkpoint import end_epoch, resume
 from fashion2stage.distributed import Dist, init_distributed
-from fashion2stage.runs import append_results, load_checkpoint, load_config, new_run_dir, save_checkpoint, \
-    truncate_results
+from fashion2stage.fit_settings import FitSettings
+from fashion2stage.labels import LabelSet
+from fashion2stage.runs import load_config, new_run_dir, save_config, save_labels, save_weights
 from fashion2stage.sampling import SourceBalancedSampler
+from fashion2stage.step import Stepper
 
 Log = Callable[[str], None]
 # settings a resumed run may change; every other one is read back from the run folder
@@ -37,7 +44,8 @@ RESUMABLE = ("epochs", "device", "threads", "workers", "resume", "project", "nam
 
 
 def start(device: str = "cpu", threads: int | None = None, seed: int = 0) -> Dist:
-    """First call of every trainer: join torchrun's process group if there is one, set threads and seed."""
+    """First call of every trainer: join torchrun's process group if there is one, set threads and seed.
+    ``with start(...) as ctx: return _train(cfg, ctx)`` leaves the group once ``_train`` has returned."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -72,6 +80,24 @@ def run_log(run: Path, ctx: Dist) -> Log:
         with (run / "train.log").open("a") as f:
             f.write(line + "\n")
     return log
+
+
+def start_run(cfg, kind: str, ctx: Dist, labels: LabelSet, config: dict | None = None,
+              box_errors: str | Path | None = None) -> tuple[Path, Log]:
+    """The run folder ``cfg.project/cfg.name`` (a new one, or the one ``cfg.resume`` continues) and its log.
+
+    Rank 0 writes ``config`` (on resume too, so that a longer ``--epochs`` is recorded; None: the trainer writes it
+    once the model is known) and, in a new run, ``labels.json`` and a copy of the ``box_errors`` file the training
+    crops are jittered with."""
+    run = open_run(cfg.project, cfg.name, kind, cfg.resume, ctx)
+    if ctx.is_main:
+        if config is not None:
+            save_config(run, config)
+        if not cfg.resume:
+            save_labels(run, labels)
+            if box_errors is not None:
+                shutil.copyfile(box_errors, run / "box_errors.json")
+    return run, run_log(run, ctx)
 
 
 def make_loader(dataset, batch_size: int, ctx: Dist, *, seed: int = 0, sources: Sequence[int] | None = None,
@@ -120,31 +146,36 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
 
 
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, scheduler, loss_fn, epoch: int,
-                    ctx: Dist, log: Log = print, log_every: int = 0, frozen: torch.nn.Module | None = None) -> dict:
+                    ctx: Dist, log: Log = print, log_every: int = 0, frozen: torch.nn.Module | None = None,
+                    stepper: Stepper | None = None) -> dict:
     """One pass over this rank's share of ``loader`` (``epoch`` counts from 0).
 
     ``loss_fn(model, batch) -> (losses, n)``: named loss tensors, whose sum is minimised, and the samples in the
     batch. ``frozen``: a submodule kept in eval mode (its BatchNorm statistics fixed) while it does not learn.
+    ``stepper``: how each step is taken (default: float32, plain ``optimizer.step()``).
     Returns the epoch's row: ``train_loss`` (and ``train_<name>`` per loss when several), means over every sample of
     every rank; ``lr``; ``train_samples`` (all ranks), ``samples_per_rank``; ``train_img_per_s`` (all ranks) and
-    this process's ``train_seconds`` and ``train_cpu_seconds`` (the cost when other jobs share the machine).
+    this process's ``train_seconds`` and ``train_cpu_seconds`` (the cost when other jobs share the machine);
+    ``train_grad_norm`` (mean gradient norm before any cut) and, with clipping, ``train_clipped`` (share of steps cut).
     """
+    if stepper is None:
+        stepper = Stepper(FitSettings(amp="off", clip_grad=None), model, ctx.device)
     set_epoch(loader, epoch)
     model.train()
     if frozen is not None:
         frozen.eval()
     sums: dict[str, float] = {}
+    norms: list[float] = []
     n, steps, t0, cpu0 = 0, len(loader), time.perf_counter(), time.process_time()
     for i, batch in enumerate(loader):
-        losses, size = loss_fn(model, batch)
+        with stepper.autocast():
+            losses, size = loss_fn(model, batch)
         loss = sum(losses.values())
         value = float(loss.detach())
         if not math.isfinite(value):
             parts = {k: round(float(v.detach()), 4) for k, v in losses.items()}
             raise FloatingPointError(f"epoch {epoch + 1} step {i}: loss is {value} ({parts}); try a lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        norms.append(stepper.step(loss, optimizer))
         scheduler.step()
         parts = {"loss": loss, **losses} if len(losses) > 1 else {"loss": loss}
         for k, v in parts.items():
@@ -157,45 +188,95 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, sched
     totals = ctx.all_reduce_sum([sums[k] for k in names] + [n])
     total_n = int(totals[-1])
     row = {f"train_{k}": v / max(total_n, 1) for k, v in zip(names, totals)}
+    finite = [x for x in norms if math.isfinite(x)]  # the same on every rank: DDP averaged the gradients
+    row["train_grad_norm"] = sum(finite) / max(len(finite), 1)
+    if stepper.clip is not None:
+        row["train_clipped"] = sum(not x <= stepper.clip for x in norms) / max(len(norms), 1)
     return {**row, "lr": optimizer.param_groups[0]["lr"], "train_samples": total_n,
             "samples_per_rank": " ".join(str(int(c)) for c in ctx.all_gather(n)),
             "train_img_per_s": total_n / max(seconds, 1e-9), "train_seconds": seconds, "train_cpu_seconds": cpu_seconds}
 
 
-def resume(run: Path, model: torch.nn.Module, optimizer, scheduler, ctx: Dist, log: Log = print,
-           steps_per_epoch: int = 0) -> dict:
-    """Load ``run/last.pt`` into ``model`` (unwrapped), ``optimizer`` and ``scheduler`` on every rank; rank 0 drops
-    ``results.csv`` rows written after it. Returns the checkpoint's other entries (``epoch``: epochs done; 0 and
-    nothing else without a checkpoint)."""
-    if not (run / "last.pt").is_file():
-        return {"epoch": 0}
-    state = load_checkpoint(run / "last.pt")
-    model.load_state_dict(state.pop("model"))
-    optimizer.load_state_dict(state.pop("optimizer"))
-    total = getattr(scheduler, "total_steps", None)
-    if "scheduler" in state:
-        scheduler.load_state_dict(state.pop("scheduler"))
-    else:  # a checkpoint written before this engine (the detector set its lr by hand): go on where it stood
-        scheduler.last_epoch = int(state["epoch"]) * steps_per_epoch - 1
-        scheduler.step()
-    if total is not None:  # one-cycle: --epochs may have grown since
-        scheduler.total_steps = max(total, scheduler.total_steps)
-    if ctx.is_main:
-        truncate_results(run, int(state["epoch"]))
-    log(f"resuming {run} after epoch {int(state['epoch'])}")
-    return state
+@dataclass(frozen=True)
+class Best:
+    """The validation column that chooses the saved weights, and which way is better (``"max"`` or ``"min"``)."""
+    metric: str
+    mode: str = "max"
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"Best mode must be 'max' or 'min', got {self.mode!r}")
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.mode == "max" else math.inf
+
+    def better(self, score: float | None, best: float) -> bool:
+        """A defined ``score`` beyond ``best`` (NaN, as on a validation set without marks, never is)."""
+        if score is None or math.isnan(score):
+            return False
+        return score > best if self.mode == "max" else score < best
 
 
-def end_epoch(run: Path, ctx: Dist, log: Log, row: dict, model: torch.nn.Module, optimizer, scheduler,
-              **state) -> None:
-    """Rank 0: ``row`` onto ``results.csv``, ``last.pt`` (model, optimizer, scheduler, ``row["epoch"]`` and
-    ``state``), one log line. Every rank then waits for it."""
-    if ctx.is_main:
-        append_results(run, row)
-        save_checkpoint(run / "last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "scheduler": scheduler.state_dict(), "epoch": int(row["epoch"]), **state})
-        log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+@dataclass
+class FitResult:
+    best: float  # the best epoch's metric (NaN without a Best)
+    best_epoch: int  # 0 when no epoch of any session had a defined metric
+    train_seconds: float  # this process, summed over every session of the run
+    train_cpu_seconds: float
+
+
+Validate = Callable[[torch.nn.Module, int], dict]
+
+
+def fit(run: Path, model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler,
+        loss_fn, *, epochs: int, ctx: Dist, log: Log, settings: FitSettings | None = None,
+        validate: Validate | None = None, best: Best | None = None, weights: str = "weights.safetensors",
+        backbone: torch.nn.Module | None = None, freeze_epochs: int = 0, log_every: int = 0) -> FitResult:
+    """Train ``model`` (unwrapped, on ``ctx.device``) in ``run`` up to ``epochs``, resuming from ``run/last.pt``.
+
+    Each epoch: :func:`train_one_epoch`; then on rank 0 ``validate(model, epoch)`` (``epoch`` from 1; the model is
+    the moving average when ``settings.ema``) adds its columns to the row, and ``run/weights`` is saved when
+    ``row[best.metric]`` is the best so far (every epoch without ``best``); then ``last.pt`` (with the loss scaler
+    and the average), the ``results.csv`` row and its log line. ``backbone``: a submodule frozen (no gradients,
+    BatchNorm statistics fixed) for the first ``freeze_epochs`` epochs (column ``frozen_backbone``); the DDP wrapper
+    is rebuilt when that changes. A run in which no epoch had a defined metric keeps the last weights.
+    """
+    settings = settings or FitSettings()
+    state = resume(run, model, optimizer, scheduler, ctx, log, steps_per_epoch=len(loader))
+    stepper = Stepper(settings, model, ctx.device)
+    stepper.load_state_dict(state)
+    log(f"fit: {stepper.describe()}")
+    # "best_ne": the keypoint trainer's name for it before this engine
+    best_score = float(state.get("best", state.get("best_ne", math.nan)))
+    if best is not None and math.isnan(best_score):
+        best_score = best.worst
+    best_epoch = int(state.get("best_epoch", 0))
+    seconds = {k: float(state.get(k, 0.0)) for k in ("train_seconds", "train_cpu_seconds")}
+    net, net_frozen = None, None
+    for epoch in range(int(state["epoch"]), epochs):
+        frozen = backbone is not None and epoch < freeze_epochs
+        if net is None or frozen != net_frozen:  # DDP registers the parameters that learn when it is built
+            for p in backbone.parameters() if backbone is not None else ():
+                p.requires_grad_(not frozen)
+            net, net_frozen = ctx.wrap(model), frozen
+        row = {"epoch": epoch + 1, **({"frozen_backbone": int(frozen)} if backbone is not None else {}),
+               **train_one_epoch(net, loader, optimizer, scheduler, loss_fn, epoch, ctx, log, log_every,
+                                 frozen=backbone if frozen else None, stepper=stepper)}
+        for k in seconds:
+            seconds[k] += row[k]
+        if ctx.is_main:
+            if validate is not None:
+                row.update(validate(stepper.averaged, epoch + 1))
+            if best is None or best.better(row.get(best.metric), best_score):
+                best_score, best_epoch = (float(row[best.metric]) if best else math.nan), epoch + 1
+                save_weights(run / weights, stepper.averaged)
+        end_epoch(run, ctx, log, row, model, optimizer, scheduler, best=best_score, best_epoch=best_epoch,
+                  **seconds, **stepper.state_dict())
+    if ctx.is_main and not (run / weights).is_file():  # no epoch had a defined score
+        save_weights(run / weights, stepper.averaged)
     ctx.barrier()
+    return FitResult(best_score, best_epoch, **seconds)
 
 
 def plot_results(run: Path) -> None:

@@ -24,7 +24,7 @@ from fashion2stage.errors import DataError, ImageReadError
 from fashion2stage.foreground import foreground_box
 from fashion2stage.images import image_size, load_image
 from fashion2stage.io import write_json_atomic
-from fashion2stage.records import Dataset, Garment, ImageRecord
+from fashion2stage.records import Dataset, Garment
 
 MIN_SCORE = 0.05
 

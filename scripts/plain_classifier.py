@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from classifiers.backbones import create_backbone, normalisation
+from fashion2stage.backbones import create_backbone, normalisation
 from fashion2stage.errors import ImageReadError
 from fashion2stage.formats.folders import read_class_folders
 from fashion2stage.images import load_image

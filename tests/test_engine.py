@@ -1,5 +1,6 @@
-"""The shared training engine on a tiny model: schedule, rank shares, resume = uninterrupted run, results, and
-DistributedDataParallel under a real 2-process torchrun (gloo on the CPU)."""
+"""The shared training engine on a tiny model: schedule, rank shares, fit() (resume = uninterrupted run, autocast,
+gradient clipping, the best weights by a named metric), results, and DistributedDataParallel under a real 2-process
+torchrun (gloo on the CPU)."""
 import csv
 import math
 import os
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from fashion2stage import engine
 from fashion2stage.distributed import Dist
+from fashion2stage.fit_settings import FitSettings
+from fashion2stage.step import amp_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,43 +56,127 @@ def test_ranks_get_disjoint_halves_and_several_sources_are_balanced():
     assert len(idx) == 60 and 20 <= sum(i >= 50 for i in idx) <= 40  # ~30 expected; 10 without balancing
 
 
-def _tiny_run(run: Path, epochs: int, resume: bool) -> torch.nn.Module:
-    """Regression on 24 points, batch 5 (the last batch of each epoch is incomplete), one run folder."""
-    torch.manual_seed(0)
+DATA_SEED = 0
+TIMES = ("train_img_per_s", "train_seconds", "train_cpu_seconds")
+
+
+def _tiny_fit(run: Path, epochs: int = 4, stop_after: int | None = None, settings: FitSettings | None = None,
+              validate=None, best=None, lr: float = 0.05, optimizer=None):
+    """Regression on 24 points, batch 5 (the last batch of each epoch is incomplete), through engine.fit in one
+    run folder; ``stop_after``: the process "dies" after that epoch's checkpoint (an exception out of fit)."""
+    torch.manual_seed(DATA_SEED)
     ctx = Dist()
     x = torch.randn(24, 3)
     data = list(zip(x, x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3))
     model = torch.nn.Linear(3, 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+    opt = (optimizer or torch.optim.AdamW)(model.parameters(), lr=lr)
     loader = engine.make_loader(data, 5, ctx, seed=3)
-    sched = engine.schedule(opt, 4 * len(loader), 3)
-    log = engine.run_log(run, ctx)
-    state = engine.resume(run, model, opt, sched, ctx, log) if resume else {"epoch": 0}
+    sched = engine.schedule(opt, epochs * len(loader), 3)
 
     def loss_fn(m, batch):
         xb, yb = batch
-        return {"loss": torch.nn.functional.mse_loss(m(xb).squeeze(1), yb)}, len(xb)
-    for epoch in range(state["epoch"], epochs):
-        row = {"epoch": epoch + 1, **engine.train_one_epoch(model, loader, opt, sched, loss_fn, epoch, ctx, log)}
-        engine.end_epoch(run, ctx, log, row, model, opt, sched, best=float(epoch))
-    return model
+        return {"loss": torch.nn.functional.mse_loss(m(xb).squeeze(1).float(), yb)}, len(xb)
+
+    def checked(net, epoch):
+        if stop_after is not None and epoch > stop_after:
+            raise KeyboardInterrupt
+        return validate(net, epoch) if validate else {"val_w0": float(net.weight[0, 0].detach())}
+    result = engine.fit(run, model, loader, opt, sched, loss_fn, epochs=epochs, ctx=ctx, log=engine.run_log(run, ctx),
+                        settings=settings or FitSettings(), validate=checked, best=best)
+    return model, result
 
 
-def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+def _rows(run: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in csv.DictReader((run / "results.csv").open())]
+
+
+@pytest.mark.parametrize("settings", [FitSettings(), FitSettings(amp="fp16", clip_grad=0.5, ema=0.8)],
+                         ids=["default", "fp16-clip-ema"])
+def test_resume_through_fit_gives_the_rows_of_an_uninterrupted_run(tmp_path, settings):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    whole = _tiny_run(tmp_path / "a", 4, resume=False)
-    _tiny_run(tmp_path / "b", 2, resume=False)
-    resumed = _tiny_run(tmp_path / "b", 4, resume=True)
+    whole, _ = _tiny_fit(tmp_path / "a", settings=settings)
+    with pytest.raises(KeyboardInterrupt):  # killed while validating epoch 2: last.pt holds epoch 1
+        _tiny_fit(tmp_path / "b", stop_after=1, settings=settings)
+    assert [r["epoch"] for r in _rows(tmp_path / "b")] == ["1"]
+    resumed, _ = _tiny_fit(tmp_path / "b", settings=settings)
     for p, q in zip(whole.parameters(), resumed.parameters()):
         assert torch.allclose(p, q, atol=1e-6), (p, q)
-    rows = list(csv.DictReader((tmp_path / "b" / "results.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    rows, expected = _rows(tmp_path / "b"), _rows(tmp_path / "a")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and list(rows[0]) == list(expected[0])
+    for r, e in zip(rows, expected):  # the same numbers, the EMA's validation and the loss scale's steps included
+        for k in e:
+            assert (float(r[k]) == pytest.approx(float(e[k]), rel=1e-5, abs=1e-7)) if k != "samples_per_rank" \
+                else r[k] == e[k], (k, r[k], e[k])
     assert all(r["train_samples"] == "24" and r["samples_per_rank"] == "24" for r in rows)
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    saved = load_file(str(tmp_path / "b" / "weights.safetensors"))["weight"]
+    # with an EMA the average is validated and saved, not the weights the optimizer stepped
+    assert torch.equal(saved, resumed.weight.detach()) == (settings.ema is None)
+    assert float(rows[-1]["val_w0"]) == pytest.approx(float(saved[0, 0]), rel=1e-5)
     engine.plot_results(tmp_path / "b")
     assert (tmp_path / "b" / "results.png").stat().st_size > 0
     assert "resuming" in (tmp_path / "b" / "train.log").read_text()
+
+
+def test_bf16_autocast_runs_through_fit_on_the_cpu(tmp_path):
+    seen = []
+
+    class Probe(torch.nn.Linear):
+        def forward(self, x):
+            out = super().forward(x)
+            seen.append(out.dtype)
+            return out
+    torch.manual_seed(0)
+    model = Probe(3, 1)
+    before = model.weight.detach().clone()
+    data = [(torch.randn(3), torch.randn(())) for _ in range(8)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = engine.make_loader(data, 4, Dist())
+    engine.fit(tmp_path, model, loader, opt, engine.schedule(opt, 2, 1),
+               lambda m, b: ({"loss": torch.nn.functional.mse_loss(m(b[0]).squeeze(1).float(), b[1])}, len(b[0])),
+               epochs=1, ctx=Dist(), log=lambda m: None, settings=FitSettings(amp="bf16"))
+    assert seen == [torch.bfloat16, torch.bfloat16]  # two steps, each forward in bf16
+    assert model.weight.dtype == torch.float32 and not torch.equal(model.weight, before)  # float32 weights learnt
+    assert amp_dtype("auto", torch.device("cpu")) is None  # the default keeps the CPU in float32
+
+
+def test_gradient_clipping_cuts_every_step_and_is_recorded(tmp_path):
+    model, _ = _tiny_fit(tmp_path, epochs=1, settings=FitSettings(clip_grad=1e-3), lr=1.0,
+                         optimizer=torch.optim.SGD)
+    torch.manual_seed(DATA_SEED)
+    torch.randn(24, 3)
+    start = torch.nn.Linear(3, 1)  # the initial weights, drawn after the same data
+    moved = torch.cat([(p - q).detach().flatten() for p, q in zip(model.parameters(), start.parameters())]).norm()
+    # 5 steps of lr <= 1 with gradients cut to norm 1e-3 move the weights by at most 5e-3 (uncut: by ~1)
+    assert 0 < float(moved) <= 5e-3 + 1e-7
+    row = _rows(tmp_path)[0]
+    assert float(row["train_clipped"]) == 1.0 and float(row["train_grad_norm"]) > 1e-3
+    assert "gradient norm cut to 0.001" in (tmp_path / "train.log").read_text()
+
+
+@pytest.mark.parametrize("mode,scores,epoch", [("max", [0.2, 0.7, float("nan"), 0.5], 2),
+                                               ("min", [0.9, 0.4, 0.3, float("nan")], 3)])
+def test_best_weights_are_those_of_the_epoch_the_named_metric_chose(tmp_path, mode, scores, epoch):
+    snapshots = {}
+
+    def validate(net, e):
+        snapshots[e] = {k: v.clone() for k, v in net.state_dict().items()}
+        return {"val_other": -scores[e - 1], "val_score": scores[e - 1]}
+    _, result = _tiny_fit(tmp_path, validate=validate, best=engine.Best("val_score", mode))
+    assert result.best_epoch == epoch and result.best == pytest.approx(scores[epoch - 1])
+    saved = load_file(str(tmp_path / "weights.safetensors"))
+    assert all(torch.equal(saved[k], snapshots[epoch][k]) for k in saved)
+    assert not torch.equal(saved["weight"], snapshots[4]["weight"])  # not merely the last epoch's
+
+
+def test_bad_fit_settings_are_one_clear_line():
+    with pytest.raises(ValueError, match="amp must be one of"):
+        FitSettings(amp="fp8")
+    with pytest.raises(ValueError, match="clip_grad must be a positive"):
+        FitSettings(clip_grad=0)
+    with pytest.raises(ValueError, match="ema must be a decay"):
+        FitSettings(ema=1.0)
 
 
 def test_resumed_config_keeps_the_saved_settings_but_the_new_epochs(tmp_path):

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashion2stage import taxonomy
 from fashion2stage.errors import DataError
 from fashion2stage.formats.coco import read_coco_detection, read_coco_keypoints
 from fashion2stage.formats.deepfashion2 import read_deepfashion2

@@ -68,7 +68,11 @@ def test_tiny_keypoints_train_run_is_loadable_and_scored(tmp_path):
     assert metrics["val_gt_boxes"]["n_samples"] == 4 and metrics["val_gt_boxes"]["n_points"] == 9
     assert metrics["val_gt_boxes"]["normaliser"] == {"box_diagonal": 4}
 
-    assert json.loads((run / "config.json").read_text())["deconv_channels"] == [32, 16, 8]
+    config = json.loads((run / "config.json").read_text())
+    assert config["deconv_channels"] == [32, 16, 8]
+    # engine.fit's step settings are recorded with the others, and the clipping in each epoch's row
+    assert {k: config["train"][k] for k in ("amp", "clip_grad", "ema")} == {"amp": "auto", "clip_grad": None, "ema": None}
+    assert float(next(csv.DictReader((run / "results.csv").open()))["train_grad_norm"]) > 0
     predictor = load_keypoint_model(run)
     assert [m.out_channels for m in predictor.model.deconv if isinstance(m, torch.nn.ConvTranspose2d)] == [32, 16, 8]
     assert predictor.labels.keypoints == ["left_cuff", "right_cuff", "centre", "left_hem", "right_hem"]

@@ -158,7 +158,7 @@ def test_attribute_accuracy_by_hand():
 
 
 def test_balance_types_gives_each_garment_type_an_equal_part_of_the_garment_share(tmp_path, mapping):
-    from detectors.train import split_class_folder
+    from fashion2stage.sampling import split_class_folder
     from fashion2stage.sampling import SourceBalancedSampler
 
     root = class_folder(tmp_path / "products", 2, seed=3)

@@ -2,7 +2,6 @@
 rules (keep, drop, ignore, pin the fine category) with a teacher whose boxes the test sets, flip TTA, the ignore
 rule inside Faster R-CNN's loss, tag precision / recall / F1 by hand, and a tiny student run through the command."""
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
