@@ -135,3 +135,15 @@ def crop(image: np.ndarray, box_xyxy, spec: CropSpec) -> tuple[np.ndarray, CropT
                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=(spec.fill,) * max(channels, 1))
     return out, t
+
+
+def pad_to_aspect(image: np.ndarray, max_aspect: float, fill: int = 128) -> np.ndarray:
+    """``image`` (H, W, C) with ``fill`` added below or right of it until its longer side is at most ``max_aspect``
+    times its shorter side; the image's own pixels keep their coordinates. Returns ``image`` itself when it fits."""
+    h, w = image.shape[:2]
+    short = max(1, int(np.ceil(max(h, w) / max_aspect)))
+    if min(h, w) >= short:
+        return image
+    out = np.full((max(h, short), max(w, short)) + image.shape[2:], fill, dtype=image.dtype)
+    out[:h, :w] = image
+    return out

@@ -3,6 +3,11 @@
 The pixel frame of every box and keypoint in the project is the image *after* EXIF orientation, so both
 :func:`load_image` and :func:`image_size` apply it. A file that cannot be decoded raises
 :class:`~fashion2stage.errors.ImageReadError` with one line naming the file and the problem, never a PIL traceback.
+
+Only the formats of :data:`FORMATS` are opened (never EPS/PostScript, which PIL hands to Ghostscript).
+:func:`load_photo` decodes at the resolution the models use: at most :data:`MAX_SIDE` pixels on the longer side
+(a large JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself, ``Image.draft``), and keeps the original
+size, the frame predictions are reported in (docs/RELIABILITY.md, "Large photos").
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import errno
 import io
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +28,56 @@ from fashion2stage.errors import ImageReadError, ImageTooLargeError
 # check is the one users normally meet; PIL's own limit is still enforced below as a backstop.
 MAX_PIXELS = 80_000_000
 
+# The only formats opened (PIL's plugin names; JPEG includes the MPO files of many cameras). Others, EPS and PS
+# among them, are "not an image": PIL would run Ghostscript on a PostScript file where it is installed.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+_POSTSCRIPT_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6")  # PostScript / EPS text, DOS EPS binary header
+
+# load_photo decodes no photo larger than this on its longer side: 2.5 times the largest side the shipped detector
+# looks at (665 px) and over 6 times its crops (256 px), so the models see what they would see at full size, while a
+# 25 MP photo costs 7.7 MB instead of 75 MB of pixels (BENCHMARKS.md, "Large photos").
+MAX_SIDE = 1600
+
 _EXIF_ORIENTATION_TAG = 0x0112
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees (width and height trade places)
 
 
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the transpose that makes the image upright
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: ``pixels`` (h, w, 3) uint8 RGB, upright, at most the decoder's ``max_side`` on its longer side;
+    ``width`` x ``height`` the size of the original upright photo, the frame boxes and landmarks are reported in."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Photo:
+        """An image held at its own size."""
+        return cls(pixels, int(pixels.shape[1]), int(pixels.shape[0]))
+
+
 def _pil_open(source: Path | io.BytesIO) -> Image.Image:
-    """PIL's own ``Image.open``. Importing ultralytics replaces ``PIL.Image.open`` with a wrapper that, on a file PIL
-    cannot identify, tries to pip-install pi-heif and raises ImportError offline; a non-image must stay a clear error."""
+    """PIL's own ``Image.open``, for the formats of :data:`FORMATS` only. Importing ultralytics replaces
+    ``PIL.Image.open`` with a wrapper that, on a file PIL cannot identify, tries to pip-install pi-heif and raises
+    ImportError offline; a non-image must stay a clear error."""
     patches = sys.modules.get("ultralytics.utils.patches")
-    return getattr(patches, "_image_open", Image.open)(source)
+    return getattr(patches, "_image_open", Image.open)(source, formats=FORMATS)
+
+
+def _is_postscript(path: Path, data: bytes | None) -> bool:
+    try:
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read(4)
+        return bytes(data[:4]) in _POSTSCRIPT_MAGIC
+    except OSError:
+        return False
 
 
 def _stat_problem(path: Path, err: OSError) -> str:
@@ -51,6 +98,8 @@ def _open(path: Path, data: bytes | None = None, max_pixels: int | None = None) 
             st = path.stat()
         except OSError as e:
             raise ImageReadError(path, _stat_problem(path, e)) from None
+        except ValueError:  # a NUL character: no file can have this name
+            raise ImageReadError(path, "invalid file name (NUL character)") from None
         if not stat.S_ISREG(st.st_mode):
             raise ImageReadError(path, "not a regular file")
         size = st.st_size
@@ -68,6 +117,8 @@ def _open(path: Path, data: bytes | None = None, max_pixels: int | None = None) 
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLargeError(path, f"image too large (decompression bomb?): {e}") from None
     except UnidentifiedImageError:
+        if _is_postscript(path, data):
+            raise ImageReadError(path, f"PostScript/EPS is not accepted (only {', '.join(FORMATS)})") from None
         raise ImageReadError(path, "not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(path, f"cannot open image: {e}") from None
@@ -142,39 +193,74 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def load_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Decode an image file to an array (H, W, 3) uint8 RGB in the upright (EXIF-oriented) pixel frame."""
-    path = Path(path)
-    with _open(path, max_pixels=max_pixels) as im:
-        return _decode(im, path)
+    """Decode an image file to an array (H, W, 3) uint8 RGB in the upright (EXIF-oriented) pixel frame, full size."""
+    return load_photo(path, max_pixels, max_side=None).pixels
 
 
 def load_image_bytes(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
     """Decode an image held in memory (an upload) exactly as :func:`load_image` decodes a file, with the same checks;
     ``name`` is what errors call it."""
+    return load_photo_bytes(data, name, max_pixels, max_side=None).pixels
+
+
+def load_photo(path: str | Path, max_pixels: int | None = None, max_side: int | None = MAX_SIDE) -> Photo:
+    """Decode an image file upright to RGB, at most ``max_side`` pixels on its longer side (None: full size), with
+    the original upright size."""
+    path = Path(path)
+    with _open(path, max_pixels=max_pixels) as im:
+        return _decode(im, path, max_side)
+
+
+def load_photo_bytes(data: bytes, name: str, max_pixels: int | None = None,
+                     max_side: int | None = MAX_SIDE) -> Photo:
+    """:func:`load_photo` of an image held in memory; ``name`` is what errors call it."""
     with _open(Path(name), data=bytes(data), max_pixels=max_pixels) as im:
-        return _decode(im, Path(name))
+        return _decode(im, Path(name), max_side)
 
 
-def _decode(im: Image.Image, path: Path) -> np.ndarray:
+def fitted_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """``(w, h)`` of a ``width`` x ``height`` image scaled to at most ``max_side`` on its longer side (each >= 1)."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    s = max_side / max(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+# modes PIL resizes as they are (LA and RGBA with premultiplied alpha); others are made RGB first
+_RESIZABLE = ("RGB", "L", "RGBA", "LA", "CMYK", "I", "F")
+
+
+def _decode(im: Image.Image, path: Path, max_side: int | None = None) -> Photo:
+    w, h = im.size  # as stored, before EXIF orientation (the longer side is the same either way)
+    target = fitted_size(w, h, max_side)
     try:
+        if target != (w, h) and im.format in ("JPEG", "MPO"):
+            im.draft(None, target)  # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below target
         im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLargeError(path, f"image too large (decompression bomb?): {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageReadError(path, f"corrupt or truncated image: {e}") from None
-    _orientation(im, path)  # malformed EXIF is refused the same way image_size refuses it
+    orientation = _orientation(im, path)  # malformed EXIF is refused the same way image_size refuses it
+    width, height = (h, w) if orientation in _SWAPS_SIDES else (w, h)
     try:
-        upright = ImageOps.exif_transpose(im)
+        if im.size != target and im.mode in _RESIZABLE and "transparency" not in im.info:
+            im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)  # before any full-size copy
+        if orientation in _TRANSPOSE:
+            im = im.transpose(_TRANSPOSE[orientation])
     except Exception as e:  # noqa: BLE001
         raise ImageReadError(path, f"cannot apply EXIF orientation: {e}") from None
     try:
-        rgb = _to_rgb(upright)
+        rgb = _to_rgb(im)
+        upright_target = (target[1], target[0]) if orientation in _SWAPS_SIDES else target
+        if rgb.size != upright_target:  # a mode resized only once it is RGB (palette, transparency)
+            rgb = rgb.resize(upright_target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     except (OSError, ValueError) as e:
-        raise ImageReadError(path, f"cannot convert {upright.mode} image to RGB: {e}") from None
+        raise ImageReadError(path, f"cannot convert {im.mode} image to RGB: {e}") from None
     out = np.asarray(rgb, dtype=np.uint8)
     if out.ndim != 3 or out.shape[2] != 3:
         raise ImageReadError(path, f"decoded to an unexpected shape {out.shape}")
-    return np.ascontiguousarray(out)
+    return Photo(np.ascontiguousarray(out), width, height)
 
 
 def rgb_from_pil(im: Image.Image) -> np.ndarray:

@@ -11,7 +11,7 @@ the probabilities before rounding, so after rounding it may tie with another val
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -80,7 +80,8 @@ class GarmentPrediction:
 class ImagePrediction:
     """Everything read from one image. An unreadable image has ``error`` set (one line saying what is wrong) and
     nothing else. ``orig_img`` is the decoded (H, W, 3) uint8 RGB image the prediction was made on, kept for
-    ``plot()`` and ``crops()``; it is never serialised (None after ``from_json``)."""
+    ``plot()`` and ``crops()``; it is never serialised (None after ``from_json``). For a photo larger than the models'
+    ``max_side`` it is smaller than ``width`` x ``height``; ``plot()`` and ``crops()`` scale the boxes to it."""
 
     image: str
     width: int = 0
@@ -107,10 +108,24 @@ class ImagePrediction:
                    garments=[GarmentPrediction.from_json(g) for g in d.get("garments", [])],
                    attributes={k: AttributePrediction.from_json(a) for k, a in d.get("attributes", {}).items()})
 
+    def rescaled(self, width: int, height: int) -> ImagePrediction:
+        """This prediction in the frame of the same photo at ``width`` x ``height`` pixels: boxes and landmarks
+        scaled from ``self.width`` x ``self.height`` (rounded as the pipeline rounds them); ``orig_img`` is kept."""
+        sx, sy = width / self.width, height / self.height
+        garments = [replace(g, box=[round(v * s, 2) for v, s in zip(g.box, (sx, sy, sx, sy))],
+                            keypoints={n: (round(x * sx, 2), round(y * sy, 2), s) for n, (x, y, s) in g.keypoints.items()})
+                    for g in self.garments]
+        return replace(self, width=int(width), height=int(height), garments=garments)
+
     def _image(self) -> np.ndarray:
         if self.orig_img is None:
             raise ValueError(f"{self.image}: no image kept with this prediction (read back from JSON, or unreadable)")
         return self.orig_img
+
+    def _on(self, image: np.ndarray) -> ImagePrediction:
+        """This prediction in ``image``'s frame: ``orig_img`` of a large photo is the smaller image the models saw."""
+        h, w = image.shape[:2]
+        return self if (w, h) == (self.width, self.height) else self.rescaled(w, h)
 
     def plot(self, image: np.ndarray | None = None) -> np.ndarray:
         """The overlay for people to look at, uint8 RGB: the photo with one numbered label per box (type, score) and
@@ -119,11 +134,12 @@ class ImagePrediction:
         ``image`` defaults to ``orig_img``."""
         from fashion2stage.plotting import draw_overlay  # noqa: PLC0415  (cv2 drawing only when asked)
 
-        return draw_overlay(self._image() if image is None else image, self)
+        image = self._image() if image is None else image
+        return draw_overlay(image, self._on(image))
 
     def crops(self, spec: CropSpec | None = None) -> list[np.ndarray]:
         """One padded crop (spec.height, spec.width, 3) per garment, in ``garments`` order, cut from ``orig_img`` the
         way the heads see them (geometry.crop: box grown by ``spec.padding``, never clipped; default CropSpec())."""
         spec = spec or CropSpec()
         img = self._image()
-        return [crop(img, g.box, spec)[0] for g in self.garments]
+        return [crop(img, g.box, spec)[0] for g in self._on(img).garments]

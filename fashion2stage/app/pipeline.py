@@ -12,6 +12,10 @@ Data flow for one batch of decoded images (all frames are image pixels unless a 
 Any of the three models may be absent (``None``); without a detector no garment is found and every image-level
 answer comes from the whole image.
 
+Robustness (``__call__``): an image over ``max_side`` is scaled down first and its prediction scaled back to its
+own frame; a photo too thin for the detector (over ``max_aspect``: 20000x1 pixels) is padded for the detector; and a
+batch that raises is run again image by image, so that only the image that raises gets an error record.
+
 Single-item mode (``single_item``, predict --single-item: catalogue and marketplace photos of one item) keeps one
 garment per photo, the best one the check leaves, and decides its type from the detector and the attribute model's
 item-type head together (:func:`item_type`; docs/OUTPUT.md).
@@ -22,10 +26,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fashion2stage.choice import choose_garment
-from fashion2stage.geometry import box_iou, crop
+from fashion2stage.geometry import box_iou, crop, pad_to_aspect
+from fashion2stage.images import MAX_SIDE, fitted_size
 from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
 from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
@@ -37,6 +43,11 @@ PROPOSALS = 100
 # types (a constant below predict's threshold, so that predict at 0.25 and evaluate at 0.05 type an item alike)
 ITEM_VOTE_SCORE = 0.05
 SAME_ITEM_IOU = 0.5
+# A photo whose longer side is over this many times its shorter side is padded (grey, below or right of it) for the
+# detector: Faster R-CNN's resize gives a thin photo a side of 0 pixels past about 665:1 with the shipped settings
+# (ONNX Runtime and torch both raise), a YOLO letterbox alike. Its own pixels keep their coordinates.
+MAX_ASPECT = 20.0
+FAILURE_CHARS = 300  # an error record's message is cut here: ONNX Runtime's run messages are long
 
 
 def item_type(item: Garment, votes: list[Garment], classes: list[str], probs: np.ndarray) -> str:
@@ -69,6 +80,8 @@ class Pipeline:
     keypoint_flip: bool = False  # average heatmaps over the mirrored crop: twice the keypoint work (BENCHMARKS.md)
     # one item per photo: keep the best garment, typed by the detector and the item-type head (module docstring)
     single_item: bool = False
+    max_side: int | None = MAX_SIDE  # longer side, in pixels, of the images the models see (larger: scaled down)
+    max_aspect: float | None = MAX_ASPECT  # thinner photos are padded for the detector (None: never)
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
     seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
@@ -77,12 +90,37 @@ class Pipeline:
         most ``max_garments``."""
         if self.detector is None:
             return [[] for _ in images]
-        found = self.detector.predict(images, conf=self.conf if conf is None else conf, batch_size=max(1, len(images)))
+        seen = [img if self.max_aspect is None else pad_to_aspect(img, self.max_aspect) for img in images]
+        found = self.detector.predict(seen, conf=self.conf if conf is None else conf, batch_size=max(1, len(images)))
+        found = [gs if s is img else _inside(gs, img.shape) for gs, s, img in zip(found, seen, images)]
         return [sorted(g, key=lambda x: -x.score)[: self.max_garments] for g in found]
 
-    def __call__(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImagePrediction]:
-        """Predict one batch of (H, W, 3) uint8 RGB images. ``names`` become ``ImagePrediction.image`` (default "")."""
+    def __call__(self, images: list[np.ndarray], names: list[str] | None = None,
+                 sizes: list[tuple[int, int]] | None = None) -> list[ImagePrediction]:
+        """Predict a batch of (H, W, 3) uint8 RGB images; never raises for one image's sake (module docstring).
+
+        ``names`` become ``ImagePrediction.image`` (default ""). ``sizes``: each image's original ``(width,
+        height)`` where it was decoded smaller (images.load_photo): boxes, landmarks, ``width`` and ``height`` are
+        reported in that frame (default: the image's own). An image that fails alone gets the error record
+        ``prediction failed: <exception>`` (docs/OUTPUT.md); ``orig_img`` is the image the models saw."""
         names = [""] * len(images) if names is None else list(names)
+        sizes = [(int(i.shape[1]), int(i.shape[0])) for i in images] if sizes is None else [tuple(s) for s in sizes]
+        seen = [_fit(img, self.max_side) for img in images]
+        try:
+            preds = self._predict(seen, names)
+        except Exception as e:  # noqa: BLE001  (whatever it is, find the image that causes it)
+            preds = [_failed(names[0], e)] if len(seen) == 1 else [self._alone(i, n) for i, n in zip(seen, names)]
+        return [p if p.error is not None or (p.width, p.height) == size else p.rescaled(*size)
+                for p, size in zip(preds, sizes)]
+
+    def _alone(self, image: np.ndarray, name: str) -> ImagePrediction:
+        try:
+            return self._predict([image], [name])[0]
+        except Exception as e:  # noqa: BLE001
+            return _failed(name, e)
+
+    def _predict(self, images: list[np.ndarray], names: list[str]) -> list[ImagePrediction]:
+        """One batch as it is, in the images' own frames; raises whatever a model raises (``__call__`` isolates)."""
         t0 = time.perf_counter()
         votes = None
         if self.single_item:  # the boxes down to ITEM_VOTE_SCORE vote on the item's type; the item is >= conf
@@ -207,6 +245,27 @@ class Pipeline:
             out[i].garments[j].keypoints = {
                 name: (round(float(x), 2), round(float(y), 2), round(float(s), 4))
                 for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
+
+
+def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    w, h = fitted_size(int(image.shape[1]), int(image.shape[0]), max_side)
+    return image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _inside(garments: list[Garment], shape: tuple[int, ...]) -> list[Garment]:
+    """Boxes found on a padded image, clipped to the image itself; a box left without area is dropped."""
+    h, w = shape[:2]
+    out = []
+    for g in garments:
+        box = np.clip(np.asarray(g.box_xyxy, np.float64), 0.0, [w, h, w, h])
+        if box[2] > box[0] and box[3] > box[1]:
+            out.append(replace(g, box_xyxy=box))
+    return out
+
+
+def _failed(name: str, e: Exception) -> ImagePrediction:
+    line = " ".join(f"prediction failed: {type(e).__name__}: {e}".split())  # one line, whatever the message
+    return ImagePrediction(image=name, error=line[:FAILURE_CHARS])
 
 
 def default_batch_size(runtime: str, device: str) -> int:

@@ -14,7 +14,8 @@ from typing import Union
 import numpy as np
 
 from fashion2stage.errors import ImageReadError
-from fashion2stage.images import load_image, rgb_from_pil
+from fashion2stage.images import Photo, load_photo, rgb_from_pil
+from fashion2stage.io import safe_name
 from fashion2stage.app.pipeline import Pipeline, default_batch_size, load_pipeline
 from fashion2stage.results import ImagePrediction
 
@@ -41,18 +42,19 @@ class Reader:
         self.batch_size = batch_size or default_batch_size(runtime, device)
 
     def __call__(self, images: ImageInput | list[ImageInput]) -> list[ImagePrediction]:
-        """One ImagePrediction per input, in order. Paths are decoded upright (EXIF) to RGB; an unreadable path gives
-        an ImagePrediction with ``error`` set, as ``predict`` writes it. An in-memory image is named ``<image N>``
-        (N its position in this call); a path keeps the string it was given."""
+        """One ImagePrediction per input, in order. Paths are decoded upright (EXIF) to RGB, at the resolution the
+        models use (images.load_photo); an unreadable path, or an image the models fail on, gives an ImagePrediction
+        with ``error`` set, as ``predict`` writes it. An in-memory image is named ``<image N>`` (N its position in
+        this call); a path keeps the string it was given, made safe by ``io.safe_name``."""
         items = images if isinstance(images, (list, tuple)) else [images]
         out: list[ImagePrediction | None] = [None] * len(items)
-        batch: list[tuple[int, str, np.ndarray]] = []
+        batch: list[tuple[int, str, Photo]] = []
         for n, item in enumerate(items):
-            name, img, error = _decode(item, n)
-            if img is None:
+            name, photo, error = _decode(item, n)
+            if photo is None:
                 out[n] = ImagePrediction(image=name, error=error)
                 continue
-            batch.append((n, name, img))
+            batch.append((n, name, photo))
             if len(batch) == self.batch_size:
                 self._run(batch, out)
                 batch = []
@@ -60,22 +62,23 @@ class Reader:
             self._run(batch, out)
         return out
 
-    def _run(self, batch: list[tuple[int, str, np.ndarray]], out: list) -> None:
-        preds = self.pipeline([img for _, _, img in batch], names=[name for _, name, _ in batch])
+    def _run(self, batch: list[tuple[int, str, Photo]], out: list) -> None:
+        preds = self.pipeline([p.pixels for _, _, p in batch], names=[name for _, name, _ in batch],
+                              sizes=[(p.width, p.height) for _, _, p in batch])
         for (n, _, _), pred in zip(batch, preds):
             out[n] = pred
 
 
-def _decode(item, n: int) -> tuple[str, np.ndarray | None, str | None]:
+def _decode(item, n: int) -> tuple[str, Photo | None, str | None]:
     if isinstance(item, (str, Path)):
         try:
-            return str(item), load_image(item), None
+            return safe_name(str(item)), load_photo(item), None
         except ImageReadError as e:
-            return str(item), None, e.problem
-    if isinstance(item, np.ndarray):
-        return f"<image {n}>", _check_array(item, n), None
+            return safe_name(str(item)), None, e.problem
+    if isinstance(item, np.ndarray):  # scaled to the models' size by the pipeline
+        return f"<image {n}>", Photo.of(_check_array(item, n)), None
     if hasattr(item, "mode") and hasattr(item, "getexif"):  # a PIL image, without importing PIL for the check
-        return f"<image {n}>", rgb_from_pil(item), None
+        return f"<image {n}>", Photo.of(rgb_from_pil(item)), None
     raise TypeError(f"image {n}: expected a path, a numpy RGB array or a PIL image, got {type(item).__name__}")
 
 
