@@ -7,15 +7,20 @@ of the run, the inference settings baked into the graph (a detector's input size
 version that traced it and :data:`FORMAT`. New weights or settings get a new file; a file is never reused for
 other weights. Exports are written to a temporary file and renamed, under a lock where ``fcntl`` exists, so two
 ``predict`` runs on a fresh machine export once and never see half a file.
+
+Each export's SHA-256 is written beside it (``<name>.onnx.sha256``) and checked before the file is used: a file
+damaged on disk (flipped bytes in its weights load without error and give wrong answers) or without its hash is
+exported again, with one line saying so.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, TypeVar
+
+from fashion2stage.io import folder_lock, write_text_atomic
 
 CACHE_ENV = "FASHION2STAGE_CACHE"
 FORMAT = 1  # bump when an exporter changes what it writes: old files then stop matching
@@ -49,20 +54,25 @@ def cache_path(kind: str, files: list[Path], settings: dict) -> Path:
     return cache_root() / "onnx" / f"{kind}-{onnx_key(kind, files, settings)[:32]}.onnx"
 
 
-@contextmanager
-def _locked(lock: Path):
-    """Exclusive lock on ``lock`` while exporting (released by the OS if the process dies); none without fcntl."""
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hash_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def damage(path: Path) -> str | None:
+    """Why the cached export ``path`` cannot be trusted (no recorded hash, or bytes that differ from it), or None."""
     try:
-        import fcntl  # noqa: PLC0415
-    except ImportError:  # Windows: the atomic rename still keeps files whole; two runs may both export
-        yield
-        return
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        recorded = _hash_file(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return "has no recorded hash"
+    return None if _sha256(path) == recorded else "differs from the hash recorded when it was exported (damaged)"
 
 
 def cached_onnx(kind: str, files: list[Path], settings: dict, export: Callable[[Path], object],
@@ -70,23 +80,30 @@ def cached_onnx(kind: str, files: list[Path], settings: dict, export: Callable[[
     """``load(path)`` of the cached export of a network, exporting it first with ``export(path)`` when missing.
 
     ``files``: what the network is rebuilt from (weights, config.json); ``settings``: what else the graph bakes in.
-    ``notify`` gets one line before an export (it takes tens of seconds on a CPU). A cached file that fails to load
-    (e.g. written by another onnx version) is exported again, once; a fresh export that fails to load raises.
+    ``notify`` gets one line before an export (it takes tens of seconds on a CPU). A cached file whose hash does not
+    match, or that fails to load (e.g. written by another onnx version), is exported again, once, with one line
+    saying why; a fresh export that fails to load raises.
     """
     path = cache_path(kind, files, settings)
     folder = path.parent
+    why = None
     if path.is_file():
-        try:
-            return load(path)
-        except Exception:  # noqa: BLE001  (any load failure of an old file: replace it below)
-            path.unlink(missing_ok=True)
+        why = damage(path)
+        if why is None:
+            try:
+                return load(path)
+            except Exception:  # noqa: BLE001  (any load failure of an old file: replace it below)
+                why = "does not load"
     folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / ".lock"):
-        if not path.is_file():  # another process may have exported it while this one waited
-            notify(f"exporting the {kind} model to ONNX Runtime once (tens of seconds on a CPU) -> {path}")
+    with folder_lock(folder / ".lock", str(folder), wait=True):
+        # another process may have exported it while this one waited
+        if why == "does not load" or not path.is_file() or damage(path) is not None:
+            notify(f"cached ONNX file {path} {why}: exporting the {kind} model again" if why else
+                   f"exporting the {kind} model to ONNX Runtime once (tens of seconds on a CPU) -> {path}")
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 export(tmp)
+                write_text_atomic(_hash_file(path), _sha256(tmp) + "\n")
                 tmp.replace(path)
             finally:
                 tmp.unlink(missing_ok=True)

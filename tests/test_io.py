@@ -1,11 +1,16 @@
 """Atomic writes (fashion2stage.io): the whole file or the old one, never half of it, and the permissions a plain
-``open(path, "w")`` would give, not mkstemp's owner-only 0600 (outputs are shared, served and copied)."""
+``open(path, "w")`` would give, not mkstemp's owner-only 0600 (outputs are shared, served and copied); write errors
+that name the file; file names made safe for one-line outputs."""
+import errno
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from fashion2stage.io import write_bytes_atomic, write_json_atomic
+from fashion2stage.io import safe_name, write_bytes_atomic, write_json_atomic
 
 
 def _mode(path) -> int:
@@ -44,3 +49,31 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
         write_json_atomic(path, {"a": 1})
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+WRITE_OVER_LIMIT = """
+import resource, signal, sys
+from fashion2stage.io import write_bytes_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+try:
+    write_bytes_atomic(sys.argv[1], b"x" * 5000)
+except OSError as e:
+    print(e)
+"""
+
+
+def test_a_write_error_names_the_file_not_its_temporary(tmp_path):
+    """A file size limit stands in for a full disk: both fail the write itself, with an error naming no file."""
+    root = Path(__file__).resolve().parents[1]
+    target = tmp_path / "out.json"
+    out = subprocess.run([sys.executable, "-c", WRITE_OVER_LIMIT, str(target)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, check=True).stdout.strip()
+    assert out == f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}: '{target}'"
+    assert list(tmp_path.iterdir()) == []  # and no temporary file left
+
+
+def test_safe_name_escapes_control_characters_only():
+    assert safe_name("sub/a b-é.jpg") == "sub/a b-é.jpg"
+    assert safe_name("a\nb\0c\x7f\u2028.jpg") == "a\\x0ab\\x00c\\x7f\\u2028.jpg"
+    assert safe_name(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"

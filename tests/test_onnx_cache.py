@@ -1,5 +1,6 @@
-"""The ONNX export cache: one export per (weights, config, settings), reused after; a broken cached file is exported
-again; nothing half-written is ever left under the cache's name."""
+"""The ONNX export cache: one export per (weights, config, settings), reused after; a broken cached file, or one whose
+bytes differ from the hash recorded at export, is exported again; nothing half-written is ever left under the
+cache's name."""
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,8 @@ def test_exports_once_then_reuses(run):
     again = cached_onnx("attributes", files, {}, export, lambda p: p, notify=notes.append)
     assert first == again and first.parent == cache_root() / "onnx" and len(exports) == 1
     assert len(notes) == 1 and str(first) in notes[0]
-    assert [p.name for p in first.parent.iterdir() if not p.name.startswith(".lock")] == [first.name]  # no temp left
+    # no temporary file left: the export and its recorded hash
+    assert sorted(p.name for p in first.parent.iterdir() if p.name != ".lock") == [first.name, first.name + ".sha256"]
 
     x = torch.rand(3, 3, 8, 8)
     onnx_out = OnnxModule(first, dict_output=False)(x)
@@ -99,3 +101,49 @@ def test_a_failed_export_leaves_no_file_under_the_cache_name(run):
     with pytest.raises(RuntimeError, match="exporter crashed"):
         cached_onnx("detector", files, {}, failing, lambda p: p)
     assert not [p for p in (cache_root() / "onnx").iterdir() if p.suffix in (".onnx", ".tmp")]
+
+
+class Wide(torch.nn.Module):
+    """A convolution with 13.8 KB of weights: room to flip 2,000 bytes of them and still have a loadable file."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 128, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_flipped_bytes_in_a_cached_export_are_found_and_it_is_exported_again(run):
+    _, files = run
+    model = Wide().eval()
+    exports, notes = [], []
+
+    def export(path: Path) -> Path:
+        exports.append(path)
+        return export_tiny(model, path)
+
+    def load(p: Path) -> OnnxModule:
+        return OnnxModule(p, dict_output=False)
+
+    x = torch.rand(1, 3, 8, 8)
+    expected = model(x).detach().numpy()
+    cached_onnx("keypoints", files, {}, export, load)
+    cached = next((cache_root() / "onnx").glob("keypoints-*.onnx"))
+    data = bytearray(cached.read_bytes())
+    start = bytes(data).index(model.conv.weight.detach().numpy().tobytes()[:64])  # the weights, stored raw
+    data[start:start + 2000] = bytes(b ^ 0xFF for b in data[start:start + 2000])
+    cached.write_bytes(bytes(data))
+    damaged = load(cached)(x).numpy()  # it loads without a word, and answers wrongly: what the hash is for
+    assert not np.allclose(damaged, expected, atol=1e-3)
+
+    notes.clear()
+    module = cached_onnx("keypoints", files, {}, export, load, notify=notes.append)
+    assert len(exports) == 2 and len(notes) == 1 and str(cached) in notes[0] and "hash" in notes[0], notes
+    np.testing.assert_allclose(module(x).numpy(), expected, atol=1e-5)
+    cached_onnx("keypoints", files, {}, export, load, notify=notes.append)
+    assert len(exports) == 2 and len(notes) == 1  # the new export checks, and is used as it is
+
+    cached.with_name(cached.name + ".sha256").unlink()  # an export from before hashes were recorded
+    cached_onnx("keypoints", files, {}, export, load, notify=notes.append)
+    assert len(exports) == 3 and "no recorded hash" in notes[-1]

@@ -2,6 +2,8 @@
 ``predict`` (output contract, bad files, resume, optional writers), ``evaluate`` and the ONNX Runtime path."""
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,7 @@ from classifiers.onnx_cache import CACHE_ENV
 from fashion2stage.app.cli import app
 from fashion2stage.app.pipeline import load_pipeline
 from fashion2stage.images import load_image
+from fashion2stage.io import folder_lock
 
 pytestmark = pytest.mark.slow
 
@@ -167,6 +170,36 @@ def test_clear_errors_for_bad_folders_and_runs(models, tmp_path):
                                           "--detector", str(det), "--no-default"])
         assert result.exit_code == 1 and expect in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG), as on a full disk (ENOSPC)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.RLIM_INFINITY))
+from fashion2stage.app.cli import app
+app()
+"""
+
+
+def test_a_locked_out_a_bad_resume_line_and_a_failed_write_are_one_line_naming_the_file(models, tmp_path):
+    r = models["runs"]
+    out = tmp_path / "o"
+    args = ["predict", "--images", models["images"], "--out", out, "--detector", r / "det", "--classifier",
+            r / "attr", "--keypoints", r / "kp", "--no-default", "--runtime", "torch"]
+    out.mkdir()
+    with folder_lock(out / ".predictions.jsonl.lock", "held"):  # another writer (its own open file: refused too)
+        locked = CliRunner().invoke(app, [str(a) for a in args])
+    (out / "predictions.jsonl").write_text('{"image": "val_0.png", "error": "x"}\n[1, 2]\n')
+    bad_line = CliRunner().invoke(app, [str(a) for a in args] + ["--resume"])
+    full = subprocess.run([sys.executable, "-c", FULL_DISK, *map(str, args)], capture_output=True, text=True)
+    jsonl = out / "predictions.jsonl"
+    for result, code, expect in ((locked, locked.exit_code, f"{jsonl} is being written by another process"),
+                                 (bad_line, bad_line.exit_code, f"{jsonl}:2: not a predictions line"),
+                                 (full, full.returncode, f"File too large: '{jsonl}'")):
+        output = result.output if hasattr(result, "exit_code") else result.stderr
+        assert code == 1, output[-3000:]
+        # one line says it (the rest of stderr is the progress bar's)
+        assert "Traceback" not in output and sum(expect in line for line in output.splitlines()) == 1, output[-3000:]
 
 
 def test_evaluate_scores_the_predictions(models, tmp_path, check_line):

@@ -104,6 +104,7 @@ def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool
     """Run ``predict_folder`` and tell the user what happened (unreadable files, speed, files written).
     ``run(batch_size=, resume=, shard=, files=) -> (summary, files written)`` replaces it (``--engine ray``)."""
     from fashion2stage.app.predict import predict_folder  # noqa: PLC0415
+    from fashion2stage.errors import DataError  # noqa: PLC0415
 
     try:
         if run is not None:
@@ -112,8 +113,8 @@ def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool
             summary = predict_folder(pipe, images, out, batch_size=batch_size, resume=resume, shard=shard,
                                      on_batch=writers, files=files)
             written = writers.close() if writers is not None else []
-    except OSError as e:  # the folder cannot be listed, or the output cannot be written
-        fail(str(e))
+    except (OSError, DataError) as e:  # the folder cannot be listed, the output cannot be written or is locked, or
+        fail(str(e))                   # --resume found a line in predictions.jsonl that is not a predictions line
     except (ImportError, ValueError) as e:  # --engine ray: Ray is not installed, or an output it cannot write
         if run is None:
             raise

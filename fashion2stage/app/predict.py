@@ -3,6 +3,9 @@
 Memory stays flat however many images there are: only the file list and one window of decoded images are held;
 each batch's lines are written (and flushed) before the next batch is decoded. Lines are written in input order.
 ``resume`` keeps the lines already written (a torn last line from a killed run is dropped) and skips those images.
+One process at a time writes an output folder (a lock beside predictions.jsonl); a line of an earlier file that is
+not a predictions line stops ``resume`` with one line naming the file and line. ``image`` is the file's relative
+path made safe by ``io.safe_name`` (control characters written as ``\\xNN``).
 """
 from __future__ import annotations
 
@@ -15,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from fashion2stage.errors import ImageReadError
-from fashion2stage.images import load_image
-from fashion2stage.io import write_text_atomic
+from fashion2stage.errors import DataError, ImageReadError
+from fashion2stage.images import Photo, load_photo
+from fashion2stage.io import appending, folder_lock, naming, safe_name, write_text_atomic
 from fashion2stage.app.pipeline import Pipeline
 from fashion2stage.results import ImagePrediction
 
@@ -54,7 +55,7 @@ def list_images(folder: str | Path, shard: tuple[int, int] = (0, 1)) -> list[str
     return files[i::n]
 
 
-def _decode(root: Path, rel: str) -> tuple[str, np.ndarray | None, str | None]:
+def _decode(root: Path, rel: str) -> tuple[str, Photo | None, str | None]:
     if rel.endswith("/"):  # a folder list_images could not open
         try:
             os.scandir(root / rel).close()
@@ -62,12 +63,12 @@ def _decode(root: Path, rel: str) -> tuple[str, np.ndarray | None, str | None]:
         except OSError as e:
             return rel, None, f"cannot open folder: {e.strerror}"
     try:
-        return rel, load_image(root / rel), None
+        return rel, load_photo(root / rel), None
     except ImageReadError as e:
         return rel, None, e.problem
 
 
-def decoded(root: Path, files: list[str], window: int, workers: int = 2) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+def decoded(root: Path, files: list[str], window: int, workers: int = 2) -> Iterator[tuple[str, Photo | None, str | None]]:
     """Decode files in background threads (PIL and cv2 release the GIL), at most ``window`` ahead, in order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = []
@@ -85,16 +86,31 @@ def decoded(root: Path, files: list[str], window: int, workers: int = 2) -> Iter
 
 
 def read_done(jsonl: Path) -> list[str]:
-    """Lines of a previous run that parse (a torn last line from an interrupted run is dropped)."""
+    """Lines of a previous run. A torn last line (no newline at its end, not JSON: the run was killed while writing
+    it) is dropped; any other line that is not a JSON object naming its ``image`` raises DataError with its number."""
     if not jsonl.exists():
         return []
+    with naming(jsonl):
+        data = jsonl.read_bytes()
+    lines = data.split(b"\n")
     good = []
-    for line in jsonl.read_text().splitlines():
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        torn = n == len(lines)  # the text after the last newline
         try:
-            json.loads(line)
-            good.append(line)
-        except json.JSONDecodeError:
-            break
+            line = raw.decode("utf-8")
+            obj = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            if torn:
+                break
+            why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else f"not JSON ({e.msg})"
+            raise DataError(jsonl, f"{why}: not a predictions line; fix or delete it, or run without --resume",
+                            line=n) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("image"), str):
+            raise DataError(jsonl, 'not a predictions line (a JSON object with an "image" string); fix or delete '
+                                   "it, or run without --resume", line=n)
+        good.append(line)
     return good
 
 
@@ -120,7 +136,16 @@ def prepare_output(out_dir: str | Path, files: list[str], resume: bool) -> tuple
     done_lines = read_done(jsonl)
     write_text_atomic(jsonl, "".join(l + "\n" for l in done_lines))  # drop a torn tail before appending
     done = {json.loads(l)["image"] for l in done_lines}
-    return jsonl, [f for f in files if f not in done], sum(f in done for f in files)
+    return jsonl, [f for f in files if safe_name(f) not in done], sum(safe_name(f) in done for f in files)
+
+
+def output_lock(out_dir: str | Path):
+    """The lock of an output folder, held while predictions.jsonl is written (``.predictions.jsonl.lock`` in it):
+    a second ``predict`` on the same ``--out`` is refused at once with one line."""
+    out = Path(out_dir)
+    with naming(out):
+        out.mkdir(parents=True, exist_ok=True)
+    return folder_lock(out / ".predictions.jsonl.lock", str(out / "predictions.jsonl"))
 
 
 def jsonl_line(pred: ImagePrediction) -> str:
@@ -157,6 +182,12 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     ``files``: these paths relative to ``images_dir`` instead of every image in it (a missing one is an error line)."""
     root = Path(images_dir)
     files = input_files(root, files, shard)
+    with output_lock(out_dir):
+        return _predict_folder(pipeline, root, out_dir, files, batch_size, resume, progress, on_batch)
+
+
+def _predict_folder(pipeline: Pipeline, root: Path, out_dir, files: list[str], batch_size: int, resume: bool,
+                    progress: bool, on_batch) -> PredictSummary:
     jsonl, files, skipped = prepare_output(out_dir, files, resume)
     summary = PredictSummary(skipped=skipped)
 
@@ -166,8 +197,9 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     start, cpu_start = time.perf_counter(), time.process_time()
     stages_before = dict(pipeline.seconds)
     waiting = 0.0  # the main thread blocked on the background decoder
-    with jsonl.open("a", encoding="utf-8") as f:
-        batch: list[tuple[str, np.ndarray | None, str | None]] = []
+    # one write per batch, flushed: a killed run leaves whole lines (at worst one torn line, dropped on resume)
+    with appending(jsonl) as write:
+        batch: list[tuple[str, Photo | None, str | None]] = []
         items = decoded(root, files, window=2 * batch_size)
         while True:
             t0 = time.perf_counter()
@@ -177,11 +209,11 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
                 break
             batch.append(item)
             if len(batch) == batch_size:
-                _run_batch(pipeline, batch, f, summary, on_batch)
+                _run_batch(pipeline, batch, write, summary, on_batch)
                 bar.update(len(batch))
                 batch = []
         if batch:
-            _run_batch(pipeline, batch, f, summary, on_batch)
+            _run_batch(pipeline, batch, write, summary, on_batch)
             bar.update(len(batch))
     bar.close()
     summary.seconds = time.perf_counter() - start
@@ -191,24 +223,24 @@ def predict_folder(pipeline: Pipeline, images_dir: str | Path, out_dir: str | Pa
     return summary
 
 
-def predict_batch(pipeline: Pipeline, batch: list[tuple[str, np.ndarray | None, str | None]]) -> list[ImagePrediction]:
-    """One ImagePrediction per decoded ``(rel, image, problem)``, in order; an image that failed to decode (None)
-    becomes its error record."""
-    ok = [(rel, img) for rel, img, err in batch if img is not None]
-    results = iter(pipeline([img for _, img in ok], names=[rel for rel, _ in ok]) if ok else [])
-    return [ImagePrediction(image=rel, error=err) if img is None else next(results) for rel, img, err in batch]
+def predict_batch(pipeline: Pipeline, batch: list[tuple[str, Photo | None, str | None]]) -> list[ImagePrediction]:
+    """One ImagePrediction per decoded ``(rel, photo, problem)``, in order, named ``safe_name(rel)``: a photo that
+    failed to decode (None) becomes its error record, one the models fail on too (Pipeline.__call__)."""
+    ok = [(safe_name(rel), photo) for rel, photo, _ in batch if photo is not None]
+    results = iter(pipeline([p.pixels for _, p in ok], names=[name for name, _ in ok],
+                            sizes=[(p.width, p.height) for _, p in ok]) if ok else [])
+    return [ImagePrediction(image=safe_name(rel), error=err) if photo is None else next(results)
+            for rel, photo, err in batch]
 
 
-def _run_batch(pipeline: Pipeline, batch, f, summary: PredictSummary, on_batch) -> None:
+def _run_batch(pipeline: Pipeline, batch, write, summary: PredictSummary, on_batch) -> None:
     preds = predict_batch(pipeline, batch)
     for p in preds:
         if p.error is not None:
             summary.errors.append((p.image, p.error))
         else:
             summary.garments += len(p.garments)
-    # one write per batch, then flush: a killed run leaves whole lines (at worst one torn line, dropped on resume)
-    f.write("".join(jsonl_line(p) for p in preds))
-    f.flush()
+    write("".join(jsonl_line(p) for p in preds))
     summary.images += len(batch)
     if on_batch is not None:
         on_batch(preds)

@@ -25,8 +25,10 @@ from typing import Iterator
 
 import numpy as np
 
-from fashion2stage.app.predict import (PredictSummary, _decode, input_files, jsonl_line, predict_batch,
+from fashion2stage.app.predict import (PredictSummary, _decode, input_files, jsonl_line, output_lock, predict_batch,
                                        prepare_output)
+from fashion2stage.images import Photo
+from fashion2stage.io import appending
 from fashion2stage.results import ImagePrediction
 
 DECODE_BATCH = 16  # files per block (given enough files) and per decoded chunk: amortises a task, spreads 60 photos
@@ -56,19 +58,22 @@ class RaySummary(PredictSummary):
 
 
 def decode_files(block: dict[str, np.ndarray], root: str) -> Iterator[dict[str, object]]:
-    """Ray task: decode one block of relative paths (column ``image``) into ``pixels`` (H, W, 3) uint8 RGB and
-    ``error`` ("" when readable; else the one-line problem, with an empty image), ``DECODE_BATCH`` files at a time
-    so that a large block never holds more decoded photos than that."""
+    """Ray task: decode one block of relative paths (column ``image``) into ``pixels`` (h, w, 3) uint8 RGB, at most
+    images.MAX_SIDE, with ``width`` and ``height`` of the original photo, and ``error`` ("" when readable; else the
+    one-line problem, with an empty image), ``DECODE_BATCH`` files at a time so that a large block never holds more
+    decoded photos than that."""
     for k in range(0, len(block["image"]), DECODE_BATCH):
         names = block["image"][k:k + DECODE_BATCH]
-        pixels, errors, seconds = [], [], []
+        pixels, sizes, errors, seconds = [], [], [], []
         for rel in names:
             t0 = time.perf_counter()
-            _, img, err = _decode(Path(root), str(rel))
+            _, photo, err = _decode(Path(root), str(rel))
             seconds.append(time.perf_counter() - t0)
-            pixels.append(_NO_PIXELS if img is None else img)
+            pixels.append(_NO_PIXELS if photo is None else photo.pixels)
+            sizes.append((0, 0) if photo is None else (photo.width, photo.height))
             errors.append(err or "")
-        yield {"image": names, "pixels": pixels, "error": np.array(errors, dtype=object),
+        yield {"image": names, "pixels": pixels, "width": np.array([w for w, _ in sizes]),
+               "height": np.array([h for _, h in sizes]), "error": np.array(errors, dtype=object),
                "decode_s": np.array(seconds)}
 
 
@@ -87,14 +92,16 @@ class PipelineActor:
         self.pipeline = load_pipeline(**{**models, "threads": models.get("threads") or threads})
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = [(str(rel), None if err else img, str(err) or None)
-                 for rel, img, err in zip(batch["image"], batch["pixels"], batch["error"])]
+        items = [(str(rel), None if err else Photo(img, int(w), int(h)), str(err) or None)
+                 for rel, img, w, h, err in zip(batch["image"], batch["pixels"], batch["width"], batch["height"],
+                                                batch["error"])]
         before = dict(self.pipeline.seconds)
         preds = predict_batch(self.pipeline, items)
         n_ok = max(1, sum(p.error is None for p in preds))
-        out = {"image": batch["image"], "line": np.array([jsonl_line(p) for p in preds], dtype=object),
+        out = {"image": np.array([p.image for p in preds], dtype=object),
+               "line": np.array([jsonl_line(p) for p in preds], dtype=object),
                "garments": np.array([len(p.garments) for p in preds]),
-               "error": batch["error"], "decode_s": batch["decode_s"]}
+               "error": np.array([p.error or "" for p in preds], dtype=object), "decode_s": batch["decode_s"]}
         for stage, total in self.pipeline.seconds.items():  # this batch's seconds, spread over its readable images
             share = (total - before.get(stage, 0.0)) / n_ok
             out[f"{stage}_s"] = np.array([0.0 if p.error else share for p in preds])
@@ -152,6 +159,14 @@ def predict_folder_ray(models: dict, images_dir: str | Path, out_dir: str | Path
     from their lines (no decoded image kept: overlays need plain ``predict``)."""
     root = Path(images_dir)
     files = input_files(root, files, shard)
+    with output_lock(out_dir):
+        return _predict_folder_ray(models, root, out_dir, files, actors, batch_size, threads, resume, address,
+                                   num_cpus, progress, on_batch)
+
+
+def _predict_folder_ray(models: dict, root: Path, out_dir, files: list[str], actors: int, batch_size: int,
+                        threads: int, resume: bool, address: str | None, num_cpus: int | None, progress: bool,
+                        on_batch) -> RaySummary:
     jsonl, todo, skipped = prepare_output(out_dir, files, resume)
     summary = RaySummary(skipped=skipped, stage_seconds={k: 0.0 for k in STAGES})
     if not todo:
@@ -183,11 +198,10 @@ def predict_folder_ray(models: dict, images_dir: str | Path, out_dir: str | Path
         ds = ds.map_batches(PipelineActor, batch_size=batch_size, batch_format="numpy",
                             fn_constructor_kwargs={"models": _portable(models), "threads": threads},
                             compute=ray.data.ActorPoolStrategy(size=actors), **resources)
-        with jsonl.open("a", encoding="utf-8") as f:
+        # one write per block, flushed: a killed run leaves whole lines (a torn one is dropped on resume)
+        with appending(jsonl) as write:
             for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                # one write per block, then flush: a killed run leaves whole lines (a torn one is dropped on resume)
-                f.write("".join(out["line"]))
-                f.flush()
+                write("".join(out["line"]))
                 _count(summary, out)
                 if on_batch is not None:
                     on_batch(_read_back(out["line"]))
