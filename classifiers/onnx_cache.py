@@ -41,10 +41,7 @@ def onnx_key(kind: str, files: list[Path], settings: dict) -> str:
 
     h = hashlib.sha256(f"{kind}\0{FORMAT}\0{torch.__version__}\0".encode())
     for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        h.update(b"\0")
+        _feed(h, f).update(b"\0")
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -54,12 +51,16 @@ def cache_path(kind: str, files: list[Path], settings: dict) -> Path:
     return cache_root() / "onnx" / f"{kind}-{onnx_key(kind, files, settings)[:32]}.onnx"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _feed(h, path: Path):
+    """``h`` (a hashlib object) updated with the bytes of ``path``, read in 1 MB blocks."""
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    return h
+
+
+def _sha256(path: Path) -> str:
+    return _feed(hashlib.sha256(), path).hexdigest()
 
 
 def _hash_file(path: Path) -> Path:
