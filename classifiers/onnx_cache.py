@@ -73,7 +73,7 @@ def damage(path: Path) -> str | None:
         recorded = _hash_file(path).read_text().strip()
     except (OSError, UnicodeDecodeError):
         return "has no recorded hash"
-    return None if _sha256(path) == recorded else "differs from the hash recorded when it was exported (damaged)"
+    return None if _sha256(path) == recorded else "differs from the hash recorded at its export (damaged, or replaced)"
 
 
 def cached_onnx(kind: str, files: list[Path], settings: dict, export: Callable[[Path], object],
