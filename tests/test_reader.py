@@ -43,7 +43,7 @@ def test_paths_arrays_and_pil_images_give_the_same_prediction(reader, examples):
     assert by_path.image == str(path) and by_array.image == "<image 0>" and by_pil.image == "<image 1>"
     assert by_path.garments, "the sample photo shows garments"
     for other in (by_array, by_pil):  # the same pixels through the same code
-        assert {**other.to_json(), "image": ""} == {**by_path.to_json(), "image": ""}
+        assert {**other.to_dict(), "image": ""} == {**by_path.to_dict(), "image": ""}
     assert by_path.orig_img.shape == (by_path.height, by_path.width, 3)
 
 
@@ -51,10 +51,10 @@ def test_unreadable_path_is_an_error_result_not_an_exception(reader, tmp_path, c
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     preds = reader([bad, tmp_path / "missing.jpg"])
-    assert preds[0].to_json() == {"image": str(bad), "error": "not an image (format not recognised)"}
+    assert preds[0].to_dict() == {"image": str(bad), "error": "not an image (format not recognised)"}
     assert preds[1].error == "file not found"
     for p in preds:
-        check_line(p.to_json())
+        check_line(p.to_dict())
     one = reader(str(tmp_path / "missing.jpg"))  # one input, not in a list
     assert len(one) == 1 and one[0].image == str(tmp_path / "missing.jpg")
 
@@ -74,8 +74,8 @@ def test_cli_lines_are_the_readers_to_json(examples, tmp_path, check_line):
     assert len(lines) == len(preds) == 3
     for line, pred in zip(lines, preds):
         check_line(line)
-        check_line(pred.to_json())
-        assert ImagePrediction.from_json(line).to_json() == line
+        check_line(pred.to_dict())
+        assert ImagePrediction.from_dict(line).to_dict() == line
         assert line["image"] == Path(pred.image).name and (line["width"], line["height"]) == (pred.width, pred.height)
         assert len(line["garments"]) == len(pred.garments) > 0
         iou = box_iou([g["box"] for g in line["garments"]], [g.box for g in pred.garments])

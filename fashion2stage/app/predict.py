@@ -125,7 +125,7 @@ def prepare_output(out_dir: str | Path, files: list[str], resume: bool) -> tuple
 
 def jsonl_line(pred: ImagePrediction) -> str:
     """One line of predictions.jsonl, newline included."""
-    return json.dumps(pred.to_json(), separators=(",", ":")) + "\n"
+    return pred.to_json() + "\n"
 
 
 @dataclass
