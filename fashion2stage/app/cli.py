@@ -7,10 +7,28 @@ from typing import Optional
 import typer
 
 from fashion2stage.app import train_commands
-from fashion2stage.app.cli_common import fail, set_threads
+from fashion2stage.app.cli_common import check_out_folder, fail, set_threads
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Two-stage garment reading: detect garments, then read attributes and landmarks from padded crops.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            typer.echo(f"fashion2stage {version('fashion2stage')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("fashion2stage (not installed: no version recorded)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    pass  # the options of the command line itself (the app's help is Typer's help= above)
+
 
 # the training commands live in train_commands.py; registered first, so that --help lists them first
 app.command("detect-train")(train_commands.detect_train)
@@ -22,7 +40,9 @@ app.command("type-head-train")(train_commands.type_head_train)
 
 @app.command("predict")
 def predict(
-    images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
+    source: Optional[str] = typer.Argument(None, metavar="SOURCE", show_default=False,
+                                           help="An image, a folder, a glob ('photos/*.jpg') or a .txt list of paths."),
+    images: Optional[str] = typer.Option(None, "--images", help="The same as SOURCE (older spelling)."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder: predictions.jsonl and the files asked for."),
     detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
     classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
@@ -55,10 +75,22 @@ def predict(
     engine: str = typer.Option("local", help="local, or ray: decoding in Ray tasks, the models in a pool of actors."),
     ray_address: Optional[str] = typer.Option(None, help="--engine ray: a cluster (auto, ray://host:10001), not a local one."),
     actors: int = typer.Option(0, min=0, help="--engine ray: model actors (0: one per GPU with --device cuda, else 1)."),
+    verbose: bool = typer.Option(False, "--verbose", help="--engine ray: show Ray's own log lines too."),
 ) -> None:
-    """Detect garments in every image of a folder and read their attributes and landmarks (predictions.jsonl)."""
+    """Detect garments in photos and read their attributes and landmarks (OUT/predictions.jsonl)."""
     if engine not in ("local", "ray"):
         fail(f"--engine {engine!r}: expected local or ray")
+    if (source is None) == (images is None):
+        fail("give the photos once: predict SOURCE (an image, a folder, a glob or a .txt list), or --images SOURCE")
+    from fashion2stage.app.runtime import check_device  # noqa: PLC0415
+    from fashion2stage.app.sources import resolve_source  # noqa: PLC0415
+
+    try:
+        check_device(device)
+        images, files = resolve_source(source if source is not None else images)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    check_out_folder(out)
     try:
         i, n = (int(v) for v in shard.split("/"))
         if not 0 <= i < n:
@@ -76,15 +108,20 @@ def predict(
         models = dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device, conf=conf,
                       use_default=not no_default, runtime=runtime, threads=threads, flip_tta=flip_tta, **speed)
         writers = dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv, overlays=overlays)
-        return _predict_folder(None, images, out, batch_size or default_batch_size(runtime, device), resume, (i, n),
-                               run=lambda **kw: predict_with_writers(models, images, out, writers, actors=actors,
-                                                                     threads=threads, address=ray_address, **kw))
-    pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
-                          runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
-    writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
-                                             fashionai_keypoints=keypoint_csv, overlays=overlays)
-    _predict_folder(pipe, images, out, batch_size=batch_size or default_batch_size(runtime, device), resume=resume,
-                    shard=(i, n), writers=writers)
+        summary = _predict_folder(None, images, out, batch_size or default_batch_size(runtime, device), resume,
+                                  (i, n), files=files,
+                                  run=lambda **kw: predict_with_writers(models, images, out, writers, actors=actors,
+                                                                        threads=threads, address=ray_address,
+                                                                        verbose=verbose, **kw))
+    else:
+        pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
+                              runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
+        writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
+                                                 fashionai_keypoints=keypoint_csv, overlays=overlays)
+        summary = _predict_folder(pipe, images, out, batch_size=batch_size or default_batch_size(runtime, device),
+                                  resume=resume, shard=(i, n), writers=writers, files=files)
+    if summary.images and len(summary.errors) == summary.images:
+        fail(f"none of the {summary.images} photo(s) could be read (see 'error' lines in {out / 'predictions.jsonl'})")
 
 
 def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bool = True, runtime: str = "auto",
@@ -123,6 +160,7 @@ def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool
     if len(summary.errors) > 20:
         typer.echo(f"... and {len(summary.errors) - 20} more unreadable files (see 'error' lines in predictions.jsonl)", err=True)
     typer.echo(f"{summary.line()} -> {out / 'predictions.jsonl'}" + "".join(f", {p}" for p in written))
+    return summary
 
 
 @app.command("evaluate")
