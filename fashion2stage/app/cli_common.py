@@ -2,6 +2,7 @@
 sets threads."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -11,6 +12,13 @@ def fail(message: str) -> None:
     """One clear line on stderr, exit code 1."""
     typer.echo(f"fashion2stage: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+def echo_main(message: str) -> None:
+    """``message`` on stdout from the first process only: under ``torchrun`` every process runs the same command,
+    and its summary should print once (``RANK`` 0, or no torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(message)
 
 
 def check_out_folder(out: Path) -> None:
