@@ -129,6 +129,8 @@ def start_ray(address: str | None, num_cpus: int | None = None, verbose: bool = 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read when Ray starts: no usage report over the network
+    if not verbose:  # read when Ray starts: its C++ core logs benign notices as errors (the actor restart notice)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     logs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
         ray.init(address=address, **logs)
@@ -206,9 +208,9 @@ def predict_folder_ray(models: dict, images_dir: str | Path, out_dir: str | Path
                 f.flush()
                 _count(summary, out)
                 bar.update(len(out["line"]))
-        bar.close()
                 if on_batch is not None:
                     on_batch(_read_back(out["line"]))
+        bar.close()
         summary.seconds = time.perf_counter() - start
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
