@@ -138,14 +138,45 @@ def test_the_schema_refuses_what_the_contract_forbids(check_line):
             check_line(line)
 
 
-def test_box_labels_never_cover_each_other():
-    from fashion2stage.plotting import _place
+def test_box_labels_never_cover_each_other_even_when_crowded():
+    from PIL import Image, ImageDraw
+
+    from fashion2stage.plotting import _font, _labels, _place
 
     taken = []
-    for _ in range(3):  # three garments with the same box: the labels go above, inside the top, inside the bottom
-        x, y = _place([50, 60, 150, 200], (80, 20), taken, 400, 300)
+    for _ in range(3):  # three garments with the same box: above, above at its right edge, inside the top
+        x, y = _place([50, 60, 250, 200], (80, 20), taken, 400, 300)
         taken.append((x, y, x + 80, y + 20))
-    for i, a in enumerate(taken):
-        assert 0 <= a[0] and a[2] <= 400 and 0 <= a[1] and a[3] <= 300
-        for b in taken[i + 1:]:
+    assert taken[:2] == [(50, 40, 130, 60), (170, 40, 250, 60)]
+    # 14 narrow garments side by side in a small photo: some labels shrink to their number, some go
+    boxes = [[10 + 12 * i, 40 + 3 * i, 40 + 12 * i, 150 - 3 * i] for i in range(14)]
+    pred = ImagePrediction(image="crowd.jpg", width=200, height=160,
+                           garments=[GarmentPrediction("trousers", 0.9 - 0.01 * i, b) for i, b in enumerate(boxes)])
+    labels = _labels(pred, boxes, ImageDraw.Draw(Image.new("RGB", (200, 160))), _font(18), 4, 200, 160)
+    kinds = [len(text.split()) for _, text, _ in labels]
+    assert kinds[0] == 3 and 1 in kinds and len(labels) < 14, labels  # full, number alone, none
+    for i, (_, _, a) in enumerate(labels):
+        assert 0 <= a[0] and a[2] <= 200 and 0 <= a[1] and a[3] <= 160
+        for _, _, b in labels[i + 1:]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    assert pred.plot(np.zeros((160, 200, 3), np.uint8)).shape[1] > 200
+
+
+def test_the_panel_lists_attributes_in_one_order_and_names_the_landmarks():
+    from fashion2stage.plotting import _landmark_colours, _panel_rows
+
+    def answer(score, garment=None):
+        return AttributePrediction("x", score, [score, 1 - score], garment=garment, names=["x", "y"])
+    pred = ImagePrediction(image="a.jpg", width=100, height=100, garments=[
+        GarmentPrediction("blouse", 0.9, [0, 0, 50, 50], {"sleeve": answer(0.6), "collar": answer(0.9)},
+                          {"left_collar": (5, 5, 1.0), "right_collar": (9, 5, 1.0)}),
+        GarmentPrediction("blouse", 0.8, [50, 0, 99, 50], {"sleeve": answer(0.95), "collar": answer(0.55)},
+                          {"left_collar": (55, 5, 1.0), "left_hem": (55, 45, 1.0)})],
+        attributes={"collar": answer(0.9, 0), "sleeve": answer(0.6, 0)})
+    marks = _landmark_colours(pred)
+    rows = _panel_rows(pred, marks)
+    attrs = [text.split(":")[0] for kind, _, text in rows if kind == "attr"]
+    assert attrs == ["collar", "sleeve", "collar", "sleeve"]  # the model's order, whatever the scores
+    legend = rows[rows.index(("head", None, "landmarks")) + 1:]
+    assert [text for _, _, text in legend] == ["left_collar", "right_collar", "left_hem"]
+    assert len({colour for _, colour, _ in legend}) == 3  # one dot colour per landmark name

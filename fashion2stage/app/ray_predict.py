@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -129,8 +130,6 @@ def start_ray(address: str | None, num_cpus: int | None = None, verbose: bool = 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read when Ray starts: no usage report over the network
-    if not verbose:  # read when Ray starts: its C++ core logs benign notices as errors (the actor restart notice)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     logs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
         ray.init(address=address, **logs)
@@ -198,9 +197,14 @@ def predict_folder_ray(models: dict, images_dir: str | Path, out_dir: str | Path
         # batch_size=None: one call per block as made above (a batch size would bundle small blocks into one task)
         ds = ds.map_batches(decode_files, batch_size=None, batch_format="numpy", num_cpus=DECODE_CPUS,
                             fn_kwargs={"root": str(root.resolve())}, compute=ray.data.TaskPoolStrategy())
-        ds = ds.map_batches(PipelineActor, batch_size=batch_size, batch_format="numpy",
-                            fn_constructor_kwargs={"models": _portable(models), "threads": threads},
-                            compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for it yet, and warns about any other
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            # on this machine's own cluster a model actor that died (out of memory) would die again: no restarts,
+            # and so none of the error-level line Ray's core logs when restartable actors get their arguments
+            ds = ds.map_batches(PipelineActor, batch_size=batch_size, batch_format="numpy",
+                                fn_constructor_kwargs={"models": _portable(models), "threads": threads},
+                                compute=ray.data.ActorPoolStrategy(size=actors), **resources,
+                                **({} if address else {"max_restarts": 0}))
         with jsonl.open("a", encoding="utf-8") as f:
             for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 # one write per block, then flush: a killed run leaves whole lines (a torn one is dropped on resume)
