@@ -61,7 +61,8 @@ def _place(box, size: tuple[int, int], taken: list[Rect], w: int, h: int) -> tup
 
 
 def _landmark_colours(pred: ImagePrediction) -> dict[str, tuple[int, int, int]]:
-    names = []
+    """A dot colour per landmark name drawn, in the order the garments list them (their label set's order)."""
+    names: list[str] = []
     for g in pred.garments:
         names += [n for n in g.keypoints if n not in names]
     return {n: LANDMARK_PALETTE[i % len(LANDMARK_PALETTE)] for i, n in enumerate(names)}
