@@ -81,7 +81,7 @@ def predict(
 
     try:
         check_device(device)
-        images, files = resolve_source(source if source is not None else images)
+        root, files = resolve_source(source if source is not None else images)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     check_out_folder(out)
@@ -102,9 +102,9 @@ def predict(
         models = dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device, conf=conf,
                       use_default=not no_default, runtime=runtime, threads=threads, flip_tta=flip_tta, **speed)
         writers = dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv, overlays=overlays)
-        summary = _predict_folder(None, images, out, batch_size or default_batch_size(runtime, device), resume,
+        summary = _predict_folder(None, root, out, batch_size or default_batch_size(runtime, device), resume,
                                   (i, n), files=files,
-                                  run=lambda **kw: predict_with_writers(models, images, out, writers, actors=actors,
+                                  run=lambda **kw: predict_with_writers(models, root, out, writers, actors=actors,
                                                                         threads=threads, address=ray_address,
                                                                         verbose=verbose, **kw))
     else:
@@ -112,7 +112,7 @@ def predict(
                               runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
         writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
                                                  fashionai_keypoints=keypoint_csv, overlays=overlays)
-        summary = _predict_folder(pipe, images, out, batch_size=batch_size or default_batch_size(runtime, device),
+        summary = _predict_folder(pipe, root, out, batch_size=batch_size or default_batch_size(runtime, device),
                                   resume=resume, shard=(i, n), writers=writers, files=files)
     if summary.images and len(summary.errors) == summary.images:
         fail(f"none of the {summary.images} photo(s) could be read (see 'error' lines in {out / 'predictions.jsonl'})")
