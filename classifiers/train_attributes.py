@@ -275,7 +275,7 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
         return to_input(crops, cfg.backbone)
     train_ds = CropDataset(train_samples, labels, keys, spec, normalise, sampler, train=True, seed=cfg.seed)
     val_ds = CropDataset(val_samples, labels, keys, spec, normalise, train=False)
-    train_loader = engine.make_loader(train_ds, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, drop_last=True,
+    train_loader = engine.make_loader(train_ds, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, min_last_batch=2,
                                       workers=cfg.workers)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.workers)
     class_weights = None

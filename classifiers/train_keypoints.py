@@ -196,7 +196,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
         raise ValueError(f"{train_set.source}: no garment with labelled keypoints to train on")
     run, log = engine.start_run(cfg, "keypoints", ctx, labels, run_config(cfg, len(labels.keypoints), jitter),
                                 cfg.box_errors)
-    loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, drop_last=True)
+    loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, min_last_batch=2)
     log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
         f"{ctx.world_size} process(es)")
     model = build_model(run_config(cfg, len(labels.keypoints), jitter), cfg.pretrained).to(ctx.device)

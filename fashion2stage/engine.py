@@ -35,7 +35,7 @@ from fashion2stage.distributed import Dist, init_distributed
 from fashion2stage.fit_settings import FitSettings
 from fashion2stage.labels import LabelSet
 from fashion2stage.runs import load_config, new_run_dir, save_config, save_labels, save_weights
-from fashion2stage.sampling import SourceBalancedSampler
+from fashion2stage.sampling import SourceBalancedSampler, WholeBatches
 from fashion2stage.step import Stepper
 
 Log = Callable[[str], None]
@@ -102,21 +102,23 @@ def start_run(cfg, kind: str, ctx: Dist, labels: LabelSet, config: dict | None =
 
 def make_loader(dataset, batch_size: int, ctx: Dist, *, seed: int = 0, sources: Sequence[int] | None = None,
                 num_samples: int | None = None, shares: Sequence[float] | None = None, sampler=None,
-                drop_last: bool = False, workers: int = 0, collate_fn=None) -> DataLoader:
+                min_last_batch: int = 1, workers: int = 0, collate_fn=None) -> DataLoader:
     """A training DataLoader over this rank's share, reshuffled each epoch from ``seed`` (see :func:`set_epoch`).
 
     ``sources``: sizes of the sources ``dataset`` concatenates, in order; with two or more (or a ``num_samples``
     per epoch over all ranks other than the whole set), :class:`SourceBalancedSampler` draws each with an equal
     share, or with ``shares`` (one number per source). ``sampler``: one the trainer built itself (it must give this
-    rank its share). ``drop_last`` drops an incomplete last batch only when the rank has more than one batch.
+    rank its share). No sample is dropped: a last batch smaller than ``min_last_batch`` joins the one before it
+    (2 for models with BatchNorm, which cannot train on one sample; :class:`WholeBatches`). With one source and no
+    ``num_samples``, an epoch over all ranks sees every sample exactly once (when the set divides evenly between
+    the ranks; else DistributedSampler repeats up to ``world_size - 1`` of them so every rank takes equal steps).
     """
     if sampler is None and sources is not None and (len(sources) > 1 or num_samples):
         sampler = SourceBalancedSampler(sources, num_samples, shares=shares, seed=seed, rank=ctx.rank,
                                         world_size=ctx.world_size)
     if sampler is None:  # also with one process: the order then depends on (seed, epoch) only, so resume repeats it
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
-    drop_last = drop_last and len(sampler) > batch_size
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+    return DataLoader(dataset, batch_sampler=WholeBatches(sampler, batch_size, min_last_batch), num_workers=workers,
                       persistent_workers=workers > 0, collate_fn=collate_fn)
 
 
@@ -140,7 +142,7 @@ def schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: i
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     """Reseed the sampler's shuffle and the dataset's augmentation (where they have ``set_epoch``) for ``epoch``."""
-    for part in (loader.sampler, loader.dataset):
+    for part in (loader.batch_sampler, loader.dataset):
         if hasattr(part, "set_epoch"):
             part.set_epoch(epoch)
 

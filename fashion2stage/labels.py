@@ -27,6 +27,16 @@ class LabelSet:
     # garment type -> the two points whose distance normalises NE; a type absent here uses the box diagonal
     ne_normaliser: dict[str, list[str]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Type and value names in their one spelling (taxonomy.canonical_name: "outerwear" reads as "outwear")."""
+        def names(v: list[str]) -> list[str]:
+            return [taxonomy.canonical_name(n) for n in v]
+        self.garment_types = names(self.garment_types)
+        self.attributes = {k: names(v) for k, v in self.attributes.items()}
+        self.attribute_types = {k: names(v) for k, v in self.attribute_types.items()}
+        self.keypoints_per_type = {taxonomy.canonical_name(t): list(v) for t, v in self.keypoints_per_type.items()}
+        self.ne_normaliser = {taxonomy.canonical_name(t): list(v) for t, v in self.ne_normaliser.items()}
+
     @classmethod
     def fashionai(cls) -> "LabelSet":
         """The built-in FashionAI label set: 5 types, 8 attribute keys, 24 keypoints with per-type subsets."""

@@ -1,8 +1,9 @@
-"""What the pipeline returns for one image: typed results whose ``to_json()`` is one line of ``predictions.jsonl``.
+"""What the pipeline returns for one image: typed results whose ``to_json()`` is one line of ``predictions.jsonl``
+(``to_dict()`` the same line as a dict; ``from_json`` / ``from_dict`` read them back).
 
 Frames and units (docs/OUTPUT.md is the full contract): boxes are ``[x1, y1, x2, y2]`` and keypoints ``(x, y,
 score)`` in pixels of the original image after EXIF orientation; scores and probabilities are in [0, 1]; ``probs``
-follow the value order of the label set saved in the attribute run folder.
+follow the value order of the label set saved in the attribute run folder, and ``names`` gives those values.
 
 Numbers are rounded once, when the pipeline builds the objects, to the precision of the JSON line (boxes and keypoint
 x, y to 0.01 px, scores and probabilities to 4 decimals): an object, its ``to_json()`` line and every file written
@@ -11,7 +12,10 @@ the probabilities before rounding, so after rounding it may tie with another val
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +24,9 @@ from fashion2stage.geometry import CropSpec, crop
 
 @dataclass
 class AttributePrediction:
-    """One attribute key's answer. ``value`` is the most probable value (argmax of ``probs`` before rounding).
+    """One attribute key's answer. ``value`` is the most probable value (argmax of ``probs`` before rounding);
+    ``names`` are the values ``probs`` are the probabilities of, in the same order (empty when read from a line
+    written before names were part of it).
 
     ``garment`` is meaningful for image-level answers only: the index in ``ImagePrediction.garments`` of the garment
     that answered, or None when the whole image answered (no garment of a type carrying the key was found)."""
@@ -29,18 +35,23 @@ class AttributePrediction:
     score: float
     probs: list[float]
     garment: int | None = None
+    names: list[str] = field(default_factory=list)
 
-    def to_json(self, image_level: bool = False) -> dict:
+    def by_name(self) -> dict[str, float]:
+        """``{value: probability}``, in the label set's value order."""
+        return dict(zip(self.names, self.probs))
+
+    def to_dict(self, image_level: bool = False) -> dict:
         d = {"value": self.value, "score": round(float(self.score), 4),
-             "probs": [round(float(p), 4) for p in self.probs]}
+             "probs": [round(float(p), 4) for p in self.probs], "names": list(self.names)}
         if image_level:
             d["garment"] = self.garment
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> AttributePrediction:
+    def from_dict(cls, d: dict) -> AttributePrediction:
         return cls(value=d["value"], score=float(d["score"]), probs=[float(p) for p in d["probs"]],
-                   garment=d.get("garment"))
+                   garment=d.get("garment"), names=[str(n) for n in d.get("names", [])])
 
     @classmethod
     def from_probs(cls, values: list[str], probs, garment: int | None = None) -> AttributePrediction:
@@ -48,7 +59,7 @@ class AttributePrediction:
         p = np.asarray(probs, dtype=np.float64)
         k = int(np.argmax(p))
         return cls(value=values[k], score=round(float(p[k]), 4), probs=[round(float(v), 4) for v in p],
-                   garment=garment)
+                   garment=garment, names=list(values))
 
 
 @dataclass
@@ -62,26 +73,28 @@ class GarmentPrediction:
     attributes: dict[str, AttributePrediction] = field(default_factory=dict)
     keypoints: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"type": self.type, "score": round(float(self.score), 4),
                 "box": [round(float(v), 2) for v in self.box],
-                "attributes": {k: a.to_json() for k, a in self.attributes.items()},
+                "attributes": {k: a.to_dict() for k, a in self.attributes.items()},
                 "keypoints": {n: [round(float(x), 2), round(float(y), 2), round(float(s), 4)]
                               for n, (x, y, s) in self.keypoints.items()}}
 
     @classmethod
-    def from_json(cls, d: dict) -> GarmentPrediction:
+    def from_dict(cls, d: dict) -> GarmentPrediction:
         return cls(type=d["type"], score=float(d["score"]), box=[float(v) for v in d["box"]],
-                   attributes={k: AttributePrediction.from_json(a) for k, a in d.get("attributes", {}).items()},
+                   attributes={k: AttributePrediction.from_dict(a) for k, a in d.get("attributes", {}).items()},
                    keypoints={n: (float(p[0]), float(p[1]), float(p[2])) for n, p in d.get("keypoints", {}).items()})
 
 
 @dataclass
 class ImagePrediction:
-    """Everything read from one image. An unreadable image has ``error`` set (one line saying what is wrong) and
-    nothing else. ``orig_img`` is the decoded (H, W, 3) uint8 RGB image the prediction was made on, kept for
-    ``plot()`` and ``crops()``; it is never serialised (None after ``from_json``). For a photo larger than the models'
-    ``max_side`` it is smaller than ``width`` x ``height``; ``plot()`` and ``crops()`` scale the boxes to it."""
+    """Everything read from one image. An unreadable image has ``error`` set (one line saying what is wrong),
+    ``ok`` False, and empty but well-typed fields (no garments, no attributes, size 0 x 0), so code that reads
+    predictions needs no special case for it. ``orig_img`` is the decoded (H, W, 3) uint8 RGB image the prediction
+    was made on, kept for ``plot()``, ``save()`` and ``crops()``; it is never serialised (None after ``from_json``).
+    For a photo larger than the models' ``max_side`` it is smaller than ``width`` x ``height``; ``plot()`` and
+    ``crops()`` scale the boxes to it."""
 
     image: str
     width: int = 0
@@ -91,22 +104,58 @@ class ImagePrediction:
     error: str | None = None
     orig_img: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> dict:
-        """The ``predictions.jsonl`` line (as a dict; key order is the contract's)."""
+    @property
+    def ok(self) -> bool:
+        """True when the image was read (``error`` is None)."""
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """The ``predictions.jsonl`` line as a dict (key order is the contract's)."""
         if self.error is not None:
             return {"image": self.image, "error": self.error}
         return {"image": self.image, "width": int(self.width), "height": int(self.height),
-                "garments": [g.to_json() for g in self.garments],
-                "attributes": {k: a.to_json(image_level=True) for k, a in self.attributes.items()}}
+                "garments": [g.to_dict() for g in self.garments],
+                "attributes": {k: a.to_dict(image_level=True) for k, a in self.attributes.items()}}
+
+    def to_json(self) -> str:
+        """The ``predictions.jsonl`` line, exactly as ``predict`` writes it (compact JSON, no newline)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, d: dict) -> ImagePrediction:
-        """Parse one ``predictions.jsonl`` line (already decoded from JSON)."""
+    def from_dict(cls, d: dict) -> ImagePrediction:
+        """Parse one ``predictions.jsonl`` line already decoded from JSON."""
         if "error" in d:
             return cls(image=d["image"], error=str(d["error"]))
         return cls(image=d["image"], width=int(d["width"]), height=int(d["height"]),
-                   garments=[GarmentPrediction.from_json(g) for g in d.get("garments", [])],
-                   attributes={k: AttributePrediction.from_json(a) for k, a in d.get("attributes", {}).items()})
+                   garments=[GarmentPrediction.from_dict(g) for g in d.get("garments", [])],
+                   attributes={k: AttributePrediction.from_dict(a) for k, a in d.get("attributes", {}).items()})
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> ImagePrediction:
+        """Parse one ``predictions.jsonl`` line (the text; ``from_json(p.to_json()) == p``)."""
+        if isinstance(line, dict):
+            raise TypeError("ImagePrediction.from_json takes the line's text; use from_dict for a dict")
+        return cls.from_dict(json.loads(line))
+
+    def summary(self) -> list[dict]:
+        """One flat dict per garment, in ``garments`` order: ``image``, ``garment`` (its index), ``type``,
+        ``score``, ``x1``, ``y1``, ``x2``, ``y2`` (image pixels), then ``<key>`` (value) and ``<key>_score`` for each
+        attribute the garment carries. Empty for an unreadable image or one without garments."""
+        rows = []
+        for n, g in enumerate(self.garments):
+            row = {"image": self.image, "garment": n, "type": g.type, "score": g.score,
+                   **dict(zip(("x1", "y1", "x2", "y2"), g.box))}
+            for k, a in g.attributes.items():
+                row[k], row[f"{k}_score"] = a.value, a.score
+            rows.append(row)
+        return rows
+
+    def to_df(self):
+        """``summary()`` as a pandas DataFrame: one row per garment (columns ``image`` .. ``y2`` even when empty)."""
+        import pandas as pd  # noqa: PLC0415  (pandas only when asked)
+
+        return pd.DataFrame(self.summary(), columns=None if self.garments else
+                            ["image", "garment", "type", "score", "x1", "y1", "x2", "y2"])
 
     def rescaled(self, width: int, height: int) -> ImagePrediction:
         """This prediction in the frame of the same photo at ``width`` x ``height`` pixels: boxes and landmarks
@@ -119,7 +168,8 @@ class ImagePrediction:
 
     def _image(self) -> np.ndarray:
         if self.orig_img is None:
-            raise ValueError(f"{self.image}: no image kept with this prediction (read back from JSON, or unreadable)")
+            raise ValueError(f"{self.image}: no image kept with this prediction "
+                             + (f"({self.error})" if self.error else "(read back from JSON)"))
         return self.orig_img
 
     def _on(self, image: np.ndarray) -> ImagePrediction:
@@ -132,10 +182,14 @@ class ImagePrediction:
         the landmarks, and on its right a panel of each garment's attributes under the box's number and colour
         (fashion2stage.plotting; the canvas is wider than the photo, and taller when the panel needs it).
         ``image`` defaults to ``orig_img``."""
-        from fashion2stage.plotting import draw_overlay  # noqa: PLC0415  (cv2 drawing only when asked)
+        from fashion2stage.plotting import draw_overlay  # noqa: PLC0415  (drawing only when asked)
 
         image = self._image() if image is None else image
         return draw_overlay(image, self._on(image))
+
+    def save(self, path: str | Path, image: np.ndarray | None = None) -> Path:
+        """Write ``plot()`` to ``path`` (its suffix picks the format: .jpg, .png, .webp ...), atomically."""
+        return save_image(self.plot(image), path)
 
     def crops(self, spec: CropSpec | None = None) -> list[np.ndarray]:
         """One padded crop (spec.height, spec.width, 3) per garment, in ``garments`` order, cut from ``orig_img`` the
@@ -143,3 +197,28 @@ class ImagePrediction:
         spec = spec or CropSpec()
         img = self._image()
         return [crop(img, g.box, spec)[0] for g in self._on(img).garments]
+
+    def save_crops(self, folder: str | Path, spec: CropSpec | None = None, suffix: str = ".jpg") -> list[Path]:
+        """Write ``crops(spec)`` into ``folder`` as ``<image stem>_<n>_<type><suffix>`` (n counts garments from 1,
+        as the overlay numbers them); returns the paths, in ``garments`` order."""
+        stem = re.sub(r"[^\w.-]+", "_", Path(self.image).stem).strip("_") or "image"  # "<image 0>" -> image_0
+        return [save_image(c, Path(folder) / f"{stem}_{n + 1}_{g.type}{suffix}")
+                for n, (g, c) in enumerate(zip(self.garments, self.crops(spec)))]
+
+
+def save_image(rgb: np.ndarray, path: str | Path) -> Path:
+    """Encode (H, W, 3) uint8 RGB in the format ``path``'s suffix names and write it atomically."""
+    import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    from fashion2stage.io import write_bytes_atomic  # noqa: PLC0415
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image suffix {path.suffix!r} (use .jpg, .png, .webp ...)")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    write_bytes_atomic(path, buf.getvalue())
+    return path

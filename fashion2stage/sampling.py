@@ -10,6 +10,8 @@ same epoch order from ``seed + epoch`` and each keeps every ``world_size``-th in
 disjoint halves (as torch's ``DistributedSampler`` does). Call :meth:`set_epoch` before each epoch.
 
 :func:`split_class_folder` says which sources a class folder is, and their shares.
+:class:`WholeBatches` cuts a rank's share into batches without dropping any sample: a last batch too small to train
+on (BatchNorm needs two samples) joins the batch before it, so that an epoch sees every sample of the share once.
 """
 from __future__ import annotations
 
@@ -87,3 +89,30 @@ def split_class_folder(ds: Dataset, by_type: bool = False) -> list[tuple[Dataset
     if negatives:
         parts.append((replace(ds, records=negatives, source=f"{ds.source} (no-garment classes)"), 1.0))
     return parts if len(parts) > 1 else [(ds, 1.0)]
+
+
+class WholeBatches:
+    """Batches of ``batch_size`` indices of ``sampler``, in its order, keeping every index: a last batch of fewer
+    than ``min_last`` joins the one before it (so batches hold up to ``batch_size + min_last - 2``). With a
+    DistributedSampler or a SourceBalancedSampler every rank gets the same number of batches, as DDP needs."""
+
+    def __init__(self, sampler, batch_size: int, min_last: int = 2):
+        if batch_size < 1 or min_last < 1:
+            raise ValueError(f"batch_size {batch_size} and min_last {min_last} must be at least 1")
+        self.sampler, self.batch_size, self.min_last = sampler, batch_size, min_last
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = list(self.sampler)
+        batches = [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < self.min_last:
+            last = batches.pop()
+            batches[-1] = batches[-1] + last
+        return iter(batches)
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.sampler), self.batch_size)
+        return full + (1 if rest and (rest >= self.min_last or full == 0) else 0)

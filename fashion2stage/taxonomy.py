@@ -7,6 +7,17 @@ from __future__ import annotations
 
 GARMENT_TYPES: tuple[str, ...] = ("blouse", "outwear", "dress", "skirt", "trousers")
 
+# One spelling per name: FashionAI's garment type is "outwear", and the Clothing Attribute Dataset's category value
+# "outerwear" means the same thing. Every name read from a label set or a class mapping goes through
+# :func:`canonical_name`, so outputs say "outwear" for both and older files that say "outerwear" still read.
+SPELLINGS: dict[str, str] = {"outerwear": "outwear"}
+
+
+def canonical_name(name: str) -> str:
+    """The one spelling of a garment type or attribute value (:data:`SPELLINGS`); other names unchanged."""
+    return SPELLINGS.get(name, name)
+
+
 # The 8 FashionAI attribute keys; each value list begins with "Invisible" (METRICS.md).
 FASHIONAI_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "skirt_length": ("Invisible", "Short Length", "Knee Length", "Midi Length", "Ankle Length", "Floor Length"),

@@ -123,7 +123,7 @@ def test_cad_rows_skip_the_keys_annotators_disagreed_on(tmp_path):
     assert counts["skipped_nan"] == {"sleeve_length": 1, "neckline_design": 1, "collar_design": 1, "category": 1}
     assert len(problems.lines) == 1 and "category_GT.mat:3: value 9" in problems.lines[0]
     ds = read_attribute_csv(out / "labels_train.csv")  # with the attributes.json written beside it
-    assert ds.labels.attributes["category"][3] == "outerwear"
+    assert ds.labels.attributes["category"][3] == "outwear"  # cad's "outerwear", read in the one spelling
     assert {r.file: sorted(r.attributes) for r in ds.records}["images/000002.jpg"] == ["collar_design",
                                                                                         "neckline_design"]
     assert Image.open(out / "images/000001.jpg").size == (640, 320)

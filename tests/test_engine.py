@@ -49,10 +49,10 @@ def test_schedule_warms_up_linearly_then_decays_to_the_floor():
 
 def test_ranks_get_disjoint_halves_and_several_sources_are_balanced():
     data = list(range(10))
-    shares = [list(engine.make_loader(data, 1, Dist(rank=r, world_size=2)).sampler) for r in (0, 1)]
+    shares = [list(engine.make_loader(data, 1, Dist(rank=r, world_size=2)).batch_sampler.sampler) for r in (0, 1)]
     assert len(shares[0]) == len(shares[1]) == 5 and sorted(shares[0] + shares[1]) == data
     balanced = engine.make_loader(list(range(60)), 4, Dist(), sources=[50, 10])
-    idx = list(balanced.sampler)
+    idx = list(balanced.batch_sampler.sampler)
     assert len(idx) == 60 and 20 <= sum(i >= 50 for i in idx) <= 40  # ~30 expected; 10 without balancing
 
 

@@ -164,7 +164,7 @@ def test_clear_errors_for_bad_folders_and_runs(models, tmp_path):
     r = models["runs"]
     (tmp_path / "empty").mkdir()
     for images, det, expect in ((tmp_path / "empty", r / "det", "no images found"),
-                                (tmp_path / "missing", r / "det", "no such folder"),
+                                (tmp_path / "missing", r / "det", "no such file or folder"),
                                 (models["images"], r / "attr", "expected a 'detector' run")):
         result = CliRunner().invoke(app, ["predict", "--images", str(images), "--out", str(tmp_path / "o"),
                                           "--detector", str(det), "--no-default"])

@@ -117,3 +117,25 @@ def test_the_cluster_config_in_docs_is_one_ray_up_accepts():
     config = prepare_config(yaml.safe_load((EXAMPLES.parents[1] / "docs" / "ray-cluster.yaml").read_text()))
     validate_config(config)
     assert config["available_node_types"]["gpu_worker"]["max_workers"] >= 1
+
+
+def test_the_cli_shows_none_of_rays_own_lines_without_verbose(tmp_path):
+    """``predict --engine ray`` prints its summary and one progress bar: Ray's INFO lines, Ray Data's plan and
+    progress bars, the workers' warnings and the core's notices (26 lines before) only come with --verbose."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "fashion2stage", "predict", str(EXAMPLES / "ccp_0004.jpg"),
+                          "--engine", "ray", "--runtime", "torch", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    if "did not start in time" in run.stderr:
+        pytest.skip("this machine is too busy for Ray to start a local node")
+    assert len(run.stdout.splitlines()) == 1 and "1 images" in run.stdout
+    bar = re.compile(r"^\s*\d+%\|.*\|\s*\d+/\d+ \[.*\]$")  # tqdm's bar, redrawn with carriage returns
+    other = [line for line in re.split(r"[\r\n]+", run.stderr) if line.strip() and not bar.match(line)]
+    assert other == [], other

@@ -75,7 +75,7 @@ def test_predict_contract(client, shipped_reader, check_line):
     assert [p["image"] for p in lines] == ["ccp_0062.jpg", "tiny.png"]  # upload order, no directory part
     assert (lines[1]["width"], lines[1]["height"]) == (40, 30)
     for line in lines:  # exactly a predictions.jsonl line
-        assert ImagePrediction.from_json(line).to_json() == check_line(line)
+        assert ImagePrediction.from_dict(line).to_dict() == check_line(line)
     direct = shipped_reader([PHOTO])[0]  # the Python API on the file itself
     got = lines[0]
     assert (got["width"], got["height"]) == (direct.width, direct.height)

@@ -88,3 +88,20 @@ def test_yolo_refuses_torchrun_with_one_line_saying_what_to_do(tmp_path, monkeyp
         train_detector(DetectTrainConfig(data=str(tmp_path / "missing.json"), detector="yolo",
                                          project=str(tmp_path / "runs")))
     assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_the_cli_under_torchrun_prints_its_summary_once_and_counts_every_garment(tmp_path):
+    """``torchrun --nproc_per_node 2 fashion2stage keypoints-train`` on 30 garments, batch 8: rank 0 alone prints
+    the run folder, and the epoch's train_samples is 30, 15 per rank (it read 16 when each rank dropped its last,
+    incomplete batch)."""
+    data = _write_split(tmp_path, "train", 30, 0)
+    script = tmp_path / "cli.py"
+    script.write_text("from fashion2stage.app.cli import app\napp()\n")
+    out = torchrun(script, "keypoints-train", "--data", str(data), "--image-size", "64x64", "--batch-size", "8",
+                   "--no-pretrained", "--threads", "1", "--epochs", "1", "--project", str(tmp_path / "runs"),
+                   "--name", "kp")
+    run = tmp_path / "runs" / "kp"
+    assert out.stdout.count(f"{run}\n") == 1, out.stdout
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert rows[0]["train_samples"] == "30" and rows[0]["samples_per_rank"] == "15 15"

@@ -7,58 +7,84 @@ from typing import Optional
 import typer
 
 from fashion2stage.app import train_commands
-from fashion2stage.app.cli_common import fail, set_threads
+from fashion2stage.app.cli_common import check_out_folder, fail, set_threads
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Two-stage garment reading: detect garments, then read attributes and landmarks from padded crops.")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            typer.echo(f"fashion2stage {version('fashion2stage')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("fashion2stage (not installed: no version recorded)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    pass  # the options of the command line itself (the app's help is Typer's help= above)
+
+
 # the training commands live in train_commands.py; registered first, so that --help lists them first
-app.command("detect-train")(train_commands.detect_train)
-app.command("detect-val")(train_commands.detect_val)
-app.command("classify-train")(train_commands.classify_train)
-app.command("keypoints-train")(train_commands.keypoints_train)
-app.command("type-head-train")(train_commands.type_head_train)
+for _name, _command, _summary in (
+        ("detect-train", train_commands.detect_train, "Train a garment detector (Faster R-CNN or YOLO)."),
+        ("detect-val", train_commands.detect_val, "COCO mAP of a detector run on a labelled set."),
+        ("classify-train", train_commands.classify_train, "Train the attribute heads on padded crops."),
+        ("keypoints-train", train_commands.keypoints_train, "Train the heatmap keypoint model."),
+        ("type-head-train", train_commands.type_head_train, "Fit the garment check of an attribute run.")):
+    app.command(_name, short_help=_summary)(_command)
 
 
-@app.command("predict")
+@app.command("predict", short_help="Read the garments in photos: predictions.jsonl.")
 def predict(
-    images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
-    out: Path = typer.Option(Path("out"), "--out", help="Output folder: predictions.jsonl and the files asked for."),
-    detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
-    classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
-    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
-    no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given, not the shipped ones."),
+    source: Optional[str] = typer.Argument(None, metavar="SOURCE", show_default=False,
+                                           help="An image, folder, glob or .txt list of paths."),
+    images: Optional[str] = typer.Option(None, "--images", help="The same as SOURCE (older spelling)."),
+    out: Path = typer.Option(Path("out"), "--out", help="Folder for predictions.jsonl and the rest."),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run (default: shipped model)."),
+    classifier: Optional[Path] = typer.Option(None, help="classify-train run (default: shipped)."),
+    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run (default: shipped)."),
+    no_default: bool = typer.Option(False, "--no-default", help="Use only the run folders given."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    runtime: str = typer.Option("auto", help="auto (ONNX Runtime on the CPU where installed, else torch), onnx or "
-                                "torch. ONNX models are exported once into a per-user cache (docs/runtime.md)."),
-    batch_size: int = typer.Option(0, min=0, help="Images per batch; all garments of a batch go through the heads "
-                                   "together (0: 1 for torch on the CPU, where batching measured slower; else 8)."),
-    threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
+    runtime: str = typer.Option("auto", help="auto, onnx or torch (docs/runtime.md)."),
+    batch_size: int = typer.Option(0, min=0, help="Images per batch (0: 1 for torch CPU, else 8)."),
+    threads: int = typer.Option(0, min=0, help="CPU threads (0: the runtime's default)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
-    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
-    keypoint_flip: bool = typer.Option(False, "--keypoint-flip", help="Average landmark heatmaps over a horizontal "
-                                       "flip (twice the keypoint work; measured in BENCHMARKS.md)."),
-    single_item: bool = typer.Option(False, "--single-item", help="Photos of one item each (catalogue, marketplace): "
-                                     "keep the best garment per photo, typed by the detector and the item-type head "
-                                     "together (docs/OUTPUT.md)."),
-    detector_size: int = typer.Option(0, min=0, help="Faster R-CNN: shorter photo side at inference (0: the size it "
-                                      "was validated at, 416 for the shipped one; 320 is 1.25x faster and costs "
-                                      "street accuracy, BENCHMARKS.md)."),
-    proposals: int = typer.Option(0, min=0, help="Faster R-CNN: region proposals scored per photo (0: 100, or "
-                                  "fewer if it trained with fewer)."),
-    resume: bool = typer.Option(False, "--resume", help="Keep predictions.jsonl and skip the images already in it."),
-    shard: str = typer.Option("0/1", help="i/n: process every n-th image starting at i (split a folder over machines)."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attributes over a horizontal flip."),
+    keypoint_flip: bool = typer.Option(False, "--keypoint-flip", help="Average landmarks over a horizontal flip."),
+    single_item: bool = typer.Option(False, "--single-item", help="One item per photo (catalogue photos)."),
+    detector_size: int = typer.Option(0, min=0, help="Faster R-CNN photo side (0: as validated, 416)."),
+    proposals: int = typer.Option(0, min=0, help="Faster R-CNN proposals per photo (0: 100)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the images already in predictions.jsonl."),
+    shard: str = typer.Option("0/1", help="i/n: every n-th image from the i-th."),
     coco: bool = typer.Option(False, "--coco", help="Also write detections_coco.json (COCO results)."),
-    fashionai_csv: bool = typer.Option(False, "--fashionai-csv", help="Also write the FashionAI attribute submission CSV."),
-    keypoint_csv: bool = typer.Option(False, "--keypoint-csv", help="Also write the FashionAI keypoint CSV."),
-    overlays: bool = typer.Option(False, "--overlays", help="Also draw boxes, attributes and landmarks into out/overlays/."),
-    engine: str = typer.Option("local", help="local, or ray: decoding in Ray tasks, the models in a pool of actors."),
-    ray_address: Optional[str] = typer.Option(None, help="--engine ray: a cluster (auto, ray://host:10001), not a local one."),
-    actors: int = typer.Option(0, min=0, help="--engine ray: model actors (0: one per GPU with --device cuda, else 1)."),
+    fashionai_csv: bool = typer.Option(False, "--fashionai-csv", help="Also write FashionAI's attribute CSV."),
+    keypoint_csv: bool = typer.Option(False, "--keypoint-csv", help="Also write FashionAI's keypoint CSV."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also draw the predictions into out/overlays/."),
+    engine: str = typer.Option("local", help="local, or ray (Ray Data on a cluster)."),
+    ray_address: Optional[str] = typer.Option(None, help="--engine ray: a cluster (auto, ray://h:10001)."),
+    actors: int = typer.Option(0, min=0, help="--engine ray: model actors (0: 1 per GPU)."),
+    verbose: bool = typer.Option(False, "--verbose", help="--engine ray: show Ray's own log lines too."),
 ) -> None:
-    """Detect garments in every image of a folder and read their attributes and landmarks (predictions.jsonl)."""
+    """Detect garments in photos and read their attributes and landmarks (OUT/predictions.jsonl)."""
     if engine not in ("local", "ray"):
         fail(f"--engine {engine!r}: expected local or ray")
+    if (source is None) == (images is None):
+        fail("give the photos once: predict SOURCE (an image, a folder, a glob or a .txt list), or --images SOURCE")
+    from fashion2stage.app.runtime import check_device  # noqa: PLC0415
+    from fashion2stage.app.sources import resolve_source  # noqa: PLC0415
+
+    try:
+        check_device(device)
+        root, files = resolve_source(source if source is not None else images)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    check_out_folder(out)
     try:
         i, n = (int(v) for v in shard.split("/"))
         if not 0 <= i < n:
@@ -76,15 +102,20 @@ def predict(
         models = dict(detector=detector, attributes=classifier, keypoints=keypoints, device=device, conf=conf,
                       use_default=not no_default, runtime=runtime, threads=threads, flip_tta=flip_tta, **speed)
         writers = dict(coco=coco, fashionai_attributes=fashionai_csv, fashionai_keypoints=keypoint_csv, overlays=overlays)
-        return _predict_folder(None, images, out, batch_size or default_batch_size(runtime, device), resume, (i, n),
-                               run=lambda **kw: predict_with_writers(models, images, out, writers, actors=actors,
-                                                                     threads=threads, address=ray_address, **kw))
-    pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
-                          runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
-    writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
-                                             fashionai_keypoints=keypoint_csv, overlays=overlays)
-    _predict_folder(pipe, images, out, batch_size=batch_size or default_batch_size(runtime, device), resume=resume,
-                    shard=(i, n), writers=writers)
+        summary = _predict_folder(None, root, out, batch_size or default_batch_size(runtime, device), resume,
+                                  (i, n), files=files,
+                                  run=lambda **kw: predict_with_writers(models, root, out, writers, actors=actors,
+                                                                        threads=threads, address=ray_address,
+                                                                        verbose=verbose, **kw))
+    else:
+        pipe = _load_pipeline(detector, classifier, keypoints, device=device, use_default=not no_default,
+                              runtime=runtime, threads=threads, conf=conf, flip_tta=flip_tta, **speed)
+        writers = PredictionWriters.for_pipeline(out, pipe, coco=coco, fashionai_attributes=fashionai_csv,
+                                                 fashionai_keypoints=keypoint_csv, overlays=overlays)
+        summary = _predict_folder(pipe, root, out, batch_size=batch_size or default_batch_size(runtime, device),
+                                  resume=resume, shard=(i, n), writers=writers, files=files)
+    if summary.images and len(summary.errors) == summary.images:
+        fail(f"none of the {summary.images} photo(s) could be read (see 'error' lines in {out / 'predictions.jsonl'})")
 
 
 def _load_pipeline(detector, classifier, keypoints, device: str, use_default: bool = True, runtime: str = "auto",
@@ -124,39 +155,31 @@ def _predict_folder(pipe, images: Path, out: Path, batch_size: int, resume: bool
     if len(summary.errors) > 20:
         typer.echo(f"... and {len(summary.errors) - 20} more unreadable files (see 'error' lines in predictions.jsonl)", err=True)
     typer.echo(f"{summary.line()} -> {out / 'predictions.jsonl'}" + "".join(f", {p}" for p in written))
+    return summary
 
 
-@app.command("evaluate")
+@app.command("evaluate", short_help="Score predictions against labelled data.")
 def evaluate(
-    predictions: Optional[Path] = typer.Option(None, help="predictions.jsonl to score (else --images is predicted first)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Image folder to predict when no --predictions is given: "
-                                          "the labelled images in it (paths as the label files give them)."),
+    predictions: Optional[Path] = typer.Option(None, help="predictions.jsonl (or predict --images)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder to predict its labelled photos."),
     out: Path = typer.Option(Path("out"), "--out", help="Where predictions.jsonl and evaluation.json go."),
-    boxes: Optional[Path] = typer.Option(None, help="COCO detection JSON: box mAP, and garment attributes it labels."),
+    boxes: Optional[Path] = typer.Option(None, help="COCO detection json: box mAP, attributes."),
     attribute_labels: Optional[Path] = typer.Option(None, help="FashionAI label.csv of image-level attributes."),
-    schema: Optional[Path] = typer.Option(None, help="Value names for --attribute-labels (default: attributes.json beside it)."),
-    keypoint_labels: Optional[Path] = typer.Option(None, help="COCO keypoints JSON: NE and PCK, end to end "
-                                                   "(points of the detected garment matched to each labelled one)."),
-    class_folders: Optional[Path] = typer.Option(None, help="Class-folder set (<dir>/<class>/<image>, one item per "
-                                                 "photo): top-type accuracy, confusion matrix, no-garment rate."),
-    single_item: bool = typer.Option(False, "--single-item", help="Predict as predict --single-item does (one item "
-                                     "per photo: catalogue photos, class folders)."),
-    tags: Optional[Path] = typer.Option(None, help="Tag CSV (image,tags; needs --classes): image-level tag "
-                                        "precision, recall and F1 per garment type."),
-    classes: Optional[Path] = typer.Option(None, help="Mapping file for --class-folders or --tags: name -> type or "
-                                           "none."),
-    type_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="--class-folders: a garment counts as found "
-                                    "from this score (predict's default threshold)."),
-    tag_conf: float = typer.Option(0.5, min=0.0, max=1.0, help="--tags: a photo shows a type when a garment of it "
-                                   "scores at least this."),
-    images_root: Optional[Path] = typer.Option(None, help="Image folder the label files' paths are relative to."),
-    detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
-    classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
-    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
+    schema: Optional[Path] = typer.Option(None, help="attributes.json of --attribute-labels."),
+    keypoint_labels: Optional[Path] = typer.Option(None, help="COCO keypoints JSON: NE and PCK, end to end."),
+    class_folders: Optional[Path] = typer.Option(None, help="Class folders: top-type accuracy, confusion."),
+    single_item: bool = typer.Option(False, "--single-item", help="Predict as predict --single-item does."),
+    tags: Optional[Path] = typer.Option(None, help="Tag CSV: tag precision, recall, F1 per type."),
+    classes: Optional[Path] = typer.Option(None, help="--class-folders/--tags mapping: name -> type."),
+    type_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="--class-folders: garment found from this score."),
+    tag_conf: float = typer.Option(0.5, min=0.0, max=1.0, help="--tags: a type is shown from this score."),
+    images_root: Optional[Path] = typer.Option(None, help="Folder the label files' paths start from."),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run (default: shipped model)."),
+    classifier: Optional[Path] = typer.Option(None, help="classify-train run (default: shipped)."),
+    keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run (default: shipped)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(8, min=1),
-    conf: float = typer.Option(0.05, min=0.0, max=1.0,
-                               help="Detector threshold when predicting here (low: mAP integrates over all scores)."),
+    batch_size: int = typer.Option(8, min=1, help="Images per batch when predicting here."),
+    conf: float = typer.Option(0.05, min=0.0, max=1.0, help="Detector threshold when predicting here."),
 ) -> None:
     """Score predictions against labelled data: detection mAP, attribute accuracy / AP, keypoint NE and PCK."""
     from fashion2stage.app.evaluate import (evaluate_predictions, plot_type_confusion, read_predictions,  # noqa: PLC0415
@@ -209,7 +232,7 @@ def evaluate(
     typer.echo(f"-> {path}")
 
 
-@app.command("export")
+@app.command("export", short_help="Export run folders' models to ONNX.")
 def export(
     runs: list[Path] = typer.Argument(..., help="Run folders to export (attributes, keypoints, detector)."),
     format: str = typer.Option("onnx", "--format", help="Only onnx for now."),
@@ -239,7 +262,7 @@ def export(
 # the service's flags live beside it (fashion2stage/app/serve/command.py); importing them loads no web framework
 from fashion2stage.app.serve.command import serve as _serve  # noqa: E402
 
-app.command("serve")(_serve)
+app.command("serve", short_help="Serve the pipeline over HTTP, with a web page.")(_serve)
 
 if __name__ == "__main__":
     app()

@@ -30,7 +30,7 @@ def read_predictions(jsonl: str | Path) -> dict[str, ImagePrediction]:
     out = {}
     for n, line in enumerate(Path(jsonl).read_text().splitlines(), 1):
         try:
-            pred = ImagePrediction.from_json(json.loads(line))
+            pred = ImagePrediction.from_json(line)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise DataError(jsonl, f"not a predictions line: {e!r}", n) from e
         out[pred.image] = pred

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fashion2stage.app.pipeline import Pipeline
@@ -55,9 +54,7 @@ class PredictionWriters:
             if self.kpt_records is not None:
                 self.kpt_records.append(self._keypoint_record(pred))
             if self.overlays and pred.orig_img is not None:
-                path = self.out / "overlays" / Path(pred.image).with_suffix(".jpg")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(path), cv2.cvtColor(pred.plot(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+                pred.save(self.out / "overlays" / Path(pred.image).with_suffix(".jpg"))
 
     def _coco(self, pred: ImagePrediction) -> None:
         for g in pred.garments:

@@ -150,7 +150,7 @@ def output_lock(out_dir: str | Path):
 
 def jsonl_line(pred: ImagePrediction) -> str:
     """One line of predictions.jsonl, newline included."""
-    return json.dumps(pred.to_json(), separators=(",", ":")) + "\n"
+    return pred.to_json() + "\n"
 
 
 @dataclass

@@ -14,11 +14,12 @@ fashion2stage.app.predict's functions. Ray is imported only when this runs (``pi
 """
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -118,22 +119,34 @@ def actor_resources(device: str, actors: int, threads: int, cluster_cpus: float)
     return {"num_cpus": min(float(threads), share)}, threads
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
+def quiet_ray(verbose: bool) -> None:
+    """Ray's own log lines (its driver's INFO lines, Ray Data's plan and progress lines) only when ``verbose``;
+    errors always show."""
+    level = logging.INFO if verbose else logging.ERROR
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)
+
+
+def start_ray(address: str | None, num_cpus: int | None = None, verbose: bool = True) -> bool:
     """Connect to the cluster at ``address`` (``auto``, ``ray://host:10001`` ...), or start a local one on this
     machine's loopback with ``num_cpus`` (default: all cores), no dashboard and no usage reporting. Returns whether
-    this call started Ray (and so should stop it)."""
+    this call started Ray (and so should stop it). ``verbose``: the workers' output and Ray's INFO lines are shown
+    (else only errors: :func:`quiet_ray`)."""
     import ray  # noqa: PLC0415
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read when Ray starts: no usage report over the network
+    logs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **logs)
+        quiet_ray(verbose)
         return True
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=True)
+                     **logs)
+            quiet_ray(verbose)
             return True
         except Exception as e:  # noqa: BLE001  (Ray raises a bare Exception when its node does not come up)
             # Ray 2.60's raylet gives up when its agent process has not written its port file within seconds (seen
@@ -149,24 +162,25 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
 def predict_folder_ray(models: dict, images_dir: str | Path, out_dir: str | Path, actors: int = 0,
                        batch_size: int = 1, threads: int = 0, resume: bool = False, shard: tuple[int, int] = (0, 1),
                        address: str | None = None, num_cpus: int | None = None, files: list[str] | None = None,
-                       progress: bool = True, on_batch=None) -> RaySummary:
+                       progress: bool = True, on_batch=None, verbose: bool = False) -> RaySummary:
     """Write ``out_dir/predictions.jsonl`` as ``predict_folder`` does, on Ray.
 
     ``models``: keyword arguments of ``load_pipeline`` (each actor loads them; run folders must be readable on
     every node). ``actors``: model actors (0: one per GPU of the cluster when ``models["device"]`` is CUDA, else 1).
     ``threads``: torch threads per CPU actor (0: the cores split between the actors). ``address``: an existing
     cluster, else a local one with ``num_cpus``. ``on_batch`` sees each written batch as ImagePredictions read back
-    from their lines (no decoded image kept: overlays need plain ``predict``)."""
+    from their lines (no decoded image kept: overlays need plain ``predict``). ``progress``: one progress bar, as
+    plain ``predict`` shows; ``verbose``: Ray's own log lines and progress bars instead (:func:`start_ray`)."""
     root = Path(images_dir)
     files = input_files(root, files, shard)
     with output_lock(out_dir):
         return _predict_folder_ray(models, root, out_dir, files, actors, batch_size, threads, resume, address,
-                                   num_cpus, progress, on_batch)
+                                   num_cpus, progress, on_batch, verbose)
 
 
 def _predict_folder_ray(models: dict, root: Path, out_dir, files: list[str], actors: int, batch_size: int,
                         threads: int, resume: bool, address: str | None, num_cpus: int | None, progress: bool,
-                        on_batch) -> RaySummary:
+                        on_batch, verbose: bool) -> RaySummary:
     jsonl, todo, skipped = prepare_output(out_dir, files, resume)
     summary = RaySummary(skipped=skipped, stage_seconds={k: 0.0 for k in STAGES})
     if not todo:
@@ -177,7 +191,9 @@ def _predict_folder_ray(models: dict, root: Path, out_dir, files: list[str], act
     except ImportError as e:
         raise ImportError(f"--engine ray needs Ray Data: pip install 'fashion2stage[ray]' ({e})") from None
 
-    started = start_ray(address, num_cpus)
+    started = start_ray(address, num_cpus, verbose)
+    from tqdm import tqdm  # noqa: PLC0415
+
     ctx = ray.data.DataContext.get_current()
     saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars
     try:
@@ -187,7 +203,8 @@ def _predict_folder_ray(models: dict, root: Path, out_dir, files: list[str], act
         resources, threads = actor_resources(device, actors, threads, ray.cluster_resources().get("CPU", 1))
         summary.actors = actors
         ctx.execution_options.preserve_order = True  # lines in input order, and resume sees a prefix of the input
-        ctx.enable_progress_bars = progress
+        ctx.enable_progress_bars = progress and verbose
+        bar = tqdm(total=len(todo), unit="img", disable=not progress or verbose, file=sys.stderr, dynamic_ncols=True)
         start = time.perf_counter()
         # blocks are the unit of scheduling and retry: at least a few per actor, so that all of them get work
         blocks = min(len(todo), MAX_BLOCKS, max(4 * actors, math.ceil(len(todo) / DECODE_BATCH)))
@@ -195,16 +212,23 @@ def _predict_folder_ray(models: dict, root: Path, out_dir, files: list[str], act
         # batch_size=None: one call per block as made above (a batch size would bundle small blocks into one task)
         ds = ds.map_batches(decode_files, batch_size=None, batch_format="numpy", num_cpus=DECODE_CPUS,
                             fn_kwargs={"root": str(root.resolve())}, compute=ray.data.TaskPoolStrategy())
-        ds = ds.map_batches(PipelineActor, batch_size=batch_size, batch_format="numpy",
-                            fn_constructor_kwargs={"models": _portable(models), "threads": threads},
-                            compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for it yet, and warns about any other
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            # on this machine's own cluster a model actor that died (out of memory) would die again: no restarts,
+            # and so none of the error-level line Ray's core logs when restartable actors get their arguments
+            ds = ds.map_batches(PipelineActor, batch_size=batch_size, batch_format="numpy",
+                                fn_constructor_kwargs={"models": _portable(models), "threads": threads},
+                                compute=ray.data.ActorPoolStrategy(size=actors), **resources,
+                                **({} if address else {"max_restarts": 0}))
         # one write per block, flushed: a killed run leaves whole lines (a torn one is dropped on resume)
         with appending(jsonl) as write:
             for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 write("".join(out["line"]))
                 _count(summary, out)
+                bar.update(len(out["line"]))
                 if on_batch is not None:
                     on_batch(_read_back(out["line"]))
+        bar.close()
         summary.seconds = time.perf_counter() - start
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
@@ -241,7 +265,7 @@ def _count(summary: RaySummary, out: dict[str, np.ndarray]) -> None:
 
 
 def _read_back(lines) -> list[ImagePrediction]:
-    return [ImagePrediction.from_json(json.loads(line)) for line in lines]
+    return [ImagePrediction.from_json(line) for line in lines]
 
 
 def _portable(models: dict) -> dict:

@@ -2,7 +2,7 @@
 
     from fashion2stage import Reader
     reader = Reader()                       # the shipped model; or Reader(detector="runs/detect/frcnn", ...)
-    for pred in reader(["a.jpg", "b.jpg"]):  # paths, numpy RGB uint8 arrays, PIL images, or a list of them
+    for pred in reader(["a.jpg", "b.jpg"]):  # paths, folders, globs, .txt lists, RGB arrays, PIL images, or a list
         print(pred.to_json())               # the predictions.jsonl line
         overlay = pred.plot()               # RGB array
 """
@@ -17,6 +17,7 @@ from fashion2stage.errors import ImageReadError
 from fashion2stage.images import Photo, load_photo, rgb_from_pil
 from fashion2stage.io import safe_name
 from fashion2stage.app.pipeline import Pipeline, default_batch_size, load_pipeline
+from fashion2stage.app.sources import SourceError, expand_source
 from fashion2stage.results import ImagePrediction
 
 ImageInput = Union[str, Path, np.ndarray, "PIL.Image.Image"]  # noqa: F821
@@ -42,14 +43,21 @@ class Reader:
         self.batch_size = batch_size or default_batch_size(runtime, device)
 
     def __call__(self, images: ImageInput | list[ImageInput]) -> list[ImagePrediction]:
-        """One ImagePrediction per input, in order. Paths are decoded upright (EXIF) to RGB, at the resolution the
-        models use (images.load_photo); an unreadable path, or an image the models fail on, gives an ImagePrediction
-        with ``error`` set, as ``predict`` writes it. An in-memory image is named ``<image N>`` (N its position in
-        this call); a path keeps the string it was given, made safe by ``io.safe_name``."""
-        items = images if isinstance(images, (list, tuple)) else [images]
+        """One ImagePrediction per image, in order. A path may also be a folder (its images, searched recursively,
+        sorted), a glob pattern or a ``.txt`` list of paths, as ``predict SOURCE`` takes them
+        (fashion2stage/app/sources.py); each stands for its images, in place. Paths are decoded upright (EXIF) to
+        RGB, at the resolution the models use (images.load_photo); an unreadable path, a folder, pattern or list with
+        no image, or an image the models fail on, gives an ImagePrediction with ``error`` set, as ``predict`` writes
+        it. An in-memory image is named ``<image N>`` (N its position among the images of this call); a path keeps
+        the string it was given (a folder's images: the folder joined with their path), made safe by
+        ``io.safe_name``."""
+        items = _expand(images if isinstance(images, (list, tuple)) else [images])
         out: list[ImagePrediction | None] = [None] * len(items)
         batch: list[tuple[int, str, Photo]] = []
         for n, item in enumerate(items):
+            if isinstance(item, ImagePrediction):  # a source that holds no image
+                out[n] = item
+                continue
             name, photo, error = _decode(item, n)
             if photo is None:
                 out[n] = ImagePrediction(image=name, error=error)
@@ -67,6 +75,23 @@ class Reader:
                               sizes=[(p.width, p.height) for _, _, p in batch])
         for (n, _, _), pred in zip(batch, preds):
             out[n] = pred
+
+
+def _expand(items: list) -> list:
+    """``items`` with each folder, glob pattern and ``.txt`` list replaced by its image paths (an error record
+    where it holds none)."""
+    out = []
+    for item in items:
+        if not isinstance(item, (str, Path)):
+            out.append(item)
+            continue
+        try:
+            paths = expand_source(item)
+        except SourceError as e:
+            out.append(ImagePrediction(image=e.source, error=e.problem))
+            continue
+        out.extend([item] if paths is None else paths)
+    return out
 
 
 def _decode(item, n: int) -> tuple[str, Photo | None, str | None]:

@@ -8,48 +8,34 @@ from typing import Optional
 
 import typer
 
-from fashion2stage.app.cli_common import fail, set_threads
+from fashion2stage.app.cli_common import echo_main, fail, set_threads
 from fashion2stage.weak_labels import DEFAULT_CONF
 
 
 def detect_train(
-    data: list[str] = typer.Option(..., help="Training source: COCO detection or keypoints json, a dataset YAML, "
-                                   "a class folder (<dir>/<class>/<image>, needs --classes) or a tag CSV "
-                                   "(image,tags; needs --classes and --teacher). Repeat to train on several at "
-                                   "once, each drawn with an equal share."),
-    val: list[str] = typer.Option([], help="Validation set(s), same kinds (a tag CSV is scored by tag F1); the "
-                                  "first chooses the best epoch (default: the YAML's val entry)."),
-    images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
-    classes: Optional[Path] = typer.Option(None, help="Mapping file of class folders and tags: name -> garment "
-                                           "type or none (configs/fashion-bench-*.yaml)."),
-    pseudo_boxes: str = typer.Option("foreground", help="Boxes for class-folder photos: foreground (class-agnostic "
-                                     "box from colour) or detector:RUN (that detector's top box, type forced)."),
-    teacher: Optional[Path] = typer.Option(None, help="Tag-CSV sources: the detect-train run whose garments the "
-                                           "tags filter into pseudo-boxes (cached in the run folder)."),
-    teacher_conf: float = typer.Option(DEFAULT_CONF, min=0.0, max=1.0, help="Tag-CSV sources: a teacher garment "
-                                       "of a tagged type is kept from this score (chosen on val, BENCHMARKS.md)."),
-    teacher_tta: bool = typer.Option(False, "--teacher-tta", help="Tag-CSV sources: the teacher also reads the "
-                                     "mirror image of each photo (twice the time)."),
-    epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch over all sources (default: their total)."),
-    balance_types: bool = typer.Option(False, help="faster-rcnn, class folders: draw every garment type equally "
-                                       "often within their garment photos (the no-garment photos keep their own "
-                                       "share)."),
-    detector: str = typer.Option("faster-rcnn", help="faster-rcnn (EfficientNet-Lite0 FPN) or yolo (YOLO head on "
-                                 "EfficientNet-Lite0); both start from the offline ImageNet weights."),
-    weights: Optional[str] = typer.Option(None, help="yolo: an ultralytics .yaml or .pt of your own instead of the "
-                                          "Lite0 model; faster-rcnn: a detect-train run folder to fine-tune, "
-                                          "'none' (random init) or 'coco' (torchvision, needs the internet)."),
-    epochs: int = typer.Option(12),
-    batch: int = typer.Option(4),
-    image_size: int = typer.Option(416, help="faster-rcnn: shorter image side at inference; yolo: imgsz."),
+    data: list[str] = typer.Option(..., help="COCO, YAML, class folder or tag CSV; repeatable."),
+    val: list[str] = typer.Option([], help="Validation set(s); the first picks the best."),
+    images: Optional[Path] = typer.Option(None, help="Image root (default: beside annotations/)."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping of class folders and tags -> type."),
+    pseudo_boxes: str = typer.Option("foreground", help="Class-folder boxes: foreground or detector:RUN."),
+    teacher: Optional[Path] = typer.Option(None, help="Tag CSVs: the detector run that makes the boxes."),
+    teacher_conf: float = typer.Option(DEFAULT_CONF, min=0.0, max=1.0,
+                                       help="Tag CSVs: keep teacher garments from this score."),
+    teacher_tta: bool = typer.Option(False, "--teacher-tta", help="Tag CSVs: the teacher reads mirror images too."),
+    epoch_size: Optional[int] = typer.Option(None, help="Samples per epoch (default: all sources' total)."),
+    balance_types: bool = typer.Option(False, "--balance-types", help="Draw class folders' garment types equally."),
+    detector: str = typer.Option("faster-rcnn", help="faster-rcnn or yolo (both on Lite0, offline)."),
+    weights: Optional[str] = typer.Option(None, help="Start: run folder, YOLO .yaml/.pt, none, coco."),
+    epochs: int = typer.Option(12, help="Passes over the training set."),
+    batch: int = typer.Option(4, help="Images per batch (per process under torchrun)."),
+    image_size: int = typer.Option(416, help="Shorter image side (yolo: imgsz)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: the backend's)."),
     project: Path = typer.Option(Path("runs/detect"), help="Folder that holds run folders."),
-    name: Optional[str] = typer.Option(None, help="Run folder name (default: detector-<timestamp>)."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: a timestamp)."),
     resume: bool = typer.Option(False, help="Continue project/name from its last checkpoint."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    trainable_stages: int = typer.Option(4, help="Backbone blocks (of 7, from the top) that learn; the rest keep ImageNet weights."),
-    device: str = typer.Option("cpu", help="faster-rcnn: cpu or cuda (cuda:LOCAL_RANK under torchrun); yolo: "
-                               "ultralytics' --device, e.g. 0,1 (it runs its own DDP)."),
+    trainable_stages: int = typer.Option(4, help="Backbone blocks (of 7) that learn."),
+    device: str = typer.Option("cpu", help="cpu or cuda; yolo: ultralytics' device (0,1)."),
 ) -> None:
     """Train a garment detector (YOLO or Faster R-CNN) on boxes from one or several sources; writes a run folder."""
     from detectors.train import DetectTrainConfig, train_detector
@@ -66,15 +52,15 @@ def detect_train(
         run = train_detector(cfg)
     except (ValueError, FileExistsError, FileNotFoundError) as e:  # a DataError is a ValueError
         fail(str(e))
-    typer.echo(f"run folder: {run}")
+    echo_main(f"run folder: {run}")
 
 
 def detect_val(
     run: Path = typer.Argument(..., help="A detect-train run folder."),
-    data: Path = typer.Option(..., help="Labelled COCO detection json (or a dataset YAML: its val entry)."),
+    data: Path = typer.Option(..., help="Labelled COCO json, or a dataset YAML's val."),
     images: Optional[Path] = typer.Option(None, help="Image root (default: <x>/images beside <x>/annotations/)."),
     out: Optional[Path] = typer.Option(None, help="Where metrics.json etc. go (default: the run folder)."),
-    batch: int = typer.Option(8),
+    batch: int = typer.Option(8, help="Images per batch."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
 ) -> None:
     """Evaluate a detector run on a labelled set: COCO mAP@[.5:.95] / mAP@.5 per type, box errors."""
@@ -88,48 +74,38 @@ def detect_val(
 
 
 def classify_train(
-    data: list[Path] = typer.Option(..., help="Training labels: COCO detection json (garment boxes + attributes), a "
-                                    "class folder (with --classes), FashionAI label.csv (image-level, no boxes) or "
-                                    "a tag CSV (image,tags, with --classes and --detector: the fine category the "
-                                    "tags pin down, on the detector's boxes). Repeat to train one model on several."),
+    data: list[Path] = typer.Option(..., help="COCO, class folder or (tag) CSV; repeatable."),
     val: list[Path] = typer.Option(..., help="Validation labels, one per --data, same order."),
-    schema: Optional[Path] = typer.Option(None, help="attributes.json {key: [values]} for label CSVs (default: the "
-                                          "one beside the CSV, else FashionAI's)."),
-    classes: Optional[Path] = typer.Option(None, help="Mapping file for class-folder and tag --data/--val (name -> "
-                                           "type, attribute values); class-folder photos train on foreground boxes."),
-    teacher_conf: float = typer.Option(DEFAULT_CONF, min=0.0, max=1.0, help="Tag CSVs: a --detector garment of a "
-                                       "tagged type is kept from this score."),
-    detector: Optional[Path] = typer.Option(None, help="detect-train run: crops of boxless images come from its "
-                                            "boxes (cached in the run folder); validation garments use its matched boxes."),
-    box_errors: Optional[Path] = typer.Option(None, help="box_errors.json for the ground-truth box jitter (default: "
-                                              "the --detector run's)."),
-    jitter: Optional[str] = typer.Option(None, help="detector | default (shift 0.1, scale 0.25) | none "
-                                         "(default: detector when box errors exist, else default)."),
-    key_types: list[str] = typer.Option([], help="key=type1,type2: garment types that carry an attribute key."),
-    crop: str = typer.Option("two-stage", help="two-stage (detector crops) or whole (image-level labels read the "
-                             "whole image: the ablation)."),
-    epochs: int = typer.Option(10),
+    schema: Optional[Path] = typer.Option(None, help="attributes.json of label CSVs (or beside)."),
+    classes: Optional[Path] = typer.Option(None, help="Mapping of class folders and tags."),
+    teacher_conf: float = typer.Option(DEFAULT_CONF, min=0.0, max=1.0,
+                                       help="Tag CSVs: keep a garment from this score."),
+    detector: Optional[Path] = typer.Option(None, help="detect-train run: crops of boxless labels."),
+    box_errors: Optional[Path] = typer.Option(None, help="box_errors.json (default: --detector's)."),
+    jitter: Optional[str] = typer.Option(None, help="Box jitter: detector, default or none."),
+    key_types: list[str] = typer.Option([], help="key=type1,type2: types that carry a key."),
+    crop: str = typer.Option("two-stage", help="two-stage (box crops) or whole (ablation)."),
+    epochs: int = typer.Option(10, help="Passes over the training set."),
     image_size: int = typer.Option(224, help="Square crop side, pixels."),
-    padding: float = typer.Option(1.25, min=1.0, help="Crop side / box side (1.0: tight crop of the box)."),
-    batch_size: int = typer.Option(32),
-    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights) or a timm name."),
+    padding: float = typer.Option(1.25, min=1.0, help="Crop side / box side (1.0: tight crop)."),
+    batch_size: int = typer.Option(32, help="Crops per batch (per process under torchrun)."),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline) or a timm name."),
     pretrained: bool = typer.Option(True, help="Start from pretrained backbone weights."),
-    weights: Optional[Path] = typer.Option(None, help="classify-train run to fine-tune: its backbone, and the heads "
-                                           "of keys with the same values (default: start from --pretrained)."),
-    lr: float = typer.Option(1e-3, help="Heads' learning rate; the backbone gets lr x --backbone-lr-mult."),
-    backbone_lr_mult: float = typer.Option(0.1),
+    weights: Optional[Path] = typer.Option(None, help="classify-train run to fine-tune."),
+    lr: float = typer.Option(1e-3, help="Heads' learning rate."),
+    backbone_lr_mult: float = typer.Option(0.1, help="Backbone lr = --lr x this."),
     schedule: str = typer.Option("cosine", help="cosine (with warm-up) or onecycle."),
-    freeze_epochs: int = typer.Option(1, help="Epochs with a frozen backbone (heads only) first."),
-    balance: str = typer.Option("none", help="none or weights (inverse-sqrt-frequency class weights per key)."),
-    select: str = typer.Option("mAP", help="Validation metric choosing the best epoch: mAP or mean_accuracy."),
-    flip_tta: bool = typer.Option(False, "--flip-tta", help="Validate on the mean of the crop and its mirror image."),
+    freeze_epochs: int = typer.Option(1, help="Epochs with a frozen backbone first."),
+    balance: str = typer.Option("none", help="none or weights (class weights per key)."),
+    select: str = typer.Option("mAP", help="Best-epoch metric: mAP or mean_accuracy."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Validate on the crop and its mirror image."),
     project: Path = typer.Option(Path("runs/attributes"), help="Folder that holds run folders."),
-    name: Optional[str] = typer.Option(None, help="Run folder name (default: attributes-<timestamp>)."),
-    resume: bool = typer.Option(False, help="Continue --project/--name from its last.pt (--epochs may extend it)."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: a timestamp)."),
+    resume: bool = typer.Option(False, help="Continue --project/--name from its last.pt."),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
-    device: str = typer.Option("cpu"),
+    device: str = typer.Option("cpu", help="cpu or cuda (cuda:LOCAL_RANK under torchrun)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of shuffling and augmentation."),
 ) -> None:
     """Train the attribute heads (one backbone, one head per key) on padded, detector-jittered garment crops."""
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
@@ -156,34 +132,30 @@ def classify_train(
         run = train(cfg)
     except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
         fail(str(e))
-    typer.echo(f"run folder: {run}")
+    echo_main(f"run folder: {run}")
 
 
 def keypoints_train(
-    data: list[Path] = typer.Option(..., help="Training keypoints: COCO keypoints JSON, FashionAI keypoint CSV or "
-                                    "DeepFashion2 annos folder. Repeat to train on several (same keypoint names), "
-                                    "each drawn with an equal share."),
-    val: Optional[Path] = typer.Option(None, help="Validation keypoints, same formats (best epoch by its NE)."),
-    images: list[Path] = typer.Option([], help="Image root of each --data, in order (default: the format's usual "
-                                      "place)."),
+    data: list[Path] = typer.Option(..., help="COCO, FashionAI or DeepFashion2; repeatable."),
+    val: Optional[Path] = typer.Option(None, help="Validation keypoints (best epoch by its NE)."),
+    images: list[Path] = typer.Option([], help="Image root of each --data, in order."),
     val_images: Optional[Path] = typer.Option(None, help="Image root of --val."),
-    box_errors: Optional[Path] = typer.Option(None, help="A detector's box_errors.json: jitter crops the way it errs."),
-    jitter: str = typer.Option("default", help="Without --box-errors: 'default' (shift 0.1, scale 0.25) or 'none'."),
-    epochs: int = typer.Option(60),
-    image_size: str = typer.Option("192x256", help="Crop WIDTHxHEIGHT, multiples of 32 (heatmaps are 1/4 of it)."),
-    batch_size: int = typer.Option(16),
-    lr: float = typer.Option(1e-3),
-    sigma: float = typer.Option(2.0, help="Gaussian sigma of the target heatmaps, heatmap pixels."),
-    head_channels: str = typer.Option("128,128,128", help="Channels of the head's 2x deconvolutions, comma-"
-                                      "separated; three of them bring the backbone's 1/32 map to the heatmaps' 1/4."),
-    pretrained: bool = typer.Option(True, help="Start from the offline ImageNet EfficientNet-Lite0 weights."),
-    flip_test: bool = typer.Option(True, help="Average predictions of the crop and its mirror image."),
-    project: Path = typer.Option(Path("runs/keypoints")),
-    name: Optional[str] = typer.Option(None),
-    resume: bool = typer.Option(False, help="Continue the run folder --project/--name from its last.pt."),
-    device: str = typer.Option("cpu"),
+    box_errors: Optional[Path] = typer.Option(None, help="box_errors.json: jitter like that detector."),
+    jitter: str = typer.Option("default", help="Without --box-errors: default or none."),
+    epochs: int = typer.Option(60, help="Passes over the training set."),
+    image_size: str = typer.Option("192x256", help="Crop WIDTHxHEIGHT, multiples of 32."),
+    batch_size: int = typer.Option(16, help="Crops per batch (per process under torchrun)."),
+    lr: float = typer.Option(1e-3, help="Learning rate."),
+    sigma: float = typer.Option(2.0, help="Target heatmaps' Gaussian sigma, heatmap px."),
+    head_channels: str = typer.Option("128,128,128", help="Channels of the head's 3 deconvolutions."),
+    pretrained: bool = typer.Option(True, help="Start from ImageNet weights (offline)."),
+    flip_test: bool = typer.Option(True, help="Validate on the crop and its mirror image."),
+    project: Path = typer.Option(Path("runs/keypoints"), help="Folder that holds run folders."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: a timestamp)."),
+    resume: bool = typer.Option(False, help="Continue --project/--name from its last.pt."),
+    device: str = typer.Option("cpu", help="cpu or cuda (cuda:LOCAL_RANK under torchrun)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of shuffling and augmentation."),
 ) -> None:
     """Train the heatmap keypoint model on padded, detector-jittered garment crops."""
     from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
@@ -215,31 +187,26 @@ def keypoints_train(
     except (DataError, ImageReadError, ValueError, FileExistsError, FileNotFoundError) as e:
         typer.echo(f"fashion2stage: {e}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(str(run))
+    echo_main(str(run))
     for split in ("val_gt_boxes", "val_jittered_boxes"):
         if split in metrics:
-            typer.echo(f"{split}: NE {metrics[split]['ne']:.2f}%  PCK@0.1 {metrics[split]['pck@0.1']:.3f}")
+            echo_main(f"{split}: NE {metrics[split]['ne']:.2f}%  PCK@0.1 {metrics[split]['pck@0.1']:.3f}")
 
 
 def type_head_train(
-    classifier: Path = typer.Option(..., help="classify-train run folder to add the garment-type check to."),
-    data: list[str] = typer.Option(..., help="Labelled boxes: COCO detection or keypoints json, or a class folder "
-                                   "(<dir>/<class>/<image>, needs --classes). Repeat for several sources."),
-    out: Path = typer.Option(..., help="New attribute run folder: the classifier plus the type head."),
-    classes: Optional[Path] = typer.Option(None, help="Class-folder mapping file: class -> garment type or none."),
-    images: Optional[Path] = typer.Option(None, help="Image root of COCO sources (default: beside the json)."),
-    detector: Optional[Path] = typer.Option(None, help="Detector run whose boxes on the training photos are added, "
-                                            "labelled by overlap (use the one that will run before this model)."),
+    classifier: Path = typer.Option(..., help="classify-train run to add the check to."),
+    data: list[str] = typer.Option(..., help="COCO json or class folder; repeatable."),
+    out: Path = typer.Option(..., help="New run folder: the classifier + type head."),
+    classes: Optional[Path] = typer.Option(None, help="Class-folder mapping: class -> type or none."),
+    images: Optional[Path] = typer.Option(None, help="Image root of COCO sources (or beside)."),
+    detector: Optional[Path] = typer.Option(None, help="Detector run whose boxes are added too."),
     conf: float = typer.Option(0.1, help="Score from which detector boxes are added."),
-    max_boxes: int = typer.Option(10, min=0, help="At most this many detector boxes per photo, best first."),
-    max_photos: Optional[int] = typer.Option(None, min=1, help="A sample of at most this many photos per source "
-                                             "(a class folder's garment and no-garment photos count as two)."),
-    cache: Optional[Path] = typer.Option(None, help="Folder of per-source feature files, reused by later runs "
-                                         "(default: <out>/features)."),
-    c: Optional[float] = typer.Option(None, help="Logistic-regression C (default: photo-grouped cross-validation)."),
-    item_head: bool = typer.Option(True, "--item-head/--no-item-head", help="With class-folder sources, also fit "
-                                   "the item-type head (used by predict --single-item) on all their garment photos."),
-    device: str = typer.Option("cpu"),
+    max_boxes: int = typer.Option(10, min=0, help="Detector boxes per photo, at most."),
+    max_photos: Optional[int] = typer.Option(None, min=1, help="At most this many photos per source."),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: <out>/features)."),
+    c: Optional[float] = typer.Option(None, help="Logistic-regression C (or cross-validated)."),
+    item_head: bool = typer.Option(True, "--item-head/--no-item-head", help="Also fit the item-type head."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
 ) -> None:
     """Fit the garment check of an attribute run: a linear head on its crop features whose p(no garment) lets
@@ -258,4 +225,4 @@ def type_head_train(
         run = train_type_head(cfg, log=typer.echo)
     except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:
         fail(str(e))
-    typer.echo(f"run folder: {run}")
+    echo_main(f"run folder: {run}")

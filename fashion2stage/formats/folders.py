@@ -75,7 +75,7 @@ def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict
         unknown = set(spec) - {"type", "attributes"}
         if unknown:
             raise DataError(path, f"class {name!r}: unknown field(s) {sorted(unknown)} (known: type, attributes)", line)
-        t = spec["type"]
+        t = taxonomy.canonical_name(spec["type"]) if isinstance(spec["type"], str) else spec["type"]
         if t is None or (isinstance(t, str) and t.lower() in NO_GARMENT):
             t = None
         elif not isinstance(t, str) or t not in types:
@@ -83,6 +83,7 @@ def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict
         attrs = spec.get("attributes") or {}
         if not isinstance(attrs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in attrs.items()):
             raise DataError(path, f"class {name!r}: attributes must map keys to value names", line)
+        attrs = {k: taxonomy.canonical_name(v) for k, v in attrs.items()}
         if t is None and attrs:
             raise DataError(path, f"class {name!r}: a 'none' class cannot carry attributes", line)
         if labels is not None and labels.attributes:

@@ -216,7 +216,7 @@ def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
         except Exception as e:  # noqa: BLE001  (the model failed on this batch: say so, in one line, and go on)
             log.exception("prediction failed")
             raise ApiError(500, f"prediction failed: {type(e).__name__}: {e}") from None
-        return {"predictions": [p.to_json() for p in preds]}
+        return {"predictions": [p.to_dict() for p in preds]}
 
     return app
 
