@@ -174,7 +174,7 @@ def _smooth_jpeg(seed, side):
 
 
 def test_concurrent_large_photos_stay_under_the_documented_peak_and_memory_comes_back(shipped_reader):
-    """3 concurrent requests of 2 photos of 4 MP each: the process's peak above its resting size stays under
+    """3 concurrent requests of 3 photos of 4 MP each: the process's peak above its resting size stays under
     Limits.peak_bytes() (docs/serve.md), and its size comes back near rest. Before the decoding moved into the
     batches and ONNX Runtime lost its arena, the photos were all decoded at once and the arena kept the detector's
     largest input for good."""
@@ -182,8 +182,8 @@ def test_concurrent_large_photos_stay_under_the_documented_peak_and_memory_comes
         open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM, the peak resident size
     except OSError:
         pytest.skip("no /proc/self/clear_refs to reset the peak resident size")
-    limits = Limits(max_pixels=4_000_000, max_files=2, max_batch=2, queue_size=8, max_uploads=4, max_connections=8)
-    photos = [_smooth_jpeg(seed, 2000) for seed in range(2)]
+    limits = Limits(max_pixels=4_000_000, max_files=3, max_batch=2, queue_size=9, max_uploads=4, max_connections=8)
+    photos = [_smooth_jpeg(seed, 2000) for seed in range(3)]
     with running(shipped_reader, limits) as (url, _, _, _):
         answers = {}
 
@@ -202,7 +202,7 @@ def test_concurrent_large_photos_stay_under_the_documented_peak_and_memory_comes
         after = _rest() - rest
     for k in range(3):
         assert answers[k].status_code == 200, answers[k].text
-        assert [(p["image"], p["width"]) for p in answers[k].json()["predictions"]] == [(f"{k}-0.jpg", 2000),
-                                                                                         (f"{k}-1.jpg", 2000)]
+        assert [(p["image"], p["width"]) for p in answers[k].json()["predictions"]] == [
+            (f"{k}-{i}.jpg", 2000) for i in range(3)]
     assert peak <= limits.peak_bytes(), f"peak {peak / 1e6:.0f} MB above rest > {limits.peak_bytes() / 1e6:.0f} MB"
-    assert after < 48e6, f"{after / 1e6:.0f} MB above rest once the requests were answered"
+    assert after < 64e6, f"{after / 1e6:.0f} MB above rest once the requests were answered"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 # pixel; one photo through the detector takes up to WORKING_BYTES_PER_PIXEL more (measured 48-51 on ONNX Runtime:
 # its full-size float input and normalised copy), which also covers decoding one (RGBA PNG: about 14)
 WORKING_BYTES_PER_PIXEL = 64
+MODEL_BYTES = 128 * 1024 * 1024  # the models' working memory on a batch whatever its photos' size (measured: 70 MB)
 SPOOL_BYTES = 64 * 1024  # an uploaded file past this waits in a temporary file, not in memory
 CONNECTION_BYTES = 352 * 1024  # one connection's buffers: a 256 KiB socket read + 64 KiB body + 16 KiB headers, about
 
@@ -42,6 +43,7 @@ class Limits:
 
     def peak_bytes(self) -> int:
         """The most memory requests can add to the server's resting size, in bytes: the decoded images of one batch,
-        one photo in the detector, the spooled parts of the uploads being read and the connections' buffers."""
-        return ((3 * self.max_batch + WORKING_BYTES_PER_PIXEL) * self.max_pixels
+        one photo in the detector, the models' other working memory, the spooled parts of the uploads being read
+        and the connections' buffers."""
+        return ((3 * self.max_batch + WORKING_BYTES_PER_PIXEL) * self.max_pixels + MODEL_BYTES
                 + self.max_uploads * self.max_files * SPOOL_BYTES + self.max_connections * CONNECTION_BYTES)
