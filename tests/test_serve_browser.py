@@ -121,7 +121,8 @@ def test_page_shows_the_good_photo_and_an_error_card_for_the_junk_one(server_url
         page.screenshot(path=os.environ["FASHION2STAGE_SCREENSHOT"], full_page=True)
     # the slider reads the same photos again at its confidence
     with page.expect_response(lambda r: "/v1/predict" in r.url, timeout=300_000) as strict:
-        page.eval_on_selector("#conf", "s => { s.value = '0.9'; s.dispatchEvent(new Event('change')); }")
+        page.eval_on_selector("#conf", "s => { s.value = '0.9'; s.dispatchEvent(new Event('input')); "
+                                       "s.dispatchEvent(new Event('change')); }")
     assert "conf=0.90" in strict.value.url
     kept = strict.value.json()["predictions"][0]["garments"]
     page.wait_for_function("() => document.querySelector('#status').textContent.startsWith('Done')")

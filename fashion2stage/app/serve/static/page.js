@@ -227,7 +227,7 @@ drop.addEventListener("drop", (e) => {
   upload(e.dataTransfer.files);
 });
 confInput.addEventListener("input", showConf);
-confInput.addEventListener("change", () => upload(current));  // the same photos, read again at the new confidence
+confInput.addEventListener("change", () => { showConf(); upload(current); });  // the same photos, at the new value
 resetButton.addEventListener("click", reset);
 downloadButton.addEventListener("click", () => {
   const blob = new Blob(lines.map((line) => JSON.stringify(line) + "\n"), {type: "application/x-ndjson"});
