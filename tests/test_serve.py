@@ -197,6 +197,16 @@ def test_eps_is_refused_by_its_format(client):
     assert "ghostscript" not in message.lower()
 
 
+def start_until_pending(threads, batcher, n) -> float:
+    """Start the posting threads; return once ``n`` images wait in the (blocked) batcher, or its 120 s deadline."""
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while batcher.pending < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return deadline
+
+
 def test_full_queue_answers_503_with_retry_after(shipped_reader):
     """A blocked model thread (a task occupying the worker that runs the real model), a queue of 3 images: what does
     not fit is refused at once, and everything admitted is answered once the model runs again."""
@@ -214,11 +224,7 @@ def test_full_queue_answers_503_with_retry_after(shipped_reader):
                                                              for i in range(n)])
         threads = [threading.Thread(target=post, args=("a", 1)), threading.Thread(target=post, args=("b", 1))]
         try:
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + 120
-            while batcher.pending < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            deadline = start_until_pending(threads, batcher, 2)
             assert batcher.pending == 2
             no_room = client.post("/v1/predict", files=[("files", (f"c{i}.png", small, "image/png")) for i in range(2)])
             message = one_line_error(no_room, 503, "server busy", "no room for 2")
@@ -284,11 +290,7 @@ def test_an_image_the_models_cannot_take_costs_no_other_request_its_answer(shipp
                    threading.Thread(target=post, args=("other", {"files": ("b.png", png_of(Image.new(
                        "RGB", (48, 40), (9, 9, 9))), "image/png")}))]
         try:
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + 120
-            while batcher.pending < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            start_until_pending(threads, batcher, 3)
         finally:
             release.set()
             for t in threads:
