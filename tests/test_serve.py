@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from fashion2stage import images
 from fashion2stage.geometry import box_iou
 from fashion2stage.results import ImagePrediction
 from fashion2stage.app.serve.app import create_app
@@ -187,8 +186,6 @@ def test_a_bad_file_gets_its_error_line_and_the_others_their_predictions(client)
     assert r.json()["predictions"][0] == {"image": "big.jpg", "error": "200,001 bytes > the limit 200,000"}
 
 
-@pytest.mark.xfail(not hasattr(images, "FORMATS"), strict=True,
-                   reason="the allow-list of formats comes with images.py's FORMATS (issue 28, another branch)")
 def test_eps_is_refused_by_its_format(client):
     """PIL would hand EPS/PostScript to Ghostscript where it is installed: the service decodes through
     images.load_image_bytes, whose allow-list refuses it before any decoder runs."""
@@ -270,10 +267,6 @@ def test_an_image_the_models_cannot_take_costs_no_other_request_its_answer(shipp
     """A 20000 x 1 photo (issue 28: it made ONNX Runtime raise for its whole batch) in one batch with another
     request's good photo: the good one is answered 200, and the thin one gets a prediction or its own error line."""
     thin = png_of(Image.new("RGB", (20000, 1), (120, 120, 120)))
-    try:
-        shipped_reader([np.full((1, 20000, 3), 120, np.uint8), np.full((40, 48, 3), 90, np.uint8)])
-    except Exception as e:  # noqa: BLE001
-        pytest.xfail(f"the pipeline does not yet isolate an image it fails on (issue 28): {type(e).__name__}")
     app = create_app(lambda: shipped_reader, Limits(max_files=2, queue_size=4, max_batch=4))
     with TestClient(app) as client:
         wait_ready(client)

@@ -8,7 +8,6 @@ their batch is decoded: an upload waiting in the queue costs disk, not memory.
 from __future__ import annotations
 
 import contextlib
-import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import AsyncIterator, BinaryIO
@@ -17,6 +16,7 @@ from fastapi import Request
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from fashion2stage.app.serve.limits import SPOOL_BYTES, Limits
+from fashion2stage.io import safe_name
 
 MULTIPART_SLACK = 64 * 1024  # part headers and boundaries on top of the files themselves
 _IMAGE_TYPES = ("image/", "application/octet-stream")  # what a part may declare (or nothing at all)
@@ -60,13 +60,11 @@ def _limited(receive, limit: int):
     return wrapped
 
 
-def safe_name(filename: str | None, n: int) -> str:
-    """The upload's file name without any directory part (clients send what they like), each control character
-    (NUL, newline, tab, ESC, DEL ...) or line separator written as ``\\xNN`` (``\\uNNNN`` above U+00FF), so that
-    ``image`` and the log lines stay on one printable line; ``upload-N`` when no name is left."""
-    name = PurePosixPath((filename or "").replace("\\", "/")).name[:200]
-    name = "".join((f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-                   if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in name)
+def upload_name(filename: str | None, n: int) -> str:
+    """The upload's file name without any directory part (clients send what they like), its control characters
+    written as escapes as predict writes file names (io.safe_name), so that ``image`` and the log lines stay on one
+    printable line; ``upload-N`` when no name is left."""
+    name = safe_name(PurePosixPath((filename or "").replace("\\", "/")).name[:200])
     return name if name.strip(" .") else f"upload-{n}"
 
 
@@ -99,7 +97,7 @@ async def read_parts(request: Request, limits: Limits) -> AsyncIterator[list[Par
                                 "e.g. curl -F files=@photo.jpg")
         parts = []
         for n, f in enumerate(files):
-            part = Part(safe_name(f.filename, n), f.file)
+            part = Part(upload_name(f.filename, n), f.file)
             declared = (f.content_type or "").lower()
             if declared and not declared.startswith(_IMAGE_TYPES):
                 part.status, part.problem = 415, f"content type {declared} is not an image"
