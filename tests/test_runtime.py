@@ -57,7 +57,7 @@ def test_every_entry_point_defaults_to_auto():
 def test_reader_serve_and_ray_actors_run_the_shipped_models_on_onnx_runtime(monkeypatch, tmp_path):
     from fashion2stage import Reader
     from fashion2stage.app import ray_predict
-    from fashion2stage.app.serve import app as serve_app
+    from fashion2stage.app.serve import server as serve_app
 
     assert _on_onnx(Reader(conf=0.5).pipeline) == ["detector", "attributes", "keypoints"]
 

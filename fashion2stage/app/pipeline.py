@@ -299,8 +299,9 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
-    from fashion2stage.app.runtime import resolve_runtime, to_onnx_runtime  # noqa: PLC0415
+    from fashion2stage.app.runtime import check_device, resolve_runtime, to_onnx_runtime  # noqa: PLC0415
 
+    check_device(device)  # a missing GPU is named before any model file is read
     resolved = resolve_runtime(runtime, device)
 
     bundle = default_bundle()

@@ -1,49 +1,66 @@
-"""The HTTP service: routes, upload limits, one-line JSON errors. ``create_app`` builds it; ``serve`` runs it.
+"""The HTTP service: routes, admission, per-file answers, one-line JSON errors. ``create_app`` builds it;
+``server.serve`` runs it.
 
-Every answer that is not a prediction is ``{"error": "<one line>"}`` with a 4xx/5xx status: 400 a broken upload
-(empty, not an image, truncated, malformed multipart), 413 over a limit (bytes, pixels, files), 415 not multipart or
-a part that is not an image type, 503 busy or still loading (with Retry-After). The server only reads what clients
-upload; it never fetches a URL.
+Every file of a request gets its own answer, as ``predict`` gives every photo a line: a prediction, or
+``{"image", "error"}`` for a file that could not be read while the others are still predicted. Everything else that
+is not a prediction is ``{"error": "<one line>"}`` with a 4xx/5xx status: 400 a broken request (malformed multipart,
+no file), 413 over a request limit (bytes, files), 415 not multipart, 422 a bad parameter, 503 busy or still
+loading (with Retry-After). The server only reads what clients upload; it never fetches a URL.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import io
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import resources
-from pathlib import PurePosixPath
 from typing import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from fashion2stage.app.serve.batcher import Batcher, QueueFull
+from fashion2stage.app.serve.connections import DROPPED
 from fashion2stage.app.serve.limits import Limits
+from fashion2stage.app.serve.uploads import ApiError, Part, read_parts
 from fashion2stage.errors import ImageReadError, ImageTooLargeError
 from fashion2stage.images import load_image_bytes
+from fashion2stage.runs import one_line
 
 log = logging.getLogger("fashion2stage.app.serve")
 
-_MULTIPART_SLACK = 64 * 1024  # part headers and boundaries on top of the files themselves
-_IMAGE_TYPES = ("image/", "application/octet-stream")  # what a part may declare (or nothing at all)
+# glibc keeps freed heap in its arenas; handing it back after a batch of large photos brings the server back to its
+# resting size (docs/serve.md). None where there is no glibc.
+_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.message, self.retry_after = status, message, retry_after
+@dataclass
+class Job:
+    """One file of a request, admitted to the queue undecoded; ``conf`` is the request's (None: the server's)."""
+    part: Part
+    conf: float | None
 
 
-class _BodyTooLarge(Exception):
-    pass
+@dataclass
+class Answer:
+    """One file's answer: its predictions.jsonl line and the status a request of only this file would get."""
+    status: int
+    line: dict
 
 
-def _error(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
+def _line(pred) -> dict:
+    """The predictions.jsonl line of an ImagePrediction, as a dict."""
+    return pred.to_dict() if hasattr(pred, "to_dict") else pred.to_json()  # to_dict: the Results API of issue 27
+
+
+def _error(status: int, message: str, retry_after: int | None = None, **extra) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status, headers=headers)
+    return JSONResponse({"error": " ".join(str(message).split()), **extra}, status_code=status, headers=headers)
 
 
 class Service:
@@ -51,20 +68,57 @@ class Service:
 
     def __init__(self, load_reader: Callable[[], object], limits: Limits, on_fatal: Callable[[], None] | None):
         self.limits, self.load_reader, self.on_fatal = limits, load_reader, on_fatal
-        self.reader = None
+        self.reader, self.conf = None, None  # conf: the server's default detector threshold
         self.status, self.error = "loading", None
-        self.batcher = Batcher(self._predict, limits.max_batch, limits.max_wait_ms, limits.queue_size)
+        self.uploads = 0  # POST /v1/predict requests being read or answered
+        self.batcher = Batcher(self._run_jobs, limits.max_batch, limits.max_wait_ms, limits.queue_size)
 
-    def _predict(self, images, names):
-        preds = self.reader(images)
+    def _run_jobs(self, jobs: list[Job]) -> list[Answer]:
+        """In the model thread: decode the batch's uploads one by one (so at most ``max_batch`` decoded images exist),
+        then predict them, one reader call per ``conf``."""
+        answers: list[Answer | None] = [None] * len(jobs)
+        images = {}
+        for i, job in enumerate(jobs):
+            try:
+                job.part.file.seek(0)
+                images[i] = load_image_bytes(job.part.file.read(), job.part.name, self.limits.max_pixels)
+            except ImageReadError as e:
+                answers[i] = Answer(413 if isinstance(e, ImageTooLargeError) else 400,
+                                    {"image": job.part.name, "error": e.problem})
+            except (OSError, ValueError) as e:  # its spooled file was closed: the client left meanwhile
+                answers[i] = Answer(400, {"image": job.part.name, "error": f"cannot read the upload: {one_line(e)}"})
+        try:
+            for conf in dict.fromkeys(jobs[i].conf for i in images):
+                rows = [i for i in images if jobs[i].conf == conf]
+                found = self._predict([images[i] for i in rows], [jobs[i].part.name for i in rows], conf)
+                for i, answer in zip(rows, found):
+                    answers[i] = answer
+        finally:
+            images.clear()
+            if _malloc_trim is not None:
+                _malloc_trim(0)
+        return answers
+
+    def _predict(self, images, names: list[str], conf: float | None) -> list[Answer]:
+        pipeline = self.reader.pipeline
+        pipeline.conf = self.conf if conf is None else conf  # safe: only this thread ever runs the pipeline
+        try:
+            preds = self.reader(images)
+        except Exception as e:  # noqa: BLE001  (a model failure costs these files their answer, not the server)
+            log.exception("prediction failed")
+            return [Answer(500, {"image": n, "error": f"prediction failed: {type(e).__name__}: {one_line(e)}"})
+                    for n in names]
+        finally:
+            pipeline.conf = self.conf
         for pred, name in zip(preds, names):
             pred.image = name  # the reader calls in-memory images "<image N>"; the upload's own name is more useful
-        return preds
+        return [Answer(200 if p.error is None else 422, _line(p)) for p in preds]
 
     async def load(self) -> None:
         # in the model's own thread: loading and every later prediction happen there, one at a time
         try:
             self.reader = await asyncio.get_running_loop().run_in_executor(self.batcher.worker, self.load_reader)
+            self.conf = float(self.reader.pipeline.conf)
             self.status = "ready"
             log.info("models loaded; serving")
         except Exception as e:  # noqa: BLE001  (any failure to load is reported, then the server stops)
@@ -73,61 +127,60 @@ class Service:
             if self.on_fatal is not None:
                 self.on_fatal()
 
-
-def _limited(receive, limit: int):
-    """``receive`` that stops a request body at ``limit`` bytes, whatever its Content-Length said (or chunked)."""
-    seen = 0
-
-    async def wrapped():
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _BodyTooLarge()
-        return message
-    return wrapped
+    def admit(self) -> None:
+        """Refuse a request before its body is read when it could not be served: a busy server costs clients
+        little."""
+        if self.status != "ready":
+            raise ApiError(503, f"models {self.status}" + (f": {self.error}" if self.error else ""),
+                           retry_after=5 if self.status == "loading" else None)
+        if self.uploads >= self.limits.max_uploads:
+            raise ApiError(503, f"server busy: {self.uploads} uploads open", retry_after=self.batcher.retry_after())
+        if self.batcher.free() <= 0:
+            raise ApiError(503, f"server busy: {self.batcher.pending} images pending",
+                           retry_after=self.batcher.retry_after())
 
 
-def _name(filename: str | None, n: int) -> str:
-    """The upload's file name without any directory part (clients send what they like), or ``upload-N``."""
-    name = PurePosixPath((filename or "").replace("\\", "/")).name[:200]
-    return name or f"upload-{n}"
-
-
-async def _read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
-    """The request's file parts as (name, bytes), in order, within the limits."""
-    ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
-        raise ApiError(415, f"expected a multipart/form-data upload of image files, got {ctype or 'no content type'}")
-    body_limit = limits.max_files * limits.max_file_bytes + _MULTIPART_SLACK
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > body_limit:
-        raise ApiError(413, f"request body of {int(length):,} bytes > the limit {body_limit:,} "
-                            f"({limits.max_files} files of at most {limits.max_file_bytes:,} bytes)")
-    limited = Request(request.scope, _limited(request.receive, body_limit))
+async def _results_or_leave(request: Request, futures: list[asyncio.Future]) -> list | None:
+    """The futures' results, or None when the client disconnects first; then the futures are cancelled and the
+    batcher skips them."""
+    if not futures:
+        return []
+    results = asyncio.gather(*futures)
     try:
-        async with limited.form(max_files=limits.max_files, max_fields=16) as form:
-            parts = [v for _, v in form.multi_items() if not isinstance(v, str)]
-            if not parts:
-                raise ApiError(400, "no image files in the request: send them as multipart file fields, "
-                                    "e.g. curl -F files=@photo.jpg")
-            uploads = []
-            for n, part in enumerate(parts):
-                name = _name(part.filename, n)
-                declared = (part.content_type or "").lower()
-                if declared and not declared.startswith(_IMAGE_TYPES):
-                    raise ApiError(415, f"{name}: content type {declared} is not an image")
-                if part.size is not None and part.size > limits.max_file_bytes:
-                    raise ApiError(413, f"{name}: {part.size:,} bytes > the limit {limits.max_file_bytes:,}")
-                uploads.append((name, await part.read()))
-    except _BodyTooLarge:
-        raise ApiError(413, f"request body over the limit of {body_limit:,} bytes") from None
-    except HTTPException as e:  # starlette's multipart parser reports its limits and parse errors this way
-        if str(e.detail).startswith("Too many files"):
-            raise ApiError(413, f"too many files: at most {limits.max_files} per request") from None
-        raise ApiError(400, f"malformed multipart body: {e.detail}") from None
-    return uploads
+        while not results.done():
+            leaving = asyncio.ensure_future(request.receive())  # once the body is in, the next message is a disconnect
+            try:
+                await asyncio.wait({results, leaving}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                leaving.cancel()  # nothing when it is done
+            if not results.done() and leaving.result()["type"] == "http.disconnect":
+                return None
+        return results.result()
+    finally:
+        results.cancel()  # nothing when they are done; else nobody waits for them any more
+
+
+def _respond(parts: list[Part], answers: list[Answer]) -> JSONResponse:
+    """200 with every file's line when at least one was read; else the first file's status, naming every file."""
+    lines = [a.line for a in answers]
+    if any(a.status == 200 for a in answers):
+        return JSONResponse({"predictions": lines})
+    problems = "; ".join(f"{a.line['image']}: {a.line['error']}" for a in answers)
+    message = problems if len(answers) == 1 else f"none of the {len(answers)} files could be read: {problems}"
+    return _error(answers[0].status, message, predictions=lines)
+
+
+def _favicon() -> bytes:
+    """A 32 x 32 t-shirt in the overlays' first colour, drawn at start-up (no binary file in the repository)."""
+    from PIL import Image, ImageDraw  # noqa: PLC0415
+
+    im = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    shirt = [(11, 3), (14, 6), (18, 6), (21, 3), (30, 9), (26, 15), (23, 13), (23, 29), (9, 29), (9, 13), (6, 15),
+             (2, 9)]
+    ImageDraw.Draw(im).polygon(shirt, fill=(230, 25, 75, 255))
+    buf = io.BytesIO()
+    im.save(buf, "ICO", sizes=[(32, 32)])
+    return buf.getvalue()
 
 
 def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
@@ -149,6 +202,7 @@ def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
     app.state.service = service
     page = resources.files("fashion2stage.app.serve").joinpath("static")
     index_html, page_js = (page / "index.html").read_text("utf-8"), (page / "page.js").read_text("utf-8")
+    favicon = _favicon()
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError):
@@ -174,67 +228,60 @@ def create_app(load_reader: Callable[[], object], limits: Limits = Limits(),
     async def script():
         return Response(page_js, media_type="text/javascript")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def icon():
+        return Response(favicon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
+
     @app.get("/healthz", summary="Readiness: 200 once the models are loaded, 503 before (or if loading failed)")
     async def healthz():
         b = service.batcher
-        body = {"status": service.status, "queue": {"pending": b.pending, "size": b.queue_size},
+        body = {"status": service.status, "conf": service.conf,
+                "queue": {"pending": b.pending, "size": b.queue_size},
+                "uploads": {"open": service.uploads, "size": limits.max_uploads},
                 "served": {"batches": b.batches, "images": b.images, "model_seconds": round(b.model_seconds, 3)},
-                "limits": asdict(limits)}
+                "limits": {**asdict(limits), "peak_bytes": limits.peak_bytes()}}
         if service.error:
             body["error"] = service.error
         return JSONResponse(body, status_code=200 if service.status == "ready" else 503)
 
     @app.post("/v1/predict", summary="Read the garments in uploaded photos",
               description="Multipart upload of one or more images (any field name; `files` in the examples). "
-                          "Answers `{\"predictions\": [line, ...]}`, one predictions.jsonl line per image in upload "
-                          "order (docs/OUTPUT.md), `image` being the upload's file name.",
+                          "Answers `{\"predictions\": [line, ...]}`, one predictions.jsonl line per file in upload "
+                          "order (docs/OUTPUT.md), `image` being the upload's file name; a file that cannot be read "
+                          "gets an error line and the others are still read.",
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                   "type": "object", "required": ["files"],
                   "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}})
-    async def predict(request: Request):
-        if service.status != "ready":
-            raise ApiError(503, f"models {service.status}" + (f": {service.error}" if service.error else ""),
-                           retry_after=5 if service.status == "loading" else None)
-        if service.batcher.free() <= 0:  # refuse before reading the body: a busy server should cost clients little
-            raise ApiError(503, f"server busy: {service.batcher.pending} images pending",
-                           retry_after=service.batcher.retry_after())
-        uploads = await _read_uploads(request, limits)
+    async def predict(request: Request, conf: float | None = Query(
+            None, ge=0.0, le=1.0, allow_inf_nan=False,
+            description="Detector score threshold for this request (default: the server's --conf).")):
+        service.admit()
+        service.uploads += 1
         try:
-            images = await asyncio.gather(*(asyncio.to_thread(load_image_bytes, data, name, limits.max_pixels)
-                                            for name, data in uploads))
-        except ImageTooLargeError as e:
-            raise ApiError(413, str(e)) from None
-        except ImageReadError as e:
-            raise ApiError(400, str(e)) from None
-        try:
-            futures = service.batcher.submit(list(images), [name for name, _ in uploads])
-        except QueueFull as e:
-            raise ApiError(503, f"server busy: {service.batcher.pending} images pending, no room for "
-                                f"{len(uploads)} more", retry_after=e.retry_after) from None
-        try:
-            preds = await asyncio.gather(*futures)
-        except Exception as e:  # noqa: BLE001  (the model failed on this batch: say so, in one line, and go on)
-            log.exception("prediction failed")
-            raise ApiError(500, f"prediction failed: {type(e).__name__}: {e}") from None
-        return {"predictions": [p.to_dict() for p in preds]}
+            async with read_parts(request, limits) as parts:
+                good = [p for p in parts if p.problem is None]
+                try:
+                    futures = service.batcher.submit([Job(p, conf) for p in good]) if good else []
+                except QueueFull as e:
+                    raise ApiError(503, f"server busy: {service.batcher.pending} images pending, no room for "
+                                        f"{len(good)} more", retry_after=e.retry_after) from None
+                results = await _results_or_leave(request, futures)
+                if results is None:
+                    return _gone(request, "dropped while its photos waited for the model")
+        except ClientDisconnect:
+            return _gone(request, "not completed")
+        finally:
+            service.uploads -= 1
+        found = iter(results)
+        return _respond(parts, [next(found) if p.problem is None else
+                                Answer(p.status, {"image": p.name, "error": p.problem}) for p in parts])
+
+    def _gone(request: Request, when: str) -> Response:
+        """One log line for a request whose connection is gone; the answer is never sent."""
+        why = {"timeout": f"not received within {limits.read_timeout_s:g} s, answered 408",
+               "shutdown": "dropped at shutdown"}.get(request.scope.get(DROPPED), "the client disconnected")
+        who = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info(f"{who}: upload {when}: {why}")
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
     return app
-
-
-def serve(load_reader: Callable[[], object], host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          max_connections: int = 64) -> None:
-    """Run the service with uvicorn until interrupted. Raises RuntimeError when the models cannot be loaded."""
-    import uvicorn  # noqa: PLC0415
-
-    server: uvicorn.Server | None = None
-
-    def stop() -> None:
-        server.should_exit = True
-
-    app = create_app(load_reader, limits, on_fatal=stop)
-    # limit_concurrency: past it uvicorn answers 503 itself, so even connections that never reach the queue are bounded
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, limit_concurrency=max_connections,
-                                           timeout_keep_alive=5, log_level="info"))
-    server.run()
-    if app.state.service.error:
-        raise RuntimeError(app.state.service.error)

@@ -1,12 +1,14 @@
 """Batching across requests: images from concurrent requests wait in one bounded queue and go to the model together.
 
-    request handler --submit(k images)--> asyncio.Queue (at most ``queue_size`` images) --> batcher task
-    batcher task: first image, then whatever else arrives within ``max_wait_ms``, up to ``max_batch`` images
-              --> ``predict(images, names)`` in one dedicated worker thread --> each request's futures resolved
+    request handler --submit(k jobs)--> asyncio.Queue (at most ``queue_size`` jobs) --> batcher task
+    batcher task: first job, then whatever else arrives within ``max_wait_ms``, up to ``max_batch`` jobs
+              --> ``run(jobs)`` in one dedicated worker thread --> each request's futures resolved
 
-The queue bounds memory: an image is admitted only while fewer than ``queue_size`` images are pending (waiting or in
-the model); otherwise ``submit`` raises :class:`QueueFull` at once and the caller answers 503. The model runs in a
-single thread, so it is never called concurrently, and the event loop stays free to read uploads meanwhile.
+A job is whatever ``run`` takes (the service queues undecoded uploads and decodes them inside ``run``, so that at
+most ``max_batch`` decoded images exist at a time). A job is admitted only while fewer than ``queue_size`` are
+pending (waiting or in the model); otherwise ``submit`` raises :class:`QueueFull` at once and the caller answers
+503. The model runs in a single thread, so it is never called concurrently, and the event loop stays free to read
+uploads meanwhile. A job whose future was cancelled (its client left) is dropped before ``run``.
 """
 from __future__ import annotations
 
@@ -15,13 +17,9 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-import numpy as np
-
-from fashion2stage.results import ImagePrediction
-
-PredictFn = Callable[[list[np.ndarray], list[str]], list[ImagePrediction]]
+RunFn = Callable[[list[Any]], list[Any]]  # jobs -> one result per job, in order
 
 
 class QueueFull(Exception):
@@ -34,22 +32,21 @@ class QueueFull(Exception):
 
 @dataclass
 class _Item:
-    image: np.ndarray
-    name: str
+    job: Any
     future: asyncio.Future
 
 
 class Batcher:
     """Gathers images from concurrent requests into model batches. Start it inside the event loop (``start``)."""
 
-    def __init__(self, predict: PredictFn, max_batch: int = 8, max_wait_ms: float = 5.0, queue_size: int = 32):
+    def __init__(self, run: RunFn, max_batch: int = 8, max_wait_ms: float = 5.0, queue_size: int = 32):
         if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and queue_size must be >= 1, max_wait_ms >= 0")
-        self.predict = predict
+        self.run_jobs = run
         self.max_batch, self.max_wait, self.queue_size = max_batch, max_wait_ms / 1000.0, queue_size
         # one thread: the model is never run concurrently with itself (torch/ONNX use their own intra-op threads)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fashion2stage-model")
-        self.pending = 0  # images admitted and not yet answered (queued or in the model)
+        self.pending = 0  # jobs admitted and not yet answered (queued or in the model)
         self.seconds_per_image = 1.0  # running average, for Retry-After
         self.batches, self.images, self.model_seconds = 0, 0, 0.0  # totals, for /healthz and the load test
         self._queue: asyncio.Queue[_Item] | None = None
@@ -75,16 +72,17 @@ class Batcher:
         """Seconds until the images now pending are likely done: when a client may usefully try again."""
         return max(1, math.ceil(self.pending * self.seconds_per_image))
 
-    def submit(self, images: list[np.ndarray], names: list[str]) -> list[asyncio.Future]:
-        """Queue all images of one request, or none (QueueFull). Await the returned futures for the predictions."""
+    def submit(self, jobs: list) -> list[asyncio.Future]:
+        """Queue all jobs of one request, or none (QueueFull). Await the returned futures for the results; cancel them
+        when the answer is no longer wanted."""
         if self._queue is None:
             raise RuntimeError("Batcher.start() was not called")
-        if len(images) > self.free():
+        if len(jobs) > self.free():
             raise QueueFull(self.retry_after())
         loop = asyncio.get_running_loop()
         futures = []
-        for image, name in zip(images, names):
-            item = _Item(image, name, loop.create_future())
+        for job in jobs:
+            item = _Item(job, loop.create_future())
             self._queue.put_nowait(item)  # cannot raise: pending <= queue_size bounds the queue's length too
             self.pending += 1
             futures.append(item.future)
@@ -110,20 +108,20 @@ class Batcher:
             try:
                 if live:
                     t0 = time.perf_counter()
-                    preds = await loop.run_in_executor(self.worker, self.predict, [it.image for it in live],
-                                                       [it.name for it in live])
+                    results = await loop.run_in_executor(self.worker, self.run_jobs, [it.job for it in live])
                     seconds = time.perf_counter() - t0
                     self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * seconds / len(live)
                     self.batches, self.images, self.model_seconds = (self.batches + 1, self.images + len(live),
                                                                      self.model_seconds + seconds)
-                    for it, pred in zip(live, preds):
+                    for it, result in zip(live, results):
                         if not it.future.done():
-                            it.future.set_result(pred)
+                            it.future.set_result(result)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001  (a model failure fails this batch's requests, not the server)
+            except Exception as e:  # noqa: BLE001  (a failure of run_jobs fails this batch's requests, not the server)
                 for it in live:
                     if not it.future.done():
                         it.future.set_exception(e)
             finally:
                 self.pending -= len(batch)
+                del batch, live  # the jobs (uploads) go as soon as they are answered

@@ -1,4 +1,4 @@
-"""The ``fashion2stage serve`` command: parse its flags and call :func:`fashion2stage.app.serve.app.serve`.
+"""The ``fashion2stage serve`` command: parse its flags and call :func:`fashion2stage.app.serve.server.serve`.
 
 Kept beside the service (cli.py registers it) so that cli.py stays a list of commands; importing it loads neither
 FastAPI nor torch.
@@ -17,9 +17,9 @@ _D = Limits()
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; mind who can "
-                             "reach it)."),
-    port: int = typer.Option(8000, min=1, max=65535),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; no authentication "
+                             "or TLS, so mind who can reach it)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port to listen on."),
     detector: Optional[Path] = typer.Option(None, help="detect-train run folder (default: the shipped model)."),
     classifier: Optional[Path] = typer.Option(None, help="classify-train run folder (default: the shipped model)."),
     keypoints: Optional[Path] = typer.Option(None, help="keypoints-train run folder (default: the shipped model)."),
@@ -39,16 +39,24 @@ def serve(
     max_pixels: int = typer.Option(_D.max_pixels, min=1, help="Largest image (width x height), read from its "
                                    "header before decoding: refuses decompression bombs."),
     queue_size: int = typer.Option(_D.queue_size, min=1, help="Images waiting or in the model; past it: 503."),
-    max_batch: int = typer.Option(_D.max_batch, min=1, help="Most images gathered from requests into one batch."),
+    max_batch: int = typer.Option(_D.max_batch, min=1, help="Most images in one model batch (and decoded at once)."),
     batch_wait_ms: float = typer.Option(_D.max_wait_ms, min=0.0, help="How long a batch waits for more images."),
-    max_connections: int = typer.Option(64, min=1, help="Open connections past which uvicorn answers 503."),
+    max_uploads: int = typer.Option(_D.max_uploads, min=1, help="Uploads read or answered at once; past it: 503."),
+    max_connections: int = typer.Option(_D.max_connections, min=1, help="Open connections of any kind; past it: "
+                                        "503."),
+    read_timeout: float = typer.Option(_D.read_timeout_s, min=0.001, help="Seconds a request's headers and body "
+                                       "may take to arrive; past it: 408."),
+    shutdown_timeout: float = typer.Option(_D.shutdown_timeout_s, min=0.0, help="Seconds open requests get to "
+                                           "finish on SIGTERM before they are dropped."),
 ) -> None:
     """Serve the pipeline over HTTP: POST /v1/predict (images -> predictions JSON), GET /healthz, a web page at /."""
-    from fashion2stage.app.serve.app import serve as run
+    from fashion2stage.app.serve.server import serve as run
 
     try:
         limits = Limits(max_file_bytes=max_file_bytes, max_files=max_files, max_pixels=max_pixels,
-                        queue_size=queue_size, max_batch=max_batch, max_wait_ms=batch_wait_ms)
+                        queue_size=queue_size, max_batch=max_batch, max_wait_ms=batch_wait_ms,
+                        max_uploads=max_uploads, max_connections=max_connections, read_timeout_s=read_timeout,
+                        shutdown_timeout_s=shutdown_timeout)
     except ValueError as e:
         _fail(str(e))
     options = dict(detector=detector, classifier=classifier, keypoints=keypoints, device=device, conf=conf,
@@ -64,7 +72,7 @@ def serve(
         return Reader(**options)
 
     try:
-        run(load_reader, host=host, port=port, limits=limits, max_connections=max_connections)
+        run(load_reader, host=host, port=port, limits=limits)
     except RuntimeError as e:
         _fail(str(e))
 

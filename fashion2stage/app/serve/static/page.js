@@ -7,9 +7,17 @@ const PALETTE = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [2
                  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]];
 const rgb = (c) => `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
 let maxFiles = 8;  // replaced by the server's limit from /healthz
+let serverConf = 0.25;  // the server's --conf, from /healthz: where the slider starts and goes back to on reset
 
-const statusLine = document.getElementById("status");
-const results = document.getElementById("results");
+const $ = (id) => document.getElementById(id);
+const statusLine = $("status"), results = $("results"), progress = $("progress");
+const input = $("files"), drop = $("drop"), confInput = $("conf"), confValue = $("conf-value");
+const downloadButton = $("download"), resetButton = $("reset");
+
+let current = [];  // the files last read: the slider reads them again at its new confidence
+let lines = [];  // their predictions.jsonl lines, in order: what "Download JSON" saves
+let run = 0;  // counts reads and resets: the answers of an older read are dropped
+let active = null;  // the request in flight, aborted by a reset
 
 function el(tag, props = {}, children = []) {
   const e = document.createElement(tag);
@@ -21,6 +29,13 @@ function el(tag, props = {}, children = []) {
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
   statusLine.className = isError ? "error" : "";
+}
+
+// fraction done (0..1), or null while the server reads the photos (an indeterminate bar); hidden when idle
+function setProgress(fraction) {
+  progress.hidden = fraction === undefined;
+  if (fraction === null) progress.removeAttribute("value");
+  else if (fraction !== undefined) progress.value = fraction;
 }
 
 // a label's place: the first of a few spots around its box that covers no label placed before (else the first spot)
@@ -81,6 +96,12 @@ function attributeText(attrs) {
   return Object.entries(attrs).map(([k, a]) => `${k}: ${a.value} (${a.score.toFixed(2)})`).join(" · ");
 }
 
+// indented JSON with the arrays of numbers (boxes, probabilities, landmarks) kept on one line each
+function compactJson(value) {
+  return JSON.stringify(value, null, 2)
+    .replace(/\[\s+([-0-9.eE+,\s]+?)\s+\]/g, (m, inner) => `[${inner.split(/,\s*/).join(", ")}]`);
+}
+
 function garmentList(pred) {
   return el("ol", {className: "garments"}, pred.garments.map((g, n) => {
     const li = el("li", {}, [
@@ -96,48 +117,107 @@ function garmentList(pred) {
 async function showResult(file, pred) {
   const card = el("section", {className: "result"}, [el("h2", {textContent: pred.image})]);
   results.append(card);
-  if (pred.error) {
-    card.append(el("p", {className: "err", textContent: pred.error}));
+  if (pred.error) {  // this file could not be read; the others of the request still are
+    card.classList.add("failed");
+    card.append(el("p", {className: "err", textContent: `Not read: ${pred.error}`}));
     return;
   }
   const canvas = el("canvas", {className: "overlay"});
-  const side = el("div", {}, [
+  const side = el("div", {className: "side"}, [
     pred.garments.length ? garmentList(pred) : el("p", {textContent: "No garment found."}),
     el("p", {className: "image-attrs", textContent: "Whole photo: " + attributeText(pred.attributes)}),
-    el("details", {open: true}, [el("summary", {textContent: "JSON"}),
-                       el("pre", {className: "json", textContent: JSON.stringify(pred, null, 2)})]),
+    el("details", {}, [el("summary", {textContent: "JSON"}),
+                       el("pre", {className: "json", textContent: compactJson(pred)})]),
   ]);
   card.append(el("div", {}, [canvas]), side);
   drawOverlay(canvas, await createImageBitmap(file), pred);
   canvas.dataset.drawn = "true";
 }
 
+// POST one chunk of files; onSent(fraction) follows the upload. Resolves to {status, body} whatever the status.
+function post(files, conf, onSent) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const f of files) form.append("files", f, f.name);
+    const xhr = new XMLHttpRequest();
+    active = xhr;
+    xhr.open("POST", `v1/predict?conf=${conf}`);
+    xhr.responseType = "json";
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onSent(e.loaded / e.total); };
+    xhr.upload.onload = () => onSent(1);
+    xhr.onload = () => resolve({status: xhr.status, body: xhr.response || {}});
+    xhr.onerror = () => reject(new Error("the server could not be reached"));
+    xhr.onabort = () => resolve(null);
+    xhr.send(form);
+  });
+}
+
 async function upload(files) {
   files = Array.from(files);
   if (!files.length) return;
+  const mine = ++run;
+  if (active) active.abort();
+  current = files;
+  lines = [];
+  downloadButton.disabled = true;
   results.replaceChildren();
+  const conf = Number(confInput.value).toFixed(2);
   for (let i = 0; i < files.length; i += maxFiles) {  // the server takes at most maxFiles per request
     const chunk = files.slice(i, i + maxFiles);
-    setStatus(`Reading ${chunk.length} photo(s)${files.length > maxFiles ? ` (${i + 1}-${i + chunk.length} of ${files.length})` : ""}…`);
-    const form = new FormData();
-    for (const f of chunk) form.append("files", f, f.name);
-    let body;
+    const which = files.length > maxFiles ? ` (${i + 1}-${i + chunk.length} of ${files.length})` : "";
+    setStatus(`Sending ${chunk.length} photo(s)${which}…`);
+    setProgress(i / files.length);
+    let answer;
     try {
-      const response = await fetch("v1/predict", {method: "POST", body: form});
-      body = await response.json();
-      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      answer = await post(chunk, conf, (sent) => {
+        if (mine !== run) return;
+        if (sent < 1) setProgress((i + sent * chunk.length) / files.length);
+        else { setStatus(`Reading ${chunk.length} photo(s)${which} at confidence ${conf}…`); setProgress(null); }
+      });
     } catch (e) {
-      setStatus(`Error: ${e.message}`, true);
+      answer = {status: 0, body: {error: e.message}};
+    }
+    if (answer === null || mine !== run) return;  // reset, or a newer read started
+    const preds = answer.body.predictions;
+    if (!Array.isArray(preds)) {
+      setStatus(`Error: ${answer.body.error || `HTTP ${answer.status}`}`, true);
+      setProgress(undefined);
       return;
     }
-    for (let j = 0; j < chunk.length; j++) await showResult(chunk[j], body.predictions[j]);
+    for (let j = 0; j < chunk.length; j++) {
+      await showResult(chunk[j], preds[j]);
+      lines.push(preds[j]);
+    }
+    setProgress((i + chunk.length) / files.length);
   }
-  const n = results.querySelectorAll("ol.garments li").length;
-  setStatus(`Done: ${files.length} photo(s), ${n} garment(s).`);
+  active = null;
+  setProgress(undefined);
+  downloadButton.disabled = false;
+  const garments = results.querySelectorAll("ol.garments li").length;
+  const failed = lines.filter((p) => p.error).length;
+  setStatus(`Done: ${files.length} photo(s), ${garments} garment(s)` + (failed ? `, ${failed} not read.` : "."),
+            failed === files.length);
 }
 
-const drop = document.getElementById("drop");
-const input = document.getElementById("files");
+function showConf() {
+  confValue.textContent = Number(confInput.value).toFixed(2);
+}
+
+function reset() {
+  run++;
+  if (active) active.abort();
+  active = null;
+  current = [];
+  lines = [];
+  input.value = "";
+  results.replaceChildren();
+  setStatus("");
+  setProgress(undefined);
+  downloadButton.disabled = true;
+  confInput.value = serverConf;
+  showConf();
+}
+
 input.addEventListener("change", () => upload(input.files));
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -146,4 +226,21 @@ drop.addEventListener("drop", (e) => {
   drop.classList.remove("over");
   upload(e.dataTransfer.files);
 });
-fetch("healthz").then((r) => r.json()).then((h) => { if (h.limits) maxFiles = h.limits.max_files; }).catch(() => {});
+confInput.addEventListener("input", showConf);
+confInput.addEventListener("change", () => { showConf(); upload(current); });  // the same photos, at the new value
+resetButton.addEventListener("click", reset);
+downloadButton.addEventListener("click", () => {
+  const blob = new Blob(lines.map((line) => JSON.stringify(line) + "\n"), {type: "application/x-ndjson"});
+  const a = el("a", {href: URL.createObjectURL(blob), download: "predictions.jsonl"});
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+});
+fetch("healthz").then((r) => r.json()).then((h) => {
+  if (h.limits) maxFiles = h.limits.max_files;
+  if (typeof h.conf === "number") {
+    serverConf = h.conf;
+    if (!current.length) { confInput.value = serverConf; showConf(); }
+  }
+}).catch(() => {});
