@@ -70,7 +70,7 @@ def test_a_batch_that_raises_is_run_again_image_by_image(shipped_reader):
     alone = unpadded([photo], ["a"])[0]
     a, bad, b = unpadded([photo, thin, photo], ["a", "thin", "b"])
     assert bad.image == "thin" and bad.error.startswith("prediction failed: ") and "\n" not in bad.error
-    assert a.to_json() == alone.to_json() and {**b.to_json(), "image": "a"} == alone.to_json()
+    assert a.to_dict() == alone.to_dict() and {**b.to_dict(), "image": "a"} == alone.to_dict()
     assert shipped_reader.pipeline([thin], ["thin"])[0].error is None  # padded (the default): predicted
 
 
