@@ -226,3 +226,39 @@ def type_head_train(
     except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     echo_main(f"run folder: {run}")
+
+
+def photo_kind_train(
+    classifier: Path = typer.Option(..., help="Attribute run to add the photo-kind head to."),
+    out: Path = typer.Option(..., help="New attribute run: the classifier plus the head."),
+    single: list[str] = typer.Option(..., help="Photos of one item: folder, COCO json or CSV. Repeat."),
+    multi: list[str] = typer.Option(..., help="Photos of people (street), same kinds. Repeat."),
+    val_single: list[str] = typer.Option(..., help="Validation photos of one item (threshold). Repeat."),
+    val_multi: list[str] = typer.Option(..., help="Validation photos of people (threshold). Repeat."),
+    detector: Optional[Path] = typer.Option(None, help="The detector run before it: its top box is judged."),
+    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="The top box from this score (predict's)."),
+    max_photos: Optional[int] = typer.Option(None, min=1, help="At most this many photos per source."),
+    max_val_photos: Optional[int] = typer.Option(None, min=1, help="The same, per validation source."),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: OUT/features)."),
+    c: Optional[float] = typer.Option(None, help="Logistic-regression C (default: cross-validated)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+) -> None:
+    """Fit the photo-kind head of an attribute run: from the crop of a photo's top garment, does the photo show
+    one item and no person? predict then reads such photos with its single-item rule (classifiers/photo_kind.py)."""
+    from classifiers.train_photo_kind import PhotoKindConfig, train_photo_kind  # noqa: PLC0415
+    from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
+    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
+
+    set_threads(threads)
+    cfg = PhotoKindConfig(classifier=str(classifier), out=str(out), single=list(single), multi=list(multi),
+                          val_single=list(val_single), val_multi=list(val_multi),
+                          detector=str(detector) if detector else None, conf=conf, max_photos=max_photos,
+                          max_val_photos=max_val_photos, cache=str(cache) if cache else None, c=c, device=device)
+    try:  # the detector as predict runs it (ONNX Runtime, its proposals): the top box predict will judge by
+        det = load_pipeline(detector, device=device, use_default=False, threads=threads or 0).detector \
+            if detector else None
+        run = train_photo_kind(cfg, log=typer.echo, detector=det)
+    except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    echo_main(f"run folder: {run}")
