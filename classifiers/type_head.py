@@ -137,10 +137,13 @@ def fit(samples: TypeSamples, classes: list[str], c: float = 1.0, seed: int = 0)
     y = np.array([classes.index(k) for k in samples.labels])
     clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed)
     clf.fit((x - mean) / std, y)
+    coef, intercept = clf.coef_, clf.intercept_
+    if len(clf.classes_) == 2:  # scikit-learn gives one row, the logit of classes_[1] against classes_[0]
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
     w = np.zeros((len(classes), x.shape[1]))
     b = np.zeros(len(classes))
-    w[clf.classes_] = clf.coef_ / std
-    b[clf.classes_] = clf.intercept_ - (clf.coef_ * mean / std).sum(1)
+    w[clf.classes_] = coef / std
+    b[clf.classes_] = intercept - (coef * mean / std).sum(1)
     b[np.setdiff1d(np.arange(len(classes)), clf.classes_)] = -1e4
     return w.astype(np.float32), b.astype(np.float32), clf
 
