@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from classifiers.attributes import AttributeModel, AttributePredictor
-from classifiers.photo_kind import check_photo_kind_head, choose_threshold, photo_paths
+from classifiers.attributes import AttributeModel, AttributePredictor, check_photo_kind_head
+from classifiers.photo_kind import choose_threshold, photo_paths
 from classifiers.type_head import attach, crop_features
 from fashion2stage.app.photo_kind import judge, p_single_by_image
 from fashion2stage.app.pipeline import Pipeline
