@@ -79,10 +79,10 @@ def test_head_entry_is_checked():
 
 
 def test_the_field_round_trips_and_follows_the_schema(check_line):
-    line = ImagePrediction(image="a.jpg", width=4, height=3, photo_kind=PhotoKind(SINGLE_ITEM, 0.91234, "model")).to_json()
+    line = ImagePrediction(image="a.jpg", width=4, height=3, photo_kind=PhotoKind(SINGLE_ITEM, 0.91234, "model")).to_dict()
     assert check_line(line)["photo_kind"] == {"value": "single_item", "p_single": 0.9123, "by": "model"}
-    assert ImagePrediction.from_json(line).to_json() == line
-    check_line(ImagePrediction(image="a.jpg", width=4, height=3, photo_kind=PhotoKind(MULTI_ITEM)).to_json())
+    assert ImagePrediction.from_dict(line).to_dict() == line
+    check_line(ImagePrediction(image="a.jpg", width=4, height=3, photo_kind=PhotoKind(MULTI_ITEM)).to_dict())
     bad = {**line, "photo_kind": {"value": "several", "p_single": 0.5, "by": "model"}}
     with pytest.raises(Exception, match="several"):
         check_line(bad)
@@ -126,7 +126,7 @@ def test_pipeline_records_the_kind_the_head_or_the_flag_decides(tiny, check_line
         assert [p.photo_kind.value for p in forced] == [kind, kind] and {p.photo_kind.by for p in forced} == {"flag"}
         assert [p.photo_kind.p_single for p in forced] == [p.photo_kind.p_single for p in auto]
     for p in auto:
-        check_line(p.to_json())
+        check_line(p.to_dict())
     predictor.photo_kind_threshold = None  # a model without the head's threshold: multi-item, as before
     try:
         assert [p.photo_kind.by for p in Pipeline(attributes=predictor)([red])] == ["default"]
