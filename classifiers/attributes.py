@@ -19,7 +19,7 @@ from fashion2stage.backbones import create_backbone, normalisation
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.errors import DataError
-from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY
+from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, PHOTO_KIND_KEY, PHOTO_KINDS, TYPE_KEY
 from fashion2stage.runs import config_errors, load_config, load_labels, load_weights
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -103,6 +103,8 @@ class AttributePredictor:
     type_classes: list[str] | None = None
     # the item-type head (single-item photos, classifiers/type_head.py): its classes (garment types); None without
     item_type_classes: list[str] | None = None
+    # the photo-kind head (classifiers/photo_kind.py): p(single item) from which a photo is judged single; None without
+    photo_kind_threshold: float | None = None
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -160,6 +162,17 @@ def check_item_type_head(entry: dict, labels) -> None:
         raise ValueError(f"item_type_head classes {classes!r}: at least two garment types are needed")
 
 
+def check_photo_kind_head(entry: dict) -> dict:
+    """A config.json ``photo_kind_head`` entry (fitted by classifiers/photo_kind.py): classes PHOTO_KINDS in that
+    order and a threshold in [0, 1]."""
+    if not isinstance(entry, dict) or entry.get("classes") != list(PHOTO_KINDS):
+        raise ValueError(f"photo_kind_head classes must be {list(PHOTO_KINDS)}")
+    t = entry.get("threshold")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+        raise ValueError(f"photo_kind_head threshold {t!r} is not a probability in [0, 1]")
+    return entry
+
+
 def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributePredictor:
     """Rebuild the model of an ``attributes`` run folder from config.json + labels.json + weights.safetensors."""
     run = Path(run_dir)
@@ -181,6 +194,9 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
         if item_head is not None:
             check_item_type_head(item_head, labels)
             keys[ITEM_TYPE_KEY] = len(item_head["classes"])
+        kind_head = config.get("photo_kind_head")
+        if kind_head is not None:
+            keys[PHOTO_KIND_KEY] = len(check_photo_kind_head(kind_head)["classes"])
         model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))
         spec = crop_spec_from_config(config)
     dev = torch.device(device)
@@ -188,4 +204,5 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributeP
     model.to(dev).eval()
     return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev,
                               type_classes=list(type_head["classes"]) if type_head else None,
-                              item_type_classes=list(item_head["classes"]) if item_head else None)
+                              item_type_classes=list(item_head["classes"]) if item_head else None,
+                              photo_kind_threshold=float(kind_head["threshold"]) if kind_head else None)

@@ -137,10 +137,13 @@ def fit(samples: TypeSamples, classes: list[str], c: float = 1.0, seed: int = 0)
     y = np.array([classes.index(k) for k in samples.labels])
     clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed)
     clf.fit((x - mean) / std, y)
+    coef, intercept = clf.coef_, clf.intercept_
+    if len(clf.classes_) == 2:  # scikit-learn gives one row, the logit of classes_[1] against classes_[0]
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
     w = np.zeros((len(classes), x.shape[1]))
     b = np.zeros(len(classes))
-    w[clf.classes_] = clf.coef_ / std
-    b[clf.classes_] = clf.intercept_ - (clf.coef_ * mean / std).sum(1)
+    w[clf.classes_] = coef / std
+    b[clf.classes_] = intercept - (coef * mean / std).sum(1)
     b[np.setdiff1d(np.arange(len(classes)), clf.classes_)] = -1e4
     return w.astype(np.float32), b.astype(np.float32), clf
 
@@ -200,7 +203,6 @@ def save_run(src_run, dst_run, predictor, entry: dict, item_entry: dict | None =
     """Write ``dst_run``: the attribute run ``src_run`` with the type head now in ``predictor.model`` (weights and
     the config ``type_head`` entry, and ``item_type_head`` when ``item_entry`` is given); labels, box errors and
     metrics are copied. Files are written atomically."""
-    import shutil  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
     from classifiers.attributes import WEIGHTS_FILE  # noqa: PLC0415
@@ -212,7 +214,19 @@ def save_run(src_run, dst_run, predictor, entry: dict, item_entry: dict | None =
     save_weights(dst / WEIGHTS_FILE, predictor.model)
     config = {k: v for k, v in config.items() if k != "item_type_head"}
     save_config(dst, {**config, "type_head": entry, **({"item_type_head": item_entry} if item_entry else {})})
-    # metrics.json last: scripts take a run folder holding it for a finished one
+    copy_run_files(src, dst)
+
+
+def copy_run_files(src, dst) -> None:
+    """Copy every file of the attribute run ``src`` into ``dst`` but its config, weights and checkpoint (labels,
+    box errors, metrics ...), each atomically; metrics.json last, as scripts take a run folder holding it for a
+    finished one."""
+    import shutil  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from classifiers.attributes import WEIGHTS_FILE  # noqa: PLC0415
+
+    src, dst = Path(src), Path(dst)
     for f in sorted((f for f in src.iterdir() if f.is_file() and f.name not in ("config.json", WEIGHTS_FILE, "last.pt")),
                     key=lambda f: f.name == "metrics.json"):
         tmp = dst / f".{f.name}.tmp"

@@ -88,6 +88,28 @@ class GarmentPrediction:
 
 
 @dataclass
+class PhotoKind:
+    """Whether the photo was read as one item and no person (``single_item``: the pipeline's single-item rule, one
+    garment) or not (``multi_item``: every garment). ``p_single`` is the attribute model's photo-kind head's
+    probability of a single-item photo (None without such a head); ``by`` says what decided: ``model`` (that
+    probability against the head's threshold), ``flag`` (--single-item / --multi-item) or ``default`` (no head, no
+    flag: multi_item)."""
+
+    value: str
+    p_single: float | None = None
+    by: str = "default"
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "p_single": None if self.p_single is None else round(float(self.p_single), 4),
+                "by": self.by}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PhotoKind:
+        return cls(value=d["value"], p_single=None if d.get("p_single") is None else float(d["p_single"]),
+                   by=d.get("by", "default"))
+
+
+@dataclass
 class ImagePrediction:
     """Everything read from one image. An unreadable image has ``error`` set (one line saying what is wrong),
     ``ok`` False, and empty but well-typed fields (no garments, no attributes, size 0 x 0), so code that reads
@@ -102,6 +124,7 @@ class ImagePrediction:
     garments: list[GarmentPrediction] = field(default_factory=list)
     attributes: dict[str, AttributePrediction] = field(default_factory=dict)  # image-level, one answer per key
     error: str | None = None
+    photo_kind: PhotoKind | None = None  # how the photo was read (one item or several); None: not by the pipeline
     orig_img: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -113,9 +136,12 @@ class ImagePrediction:
         """The ``predictions.jsonl`` line as a dict (key order is the contract's)."""
         if self.error is not None:
             return {"image": self.image, "error": self.error}
-        return {"image": self.image, "width": int(self.width), "height": int(self.height),
+        line = {"image": self.image, "width": int(self.width), "height": int(self.height),
                 "garments": [g.to_dict() for g in self.garments],
                 "attributes": {k: a.to_dict(image_level=True) for k, a in self.attributes.items()}}
+        if self.photo_kind is not None:
+            line["photo_kind"] = self.photo_kind.to_dict()
+        return line
 
     def to_json(self) -> str:
         """The ``predictions.jsonl`` line, exactly as ``predict`` writes it (compact JSON, no newline)."""
@@ -128,7 +154,8 @@ class ImagePrediction:
             return cls(image=d["image"], error=str(d["error"]))
         return cls(image=d["image"], width=int(d["width"]), height=int(d["height"]),
                    garments=[GarmentPrediction.from_dict(g) for g in d.get("garments", [])],
-                   attributes={k: AttributePrediction.from_dict(a) for k, a in d.get("attributes", {}).items()})
+                   attributes={k: AttributePrediction.from_dict(a) for k, a in d.get("attributes", {}).items()},
+                   photo_kind=PhotoKind.from_dict(d["photo_kind"]) if d.get("photo_kind") is not None else None)
 
     @classmethod
     def from_json(cls, line: str | bytes) -> ImagePrediction:

@@ -23,6 +23,12 @@ NO_GARMENT = "none"
 # Its optional item-type head (classifiers/type_head.py): "which garment type is the one item of this product
 # photo?", fitted on class-folder photos only; the pipeline's single-item mode decides the item's type with it
 ITEM_TYPE_KEY = "item_type"
+# Its optional photo-kind head (classifiers/photo_kind.py): "does this photo show one item and no person?", read from
+# the crop of the photo's top garment; the pipeline applies its single-item rule to the photos it judges single
+PHOTO_KIND_KEY = "photo_kind"
+SINGLE_ITEM = "single_item"
+MULTI_ITEM = "multi_item"
+PHOTO_KINDS = (MULTI_ITEM, SINGLE_ITEM)  # the head's classes, in its output order
 
 
 @runtime_checkable
@@ -43,11 +49,14 @@ class AttributeClassifier(Protocol):
     type_classes: list[str] | None
     # with an item-type head: its classes, garment types only
     item_type_classes: list[str] | None
+    # with a photo-kind head: the p(single item) from which a photo is judged single-item
+    photo_kind_threshold: float | None
 
     def predict(self, crops: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
         """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order};
         with ``type_classes``, also {TYPE_KEY: (N, len(type_classes))}; with ``item_type_classes``, also
-        {ITEM_TYPE_KEY: (N, len(item_type_classes))}."""
+        {ITEM_TYPE_KEY: (N, len(item_type_classes))}; with ``photo_kind_threshold``, also
+        {PHOTO_KIND_KEY: (N, 2)} in PHOTO_KINDS order."""
         ...
 
 

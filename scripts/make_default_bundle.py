@@ -52,6 +52,8 @@ def relative_paths(value, root: Path):
 
 
 def copy_run(run: Path, kind: str, dst: Path) -> dict:
+    if run.resolve() == dst.resolve():  # a stage of the bundle itself (a rebuild that changes another stage): kept
+        return {"run": "kept as it is"}
     try:
         config = load_config(run, kind=kind)
     except (FileNotFoundError, ValueError) as e:

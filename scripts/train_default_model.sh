@@ -10,7 +10,8 @@
 #     lane A: 1. the train-only detector -> 3. the attribute model (street) -> 4. the keypoint model
 #     lane B: 2. the train + val detector -> 5. that detector fine-tuned on street, held-flat and product photos
 #   phase 2, on both threads: 6. the attribute model fine-tuned with product photos (needs 3 and 5)
-#   phase 3, on both threads: 7. the garment check and the item-type head (needs 5 and 6), then the bundle
+#   phase 3, on both threads: 7. the garment check and the item-type head (needs 5 and 6), the photo-kind head,
+#   then the bundle
 # A step whose run folder has metrics.json (written when training ends) is skipped; one with only last.pt
 # (interrupted) continues with --resume. Each step's wall time is appended to WORK/logs/times.txt.
 #
@@ -119,6 +120,13 @@ type_heads() {
         --max-photos 500 --threads 2 --out "$W/attributes/attributes-typed" >> "$W/logs/attributes-typed.log" 2>&1
 }
 
+# 7, second half: the photo-kind head (classifiers/photo_kind.py; predict reads the photos it judges single-item as
+# --single-item does), fitted on train splits only, its threshold chosen on val (scripts/fit_photo_kind.sh)
+photo_kind() {
+    done_ "$W/attributes/attributes-kind" || bash scripts/fit_photo_kind.sh "$W/attributes/attributes-typed" \
+        "$W/detect/detector-multi" "$W/attributes/attributes-kind" "$B" >> "$W/logs/attributes-kind.log" 2>&1
+}
+
 # phase 1: two lanes side by side, one torch thread each; a failed lane fails the script once both have stopped
 (
     timed "1 detector-train" detector detector-train "$B/ccp/annotations/instances_train.json"
@@ -139,6 +147,7 @@ wait $LANE_B || failed=1
 # phases 2 and 3 on both threads
 timed "6 attributes-products" attributes_products
 timed "7 attributes-typed" type_heads
+timed "7 attributes-kind" photo_kind
 
 python scripts/make_default_bundle.py --detector "$W/detect/detector-multi" \
-    --attributes "$W/attributes/attributes-typed" --keypoints "$W/keypoints/keypoints-trainval"
+    --attributes "$W/attributes/attributes-kind" --keypoints "$W/keypoints/keypoints-trainval"

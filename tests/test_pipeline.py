@@ -363,3 +363,48 @@ def _assert_same_predictions(a_lines, b_lines, box_atol: float, prob_atol: float
         else:
             assert abs(a["garments"][ia]["score"] - b["garments"][ib]["score"]) <= 2 * prob_atol, (a["image"], ia, ib)
     assert matched > 0, "no garment to compare: the test would check nothing"
+
+
+def test_photo_kind_head_fitted_then_judging_each_photo(models, tmp_path, check_line):
+    """photo-kind-train on tiny photos of one item (a red rectangle on grey) against the fixture's photos of two
+    garments; predict then reads each photo as the head judges it, and --single-item / --multi-item force it."""
+    def one_item(folder, n, seed):
+        rng = np.random.default_rng(seed)
+        folder.mkdir(parents=True)
+        for i in range(n):
+            img = np.full((96, 96, 3), 128, np.uint8)
+            x, y = (int(v) for v in rng.integers(8, 30, 2))
+            img[y:y + 50, x:x + 40] = (220, 40, 40)
+            cv2.imwrite(str(folder / f"item_{i}.png"), img[:, :, ::-1])
+        return folder
+    r, data = models["runs"], models["root"] / "data"
+    single, val_single = one_item(tmp_path / "single", 6, 0), one_item(tmp_path / "val_single", 4, 1)
+    out = _cli("photo-kind-train", "--classifier", r / "attr", "--detector", r / "det", "--conf", CONF,
+               "--single", single, "--multi", data / "annotations" / "train.json", "--val-single", val_single,
+               "--val-multi", models["val"], "--c", "1.0", "--out", r / "attr-kind", "--cache", tmp_path / "cache")
+    assert "threshold" in out
+    head = json.loads((r / "attr-kind" / "config.json").read_text())["photo_kind_head"]
+    assert head["classes"] == ["multi_item", "single_item"] and 0 < head["threshold"] < 1
+    assert head["photos"] == {str(single): 6, str(data / "annotations" / "train.json"): 6}
+    assert (r / "attr-kind" / "labels.json").is_file()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for p in [*sorted(val_single.glob("*.png"))[:2], *sorted(models["images"].glob("*.png"))[:2]]:
+        (mixed / p.name).write_bytes(p.read_bytes())
+
+    def predict(name, *more):
+        _cli("predict", "--images", mixed, "--out", tmp_path / name, "--detector", r / "det", "--classifier",
+             r / "attr-kind", "--keypoints", r / "kp", "--no-default", "--conf", CONF, *more)
+        return _lines(tmp_path / name / "predictions.jsonl", check_line)
+
+    auto, multi, one = predict("auto"), predict("multi", "--multi-item"), predict("single", "--single-item")
+    for a, m, s in zip(auto, multi, one):
+        kind = a["photo_kind"]
+        assert kind["by"] == "model" and (kind["value"] == "single_item") == (kind["p_single"] >= head["threshold"])
+        assert m["photo_kind"] == {**kind, "value": "multi_item", "by": "flag"}
+        assert s["photo_kind"] == {**kind, "value": "single_item", "by": "flag"}
+        assert len(s["garments"]) <= 1
+        assert a == (s if kind["value"] == "single_item" else m) | {"photo_kind": kind}  # the rule it was judged to
+    # the head separates these photos: the items read as one item, the fixture's photos as several
+    assert [a["photo_kind"]["value"] for a in auto] == ["single_item"] * 2 + ["multi_item"] * 2
+    assert sum(len(m["garments"]) for m in multi[2:]) > 2

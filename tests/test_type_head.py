@@ -63,6 +63,20 @@ def test_folded_regression_gives_the_same_answers_as_scikit_learn():
         fit(samples, ["blouse", "skirt", "dress", "none"])
 
 
+def test_folded_regression_of_two_classes_gives_scikit_learn_probabilities():
+    """scikit-learn keeps one row of weights for two classes: both rows of the folded head must come from it."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    x = rng.normal(0, 1, (200, 6)) + 2.0 * y[:, None] * rng.uniform(0.5, 2, 6)
+    classes = ["blouse", "skirt"]
+    w, b, clf = fit(TypeSamples(x.astype(np.float32), [classes[i] for i in y], [str(i) for i in range(200)]), classes)
+    z = x @ w.T.astype(np.float64) + b
+    ours = np.exp(z - z.max(1, keepdims=True))
+    ours /= ours.sum(1, keepdims=True)
+    theirs = clf.predict_proba((x - x.mean(0)) / (x.std(0) + 1e-6))
+    assert np.abs(ours - theirs).max() < 1e-4 and (ours.argmax(1) == y).mean() > 0.9
+
+
 def _write(root: Path, n: int, seed: int) -> Path:
     """n 96x96 photos, each with a red blouse and a blue skirt rectangle (COCO boxes)."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from fashion2stage.app import train_commands
-from fashion2stage.app.cli_common import check_out_folder, fail, set_threads
+from fashion2stage.app.cli_common import check_out_folder, fail, photo_kind_option, set_threads
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Two-stage garment reading: detect garments, then read attributes and landmarks from padded crops.")
@@ -36,7 +36,8 @@ for _name, _command, _summary in (
         ("detect-val", train_commands.detect_val, "COCO mAP of a detector run on a labelled set."),
         ("classify-train", train_commands.classify_train, "Train the attribute heads on padded crops."),
         ("keypoints-train", train_commands.keypoints_train, "Train the heatmap keypoint model."),
-        ("type-head-train", train_commands.type_head_train, "Fit the garment check of an attribute run.")):
+        ("type-head-train", train_commands.type_head_train, "Fit the garment check of an attribute run."),
+        ("photo-kind-train", train_commands.photo_kind_train, "Fit the photo-kind head of an attribute run.")):
     app.command(_name, short_help=_summary)(_command)
 
 
@@ -57,7 +58,7 @@ def predict(
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attributes over a horizontal flip."),
     keypoint_flip: bool = typer.Option(False, "--keypoint-flip", help="Average landmarks over a horizontal flip."),
-    single_item: bool = typer.Option(False, "--single-item", help="One item per photo (catalogue photos)."),
+    single_item: Optional[bool] = photo_kind_option(),
     detector_size: int = typer.Option(0, min=0, help="Faster R-CNN photo side (0: as validated, 416)."),
     proposals: int = typer.Option(0, min=0, help="Faster R-CNN proposals per photo (0: 100)."),
     resume: bool = typer.Option(False, "--resume", help="Skip the images already in predictions.jsonl."),
@@ -168,7 +169,7 @@ def evaluate(
     schema: Optional[Path] = typer.Option(None, help="attributes.json of --attribute-labels."),
     keypoint_labels: Optional[Path] = typer.Option(None, help="COCO keypoints JSON: NE and PCK, end to end."),
     class_folders: Optional[Path] = typer.Option(None, help="Class folders: top-type accuracy, confusion."),
-    single_item: bool = typer.Option(False, "--single-item", help="Predict as predict --single-item does."),
+    single_item: Optional[bool] = photo_kind_option(),
     tags: Optional[Path] = typer.Option(None, help="Tag CSV: tag precision, recall, F1 per type."),
     classes: Optional[Path] = typer.Option(None, help="--class-folders/--tags mapping: name -> type."),
     type_conf: float = typer.Option(0.25, min=0.0, max=1.0, help="--class-folders: garment found from this score."),

@@ -1,5 +1,5 @@
 """What every command of the ``fashion2stage`` command line shares: how it fails, how it checks ``--out``, how it
-sets threads."""
+sets threads, and the photo kind option of the commands that predict."""
 from __future__ import annotations
 
 import os
@@ -36,3 +36,9 @@ def set_threads(threads: int | None) -> None:
         import torch  # noqa: PLC0415
         torch.set_num_threads(threads)
 
+
+
+def photo_kind_option():
+    """``--single-item/--multi-item`` of predict, evaluate and serve: None (neither given) lets the attribute
+    model's photo-kind head judge each photo (fashion2stage/app/photo_kind.py)."""
+    return typer.Option(None, "--single-item/--multi-item", help="One item / several (default: judged).")

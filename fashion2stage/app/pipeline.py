@@ -16,9 +16,10 @@ Robustness (``__call__``): an image over ``max_side`` is scaled down first and i
 own frame; a photo too thin for the detector (over ``max_aspect``: 20000x1 pixels) is padded for the detector; and a
 batch that raises is run again image by image, so that only the image that raises gets an error record.
 
-Single-item mode (``single_item``, predict --single-item: catalogue and marketplace photos of one item) keeps one
-garment per photo, the best one the check leaves, and decides its type from the detector and the attribute model's
-item-type head together (:func:`item_type`; docs/OUTPUT.md).
+Single-item mode (catalogue and marketplace photos of one item) keeps one garment per photo, the best one the check
+leaves, and decides its type from the detector and the attribute model's item-type head together (:func:`item_type`;
+docs/OUTPUT.md). Which photos get it: those the attribute model's photo-kind head judges single-item, or all / none
+with ``single_item`` True / False (--single-item / --multi-item; fashion2stage/app/photo_kind.py).
 """
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fashion2stage.app.photo_kind import judge, p_single_by_image
 from fashion2stage.choice import choose_garment
 from fashion2stage.geometry import box_iou, crop, pad_to_aspect
 from fashion2stage.images import MAX_SIDE, fitted_size
 from fashion2stage.records import Garment
 from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
-from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY, AttributeClassifier, Detector, KeypointEstimator
+from fashion2stage.roles import (ITEM_TYPE_KEY, NO_GARMENT, SINGLE_ITEM, TYPE_KEY, AttributeClassifier,
+                                 Detector, KeypointEstimator)
 
 # Faster R-CNN proposals scored per photo at inference, at most (BENCHMARKS.md, "Predict speed": the sweep this was
 # chosen from, and its price); the shipped detector was trained with 300
@@ -78,8 +81,9 @@ class Pipeline:
     max_garments: int = 20  # per image, highest scores first: bounds the work a cluttered photo can cause
     flip_tta: bool = False
     keypoint_flip: bool = False  # average heatmaps over the mirrored crop: twice the keypoint work (BENCHMARKS.md)
-    # one item per photo: keep the best garment, typed by the detector and the item-type head (module docstring)
-    single_item: bool = False
+    # one item per photo: keep the best garment, typed by the detector and the item-type head (module docstring);
+    # None: for the photos the photo-kind head judges single-item, True / False: for every photo / none
+    single_item: bool | None = None
     max_side: int | None = MAX_SIDE  # longer side, in pixels, of the images the models see (larger: scaled down)
     max_aspect: float | None = MAX_ASPECT  # thinner photos are padded for the detector (None: never)
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
@@ -123,7 +127,7 @@ class Pipeline:
         """One batch as it is, in the images' own frames; raises whatever a model raises (``__call__`` isolates)."""
         t0 = time.perf_counter()
         votes = None
-        if self.single_item:  # the boxes down to ITEM_VOTE_SCORE vote on the item's type; the item is >= conf
+        if self.single_item is not False:  # the boxes down to ITEM_VOTE_SCORE vote on an item's type; items >= conf
             votes = self.detect(images, min(self.conf, ITEM_VOTE_SCORE))
             garments = [[g for g in gs if g.score >= self.conf] for gs in votes]
         else:
@@ -136,8 +140,11 @@ class Pipeline:
         owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
             owners = self._attributes(images, garments, owners, out, votes)
-        elif self.single_item:  # no item-type head: the detector's best garment, as it typed it
-            owners = self._keep_item(garments, out, {i: gs[0].type for i, gs in enumerate(garments) if gs})
+        else:  # no head to judge a photo by: the flag or multi-item; single: the detector's best garment, as typed
+            for o in out:
+                o.photo_kind = judge(self.single_item, None, None)
+            if self.single_item:
+                owners = self._keep_item(garments, out, {i: gs[0].type for i, gs in enumerate(garments) if gs})
         t2 = time.perf_counter()
         if self.keypoints is not None and owners:
             self._keypoints(images, garments, owners, out)
@@ -156,11 +163,17 @@ class Pipeline:
         if owners:
             probs = self.attributes.predict(np.stack([crop(images[i], garments[i][j].box_xyxy, spec)[0]
                                                       for i, j in owners]), flip_tta=self.flip_tta)
+        p_single = p_single_by_image(probs, owners)  # judged on the top garment before the check
         if owners and self.attributes.type_classes:
             owners, rows = self._check_garments(garments, owners, probs[TYPE_KEY], out)
             probs = {k: p[rows] for k, p in probs.items()}
-        if self.single_item:
-            owners, rows = self._single_item(garments, owners, probs.get(ITEM_TYPE_KEY), out, votes)
+        threshold = getattr(self.attributes, "photo_kind_threshold", None)
+        for i in p_single:
+            out[i].photo_kind = judge(self.single_item, p_single[i], threshold)
+        singles = {i for i in range(len(images)) if self.single_item or (
+            out[i].photo_kind is not None and out[i].photo_kind.value == SINGLE_ITEM)}
+        if singles:
+            owners, rows = self._single_item(garments, owners, probs.get(ITEM_TYPE_KEY), out, votes, singles)
             probs = {k: p[rows] for k, p in probs.items()}
         row_of_garment = {owner: r for r, owner in enumerate(owners)}
         for (i, j), r in row_of_garment.items():
@@ -176,6 +189,10 @@ class Pipeline:
                      for i in whole_needed]
             whole = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
         row_of_whole = {i: r for r, i in enumerate(whole_needed)}
+        whole_p = p_single_by_image(whole, [(i, 0) for i in whole_needed])
+        for i, o in enumerate(out):  # a photo without a detected garment is judged by the crop of the whole photo
+            if o.photo_kind is None:
+                o.photo_kind = judge(self.single_item, whole_p.get(i), threshold)
         for i, gs in enumerate(garments):
             for k in labels.attributes:
                 j = choose_garment(gs, k, labels)
@@ -202,19 +219,21 @@ class Pipeline:
             rows += [r for _, r in js]
         return new_owners, np.asarray(rows, dtype=np.int64)
 
-    def _single_item(self, garments, owners, item_probs, out: list[ImagePrediction], votes):
-        """Single-item mode after the check: each photo keeps its best garment, typed by :func:`item_type` from
-        ``votes`` (the detector's boxes down to ITEM_VOTE_SCORE; by the detector alone when the attribute model
-        has no item-type head). Returns the kept garments' (image, 0) and their rows of the probabilities."""
+    def _single_item(self, garments, owners, item_probs, out: list[ImagePrediction], votes, singles: set[int]):
+        """Single-item mode after the check, for the photos ``singles``: each keeps its best garment, typed by
+        :func:`item_type` from ``votes`` (the detector's boxes down to ITEM_VOTE_SCORE; by the detector alone when
+        the attribute model has no item-type head); the other photos keep theirs. Returns the kept garments'
+        (image, index) and their rows of the probabilities."""
         classes = self.attributes.item_type_classes
         row = {owner: r for r, owner in enumerate(owners)}
         types = {}
-        for i, gs in enumerate(garments):
-            if not gs:
+        for i in sorted(singles):
+            if not garments[i]:
                 continue
-            types[i] = gs[0].type if classes is None or item_probs is None else item_type(
-                gs[0], votes[i], classes, item_probs[row[(i, 0)]])
-        kept = self._keep_item(garments, out, types)
+            types[i] = garments[i][0].type if classes is None or item_probs is None else item_type(
+                garments[i][0], votes[i], classes, item_probs[row[(i, 0)]])
+        self._keep_item(garments, out, types)
+        kept = [(i, j) for i, j in owners if i not in singles or j == 0]
         return kept, np.asarray([row[o] for o in kept], dtype=np.int64)
 
     @staticmethod
@@ -285,7 +304,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
                   keypoints: str | Path | None = None, device: str = "cpu", use_default: bool = True,
                   runtime: str = "auto", threads: int = 0, conf: float = 0.25, flip_tta: bool = False,
                   max_garments: int = 20, keypoint_flip: bool = False, detector_size: int | None = None,
-                  proposals: int | None = None, single_item: bool = False) -> Pipeline:
+                  proposals: int | None = None, single_item: bool | None = None) -> Pipeline:
     """Load the run folders given; any not given comes from the shipped bundle when ``use_default``.
 
     ``runtime``: ``"auto"`` runs each network through ONNX Runtime on the CPU where onnxruntime is installed (a

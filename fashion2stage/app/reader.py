@@ -30,13 +30,14 @@ class Reader:
     ``"auto"`` (ONNX Runtime on the CPU where installed, exported once into a per-user cache; else torch), ``"onnx"``
     or ``"torch"``, as ``predict --runtime`` (docs/runtime.md); ``threads`` sets its intra-op threads. ``conf`` is the
     detector's score threshold; ``flip_tta`` averages attribute probabilities over a mirror image; ``single_item``
-    reads each photo as one item (catalogue photos: at most one garment, typed with the item-type head; Pipeline).
+    True reads each photo as one item (catalogue photos: at most one garment, typed with the item-type head), False
+    as several, None (default) as the attribute model's photo-kind head judges it (Pipeline; docs/OUTPUT.md).
     """
 
     def __init__(self, detector: str | Path | None = None, classifier: str | Path | None = None,
                  keypoints: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
                  conf: float = 0.25, flip_tta: bool = False, threads: int = 0, use_default: bool = True,
-                 batch_size: int = 0, single_item: bool = False):
+                 batch_size: int = 0, single_item: bool | None = None):
         self.pipeline: Pipeline = load_pipeline(detector, classifier, keypoints, device=device,
                                                 use_default=use_default, runtime=runtime, threads=threads,
                                                 conf=conf, flip_tta=flip_tta, single_item=single_item)

@@ -202,7 +202,7 @@ def type_head_train(
     detector: Optional[Path] = typer.Option(None, help="Detector run whose boxes are added too."),
     conf: float = typer.Option(0.1, help="Score from which detector boxes are added."),
     max_boxes: int = typer.Option(10, min=0, help="Detector boxes per photo, at most."),
-    max_photos: Optional[int] = typer.Option(None, min=1, help="At most this many photos per source."),
+    max_photos: Optional[int] = typer.Option(None, min=1, help="Photos per source, at most."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: <out>/features)."),
     c: Optional[float] = typer.Option(None, help="Logistic-regression C (or cross-validated)."),
     item_head: bool = typer.Option(True, "--item-head/--no-item-head", help="Also fit the item-type head."),
@@ -223,6 +223,42 @@ def type_head_train(
                          item_head=item_head, device=device)
     try:
         run = train_type_head(cfg, log=typer.echo)
+    except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    echo_main(f"run folder: {run}")
+
+
+def photo_kind_train(
+    classifier: Path = typer.Option(..., help="Attribute run to add the head to."),
+    out: Path = typer.Option(..., help="New attribute run: it plus the head."),
+    single: list[str] = typer.Option(..., help="One-item photos: folder, json or CSV."),
+    multi: list[str] = typer.Option(..., help="Photos of people (street); repeat."),
+    val_single: list[str] = typer.Option(..., help="One-item photos for the threshold."),
+    val_multi: list[str] = typer.Option(..., help="Photos of people for the threshold."),
+    detector: Optional[Path] = typer.Option(None, help="Detector run: its top box is judged."),
+    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Top box from this score."),
+    max_photos: Optional[int] = typer.Option(None, min=1, help="Photos per source, at most."),
+    max_val_photos: Optional[int] = typer.Option(None, min=1, help="Photos per val source, at most."),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache (default OUT/features)."),
+    c: Optional[float] = typer.Option(None, help="C (default: cross-validated)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+) -> None:
+    """Fit the photo-kind head of an attribute run: from the crop of a photo's top garment, does the photo show
+    one item and no person? predict then reads such photos with its single-item rule (classifiers/photo_kind.py)."""
+    from classifiers.train_photo_kind import PhotoKindConfig, train_photo_kind  # noqa: PLC0415
+    from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
+    from fashion2stage.errors import DataError, ImageReadError  # noqa: PLC0415
+
+    set_threads(threads)
+    cfg = PhotoKindConfig(classifier=str(classifier), out=str(out), single=list(single), multi=list(multi),
+                          val_single=list(val_single), val_multi=list(val_multi),
+                          detector=str(detector) if detector else None, conf=conf, max_photos=max_photos,
+                          max_val_photos=max_val_photos, cache=str(cache) if cache else None, c=c, device=device)
+    try:  # the detector as predict runs it (ONNX Runtime, its proposals): the top box predict will judge by
+        det = load_pipeline(detector, device=device, use_default=False, threads=threads or 0).detector \
+            if detector else None
+        run = train_photo_kind(cfg, log=typer.echo, detector=det)
     except (DataError, ImageReadError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     echo_main(f"run folder: {run}")

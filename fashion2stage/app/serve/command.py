@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from fashion2stage.app.cli_common import set_threads
+from fashion2stage.app.cli_common import photo_kind_option, set_threads
 from fashion2stage.app.serve.limits import Limits
 
 _D = Limits()
@@ -32,8 +32,7 @@ def serve(
     threads: int = typer.Option(0, min=0, help="CPU threads of torch and ONNX Runtime (0: their defaults)."),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Detector score threshold."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average attribute probabilities over a horizontal flip."),
-    single_item: bool = typer.Option(False, "--single-item", help="One item per photo (catalogue photos), as "
-                                     "predict --single-item."),
+    single_item: Optional[bool] = photo_kind_option(),
     max_file_bytes: int = typer.Option(_D.max_file_bytes, min=1, help="Largest upload per image, in bytes."),
     max_files: int = typer.Option(_D.max_files, min=1, help="Most images per request."),
     max_pixels: int = typer.Option(_D.max_pixels, min=1, help="Largest image (width x height), read from its "
