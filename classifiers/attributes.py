@@ -15,14 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fashion2stage.backbones import create_backbone, normalisation
+from fashion2stage.backbones import create_backbone
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
-from fashion2stage.errors import DataError
-from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, PHOTO_KIND_KEY, PHOTO_KINDS, TYPE_KEY
-from fashion2stage.runs import config_errors, load_config, load_labels, load_weights
-
-WEIGHTS_FILE = "weights.safetensors"
+from fashion2stage.roles import ITEM_TYPE_KEY, PHOTO_KIND_KEY, TYPE_KEY
+from fashion2stage.runs import config_errors, load_run, load_weights
+from fashion2stage.specs import AttributeSpec, Normalisation
 
 
 class AttributeModel(nn.Module):
@@ -84,11 +82,10 @@ def inverse_frequency_weights(counts: np.ndarray, power: float = 0.5) -> np.ndar
     return w / w[seen].mean() if seen.any() else w
 
 
-def to_input(crops: np.ndarray, backbone_name: str) -> torch.Tensor:
-    """(N, H, W, 3) uint8 RGB crops -> (N, 3, H, W) float tensor normalised for the backbone."""
-    mean, std = normalisation(backbone_name)
+def to_input(crops: np.ndarray, norm: Normalisation) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB crops -> (N, 3, H, W) float tensor, ``(x / 255 - mean) / std``."""
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return (x - torch.tensor(norm.mean).view(1, 3, 1, 1)) / torch.tensor(norm.std).view(1, 3, 1, 1)
 
 
 @dataclass
@@ -99,6 +96,7 @@ class AttributePredictor:
     labels: LabelSet
     crop_spec: CropSpec
     device: torch.device
+    normalisation: Normalisation  # of the network's input, as stored with its weights (AttributeSpec.norm)
     # the garment check (classifiers/type_head.py): the head's classes (garment types + "none"); None without one
     type_classes: list[str] | None = None
     # the item-type head (single-item photos, classifiers/type_head.py): its classes (garment types); None without
@@ -118,7 +116,7 @@ class AttributePredictor:
             raise ValueError(f"crops must be (N, H, W, 3) uint8, got shape {crops.shape}")
         out: dict[str, list[np.ndarray]] = {k: [] for k in self.model.keys}
         for i in range(0, len(crops), batch_size):
-            x = to_input(crops[i:i + batch_size], self.model.backbone_name).to(self.device)
+            x = to_input(crops[i:i + batch_size], self.normalisation).to(self.device)
             probs = _probs(self.model(x))
             if flip_tta:
                 flipped = _probs(self.model(torch.flip(x, dims=[3])))
@@ -132,77 +130,30 @@ def _probs(logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: torch.softmax(z.float(), dim=1) for k, z in logits.items()}
 
 
-def crop_spec_from_config(config: dict) -> CropSpec:
-    return CropSpec(**config["crop_spec"])
+def head_sizes(spec: AttributeSpec, labels: LabelSet) -> dict[str, int]:
+    """{head key: its number of outputs}: one head per attribute key, then the type heads the run has."""
+    sizes = {k: len(labels.attributes[k]) for k in spec.keys}
+    if spec.type_head is not None:
+        sizes[TYPE_KEY] = len(spec.type_head.classes)
+    if spec.item_type_head is not None:
+        sizes[ITEM_TYPE_KEY] = len(spec.item_type_head.classes)
+    if spec.photo_kind_head is not None:
+        sizes[PHOTO_KIND_KEY] = len(spec.photo_kind_head.classes)
+    return sizes
 
 
-def _check_classes(entry: dict, labels, name: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """The classes of a config.json head entry ``name``: distinct names, each a garment type of the label set or
-    one of ``extra``."""
-    classes = entry["classes"]
-    if not (isinstance(classes, list) and all(isinstance(k, str) for k in classes) and len(set(classes)) == len(classes)):
-        raise TypeError(f"{name} classes {classes!r} is not a list of distinct names")
-    unknown = [k for k in classes if k not in extra and k not in labels.garment_types]
-    if unknown:
-        raise ValueError(f"{name} class {unknown[0]!r} is not a garment type of labels.json")
-    return classes
-
-
-def check_type_head(entry: dict, labels) -> None:
-    """A config.json ``type_head`` entry (the garment check, fitted by classifiers/type_head.py): its classes are garment types of the label set, plus "none"."""
-    classes = _check_classes(entry, labels, "type_head", extra=(NO_GARMENT,))
-    if NO_GARMENT not in classes:
-        raise ValueError(f"type_head classes {classes!r} lack {NO_GARMENT!r}")
-
-
-def check_item_type_head(entry: dict, labels) -> None:
-    """A config.json ``item_type_head`` entry: its classes are at least two distinct garment types of the label set."""
-    classes = _check_classes(entry, labels, "item_type_head")
-    if len(classes) < 2:
-        raise ValueError(f"item_type_head classes {classes!r}: at least two garment types are needed")
-
-
-def check_photo_kind_head(entry: dict) -> dict:
-    """A config.json ``photo_kind_head`` entry (fitted by classifiers/photo_kind.py): classes PHOTO_KINDS in that
-    order and a threshold in [0, 1]."""
-    if not isinstance(entry, dict) or entry.get("classes") != list(PHOTO_KINDS):
-        raise ValueError(f"photo_kind_head classes must be {list(PHOTO_KINDS)}")
-    t = entry.get("threshold")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
-        raise ValueError(f"photo_kind_head threshold {t!r} is not a probability in [0, 1]")
-    return entry
 
 
 def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributePredictor:
     """Rebuild the model of an ``attributes`` run folder from config.json + labels.json + weights.safetensors."""
     run = Path(run_dir)
-    config = load_config(run, kind="attributes")
-    labels = load_labels(run)
-    with config_errors(run):
-        if not (isinstance(config["keys"], list) and all(isinstance(k, str) for k in config["keys"])):
-            raise TypeError(f"'keys' {config['keys']!r} is not a list of attribute keys")
-        unknown = [k for k in config["keys"] if k not in labels.attributes]
-        if unknown:
-            raise DataError(run / "labels.json", f"has no attribute {unknown[0]!r}; the model in config.json has a "
-                                                 f"head for it")
-        keys = {k: len(labels.attributes[k]) for k in config["keys"]}
-        type_head = config.get("type_head")
-        if type_head is not None:
-            check_type_head(type_head, labels)
-            keys[TYPE_KEY] = len(type_head["classes"])
-        item_head = config.get("item_type_head")
-        if item_head is not None:
-            check_item_type_head(item_head, labels)
-            keys[ITEM_TYPE_KEY] = len(item_head["classes"])
-        kind_head = config.get("photo_kind_head")
-        if kind_head is not None:
-            keys[PHOTO_KIND_KEY] = len(check_photo_kind_head(kind_head)["classes"])
-        model = AttributeModel(config["backbone"], keys, pretrained=False, dropout=config.get("dropout", 0.2))
-        spec = crop_spec_from_config(config)
+    spec, labels = load_run(run, "attributes")
+    with config_errors(run):  # what only building the network can tell: a backbone timm does not know
+        model = AttributeModel(spec.backbone, head_sizes(spec, labels), pretrained=False, dropout=spec.dropout)
     dev = torch.device(device)
-    load_weights(run / WEIGHTS_FILE, model, dev)
+    load_weights(run / spec.weights, model, dev)
     model.to(dev).eval()
-    return AttributePredictor(model=model, labels=labels, crop_spec=spec, device=dev,
-                              type_classes=list(type_head["classes"]) if type_head else None,
-                              item_type_classes=list(item_head["classes"]) if item_head else None,
-                              photo_kind_threshold=float(kind_head["threshold"]) if kind_head else None)
+    return AttributePredictor(model=model, labels=labels, crop_spec=spec.crop, device=dev, normalisation=spec.norm,
+                              type_classes=list(spec.type_head.classes) if spec.type_head else None,
+                              item_type_classes=list(spec.item_type_head.classes) if spec.item_type_head else None,
+                              photo_kind_threshold=spec.photo_kind_head.threshold if spec.photo_kind_head else None)

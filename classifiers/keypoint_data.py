@@ -2,7 +2,7 @@
 
 One sample is one garment with at least one labelled keypoint. Its box is jittered the way the detector errs
 (:class:`~fashion2stage.jitter.JitterSampler`), then grown with ``cover_points`` so every labelled keypoint stays
-inside (DESIGN.md's padding guarantee), then cut with :func:`~fashion2stage.geometry.crop` (padded, never clipped).
+inside, then cut with :func:`~fashion2stage.geometry.crop` (padded, never clipped: the crop guarantee).
 Augmentation acts on the crop: horizontal flip with the label set's left/right permutation, a small rotation and
 scale about the crop centre (the same affine on pixels and points), and colour jitter.
 """

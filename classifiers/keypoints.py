@@ -14,14 +14,14 @@ from torch import nn
 
 from classifiers.heatmaps import decode
 from classifiers.keypoint_inputs import can_flip, to_tensor, type_mask
-from fashion2stage.backbones import create_backbone, normalisation
+from fashion2stage.backbones import create_backbone
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
-from fashion2stage.errors import DataError
-from fashion2stage.runs import config_errors, load_config, load_labels, load_weights
+from fashion2stage.runs import config_errors, load_run, load_weights
+from fashion2stage.specs import KeypointSpec
 
-HEATMAP_STRIDE = 4
-BACKBONE_STRIDE = 32
+HEATMAP_STRIDE = KeypointSpec.HEATMAP_STRIDE
+BACKBONE_STRIDE = KeypointSpec.BACKBONE_STRIDE
 
 
 class HeatmapModel(nn.Module):
@@ -114,24 +114,17 @@ class KeypointPredictor:
         return out
 
 
-def build_model(config: dict, pretrained: bool) -> HeatmapModel:
-    """The model a keypoints ``config.json`` describes (``pretrained`` False when weights are loaded after)."""
-    return HeatmapModel(config["num_keypoints"], config["backbone"], pretrained,
-                        tuple(config["deconv_channels"]))
+def build_model(spec: KeypointSpec, pretrained: bool) -> HeatmapModel:
+    """The model a keypoints spec describes (``pretrained`` False when weights are loaded after)."""
+    return HeatmapModel(spec.num_keypoints, spec.backbone, pretrained, tuple(spec.deconv_channels))
 
 
-def load_keypoint_model(run_dir: str | Path, device: str = "cpu", weights: str = "weights.safetensors") -> KeypointPredictor:
-    """A predictor from a keypoints run folder (config.json, labels.json, weights.safetensors)."""
-    config = load_config(run_dir, kind="keypoints")
-    labels = load_labels(run_dir)
-    with config_errors(run_dir):
-        if config["num_keypoints"] != len(labels.keypoints):
-            raise DataError(Path(run_dir) / "labels.json", f"names {len(labels.keypoints)} keypoints; the model in "
-                                                           f"config.json has {config['num_keypoints']}")
-        model = build_model(config, pretrained=False)
-        spec, sigma = CropSpec(**config["crop"]), float(config["sigma"])
-        heatmap_size(spec)
-        mean, std = normalisation(config["backbone"])
-    load_weights(Path(run_dir) / weights, model, device)
+def load_keypoint_model(run_dir: str | Path, device: str = "cpu") -> KeypointPredictor:
+    """A predictor from a keypoints run folder (config.json, labels.json and the weights it names)."""
+    run = Path(run_dir)
+    spec, labels = load_run(run, "keypoints")
+    with config_errors(run):  # what only building the network can tell: a backbone timm does not know
+        model = build_model(spec, pretrained=False)
+    load_weights(run / spec.weights, model, device)
     model.to(device).eval()
-    return KeypointPredictor(model, labels, spec, sigma, mean, std, device)
+    return KeypointPredictor(model, labels, spec.crop, spec.sigma, spec.norm.mean, spec.norm.std, device)

@@ -11,7 +11,7 @@ torchrun every rank trains on its share; rank 0 alone runs the detector for pseu
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -19,13 +19,12 @@ from tqdm import tqdm
 
 from classifiers.attribute_data import CROP_MODES, CropDataset, build_samples, needs_detections
 from classifiers.attribute_validation import evaluate, marks_by_key, plot_confusions
-from classifiers.attributes import (WEIGHTS_FILE, AttributeModel, inverse_frequency_weights,
+from classifiers.attributes import (AttributeModel, inverse_frequency_weights,
                                     masked_soft_cross_entropy, to_input)
 from fashion2stage import engine
 from fashion2stage.detections import detect_cached
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
-from fashion2stage.fit_settings import FitSettings
 from fashion2stage.geometry import CropSpec
 from fashion2stage.io import write_json_atomic
 from fashion2stage.jitter import BoxErrorStats, JitterSampler
@@ -34,50 +33,13 @@ from fashion2stage.metrics.attributes import attribute_report
 from fashion2stage.records import Dataset
 from fashion2stage.runs import load_weights
 from fashion2stage.sources import read_source
-from fashion2stage.weak_labels import DEFAULT_CONF, pseudo_label
+from fashion2stage.specs import WEIGHTS_FILE, AttributeSpec, Normalisation
+from fashion2stage.train_specs import AttributeTrainConfig
+from fashion2stage.weak_labels import pseudo_label
 
 JITTER_CHOICES = ("detector", "default", "none")
 SCHEDULES = ("cosine", "onecycle")
 BALANCE = ("none", "weights")
-
-
-@dataclass
-class AttributeTrainConfig(FitSettings):
-    data: list[str]
-    val: list[str]
-    schema: str | None = None
-    classes: str | None = None  # mapping file for class-folder sources (fashion2stage.formats.folders)
-    detector: str | None = None  # detector run folder: pseudo-boxes for boxless data, detector crops for val
-    box_errors: str | None = None  # BoxErrorStats JSON; default: the detector run's box_errors.json
-    jitter: str | None = None  # detector | default | none; None: detector when box errors exist, else default
-    key_types: dict[str, list[str]] = field(default_factory=dict)  # attribute key -> garment types carrying it
-    crop: str = "two-stage"  # or "whole": image-level labels read the whole image (ablation)
-    epochs: int = 10
-    batch_size: int = 32  # crops per step and per process (under torchrun the global batch is N times larger)
-    image_size: int = 224
-    padding: float = 1.25
-    backbone: str = "efficientnet_lite0"
-    weights: str | None = None  # an attributes run folder to start from (fine-tune); None: ImageNet (--pretrained)
-    pretrained: bool = True
-    lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_mult once unfrozen
-    backbone_lr_mult: float = 0.1
-    weight_decay: float = 1e-4
-    dropout: float = 0.2
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.5
-    freeze_epochs: int = 1  # backbone frozen (heads only) for the first epochs
-    balance: str = "none"  # "weights": per-key inverse-sqrt-frequency class weights in the loss
-    select: str = "mAP"  # validation metric for the best checkpoint: mAP or mean_accuracy
-    flip_tta: bool = False
-    workers: int = 0
-    device: str = "cpu"  # under torchrun, "cuda" is cuda:LOCAL_RANK
-    threads: int | None = None
-    conf: float = 0.25  # detector confidence threshold for pseudo-boxes (as predict)
-    teacher_conf: float = DEFAULT_CONF  # tag sources: a teacher box of a tagged type is kept from this score
-    seed: int = 0
-    project: str = "runs/attributes"
-    name: str | None = None
-    resume: bool = False  # continue project/name from its last.pt (--epochs may extend it)
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -222,11 +184,12 @@ def _loss_fn(device, class_weights):
 
 # --- the command -----------------------------------------------------------------------------------------------
 
-def _run_config(cfg: AttributeTrainConfig, labels: LabelSet, keys: list[str], spec: CropSpec,
-                sampler: JitterSampler, errors_file: str | None) -> dict:
-    return {"kind": "attributes", "backbone": cfg.backbone, "keys": keys, "dropout": cfg.dropout,
-            "crop_spec": spec.to_dict(), "jitter": {k: v for k, v in sampler.to_dict().items() if k != "errors"},
-            "box_errors": "box_errors.json" if errors_file else None, "train": asdict(cfg)}
+def _run_config(cfg: AttributeTrainConfig, keys: list[str], spec: CropSpec, sampler: JitterSampler,
+                errors_file: str | None) -> AttributeSpec:
+    return AttributeSpec(backbone=cfg.backbone, keys=tuple(keys), crop=spec,
+                         normalisation=Normalisation.of_backbone(cfg.backbone), dropout=cfg.dropout,
+                         jitter={k: v for k, v in sampler.to_dict().items() if k != "errors"},
+                         box_errors="box_errors.json" if errors_file else None, train=asdict(cfg))
 
 
 def train(cfg: AttributeTrainConfig) -> Path:
@@ -259,12 +222,12 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
     keys = list(labels.attributes)
     spec = CropSpec(width=cfg.image_size, height=cfg.image_size, padding=cfg.padding)
     sampler, errors_file = jitter_sampler(cfg)
+    run_spec = _run_config(cfg, keys, spec, sampler, errors_file)
     # built before the run folder and the detector passes: a --weights run that cannot be loaded fails at once
     model = AttributeModel(cfg.backbone, {k: len(labels.attributes[k]) for k in keys},
                            pretrained=cfg.pretrained and not cfg.resume and not cfg.weights, dropout=cfg.dropout)
     started = start_from(model, labels, cfg.weights) if cfg.weights and not cfg.resume else None
-    run, log = engine.start_run(cfg, "attributes", ctx, labels, _run_config(cfg, labels, keys, spec, sampler, errors_file),
-                                errors_file)
+    run, log = engine.start_run(cfg, "attributes", ctx, labels, run_spec, errors_file)
     if started:
         log(started)
 
@@ -272,7 +235,7 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
         train_samples, val_samples, missed, sizes = _samples(cfg, run, train_sets, val_sets, labels)
 
     def normalise(crops):
-        return to_input(crops, cfg.backbone)
+        return to_input(crops, run_spec.norm)
     train_ds = CropDataset(train_samples, labels, keys, spec, normalise, sampler, train=True, seed=cfg.seed)
     val_ds = CropDataset(val_samples, labels, keys, spec, normalise, train=False)
     train_loader = engine.make_loader(train_ds, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, min_last_batch=2,

@@ -8,7 +8,7 @@ share; rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -19,58 +19,25 @@ from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, key
                                       read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
 from fashion2stage import engine
-from fashion2stage.backbones import normalisation
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
-from fashion2stage.fit_settings import FitSettings
-from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.io import write_bytes_atomic, write_json_atomic
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.metrics import keypoint_report
 from fashion2stage.records import Dataset
-from fashion2stage.runs import load_config, load_weights
+from fashion2stage.runs import load_spec, load_weights
+from fashion2stage.specs import KeypointSpec, Normalisation
+from fashion2stage.train_specs import KeypointTrainConfig
 
 
-@dataclass
-class KeypointTrainConfig(FitSettings):
-    data: str | list[str]  # COCO keypoints JSON, FashionAI keypoint CSV or DeepFashion2 annos folder; or several
-    val: str | None = None
-    images: str | list[str] | None = None  # image root of each data (default: the format's usual place)
-    val_images: str | None = None
-    box_errors: str | None = None  # a detector's box_errors.json: crops jittered the way it errs
-    jitter: str = "default"  # without box_errors: "default" (shift 0.1, scale 0.25) or "none"
-    width: int = 192
-    height: int = 256
-    padding: float = 1.25
-    epochs: int = 60
-    batch_size: int = 16  # crops per step and per process (under torchrun the global batch is N times larger)
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 2.0
-    sigma: float = 2.0  # heatmap pixels
-    backbone: str = "efficientnet_lite0"
-    pretrained: bool = True
-    deconv_channels: list[int] = field(default_factory=lambda: [128, 128, 128])
-    flip_test: bool = True
-    seed: int = 0
-    device: str = "cpu"  # under torchrun, "cuda" is cuda:LOCAL_RANK
-    threads: int | None = None
-    project: str = "runs/keypoints"
-    name: str | None = None
-    resume: bool = False  # continue project/name from its last.pt (--epochs may extend it)
-
-    def crop_spec(self) -> CropSpec:
-        return CropSpec(self.width, self.height, self.padding)
-
-
-def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler) -> dict:
+def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler) -> KeypointSpec:
     """What config.json records: everything ``load_keypoint_model`` needs, plus how the run was trained."""
     spec = cfg.crop_spec()
-    return {"kind": "keypoints", "backbone": cfg.backbone, "num_keypoints": num_keypoints,
-            "deconv_channels": list(cfg.deconv_channels), "crop": spec.to_dict(),
-            "heatmap_size": list(heatmap_size(spec)), "sigma": cfg.sigma, "train": asdict(cfg),
-            "jitter": jitter.to_dict(), "data": {"train": cfg.data, "val": cfg.val, "box_errors": cfg.box_errors}}
+    return KeypointSpec(backbone=cfg.backbone, num_keypoints=num_keypoints, deconv_channels=tuple(cfg.deconv_channels),
+                        crop=spec, heatmap_size=heatmap_size(spec), sigma=cfg.sigma,
+                        normalisation=Normalisation.of_backbone(cfg.backbone), train=asdict(cfg),
+                        jitter=jitter.to_dict(), data={"train": cfg.data, "val": cfg.val, "box_errors": cfg.box_errors})
 
 
 def _loss_fn(device):
@@ -131,15 +98,14 @@ def draw_crops(path: Path, kept: list, columns: int = 4) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
-def _predictor(model, labels, cfg: KeypointTrainConfig, device) -> KeypointPredictor:
-    mean, std = normalisation(cfg.backbone)
-    return KeypointPredictor(model, labels, cfg.crop_spec(), cfg.sigma, mean, std, device, cfg.batch_size)
+def _predictor(model, labels, spec: KeypointSpec, batch_size: int, device) -> KeypointPredictor:
+    return KeypointPredictor(model, labels, spec.crop, spec.sigma, spec.norm.mean, spec.norm.std, device, batch_size)
 
 
 def _jitter(cfg: KeypointTrainConfig, run: Path | None) -> JitterSampler:
     """The run's saved jitter on resume; else the detector's (``box_errors``), or ``cfg.jitter``."""
     if run is not None:
-        return JitterSampler.from_dict(load_config(run)["jitter"])
+        return JitterSampler.from_dict(load_spec(run, "keypoints").jitter)
     if cfg.box_errors is not None:
         return JitterSampler.from_file(cfg.box_errors)
     if cfg.jitter not in ("default", "none"):
@@ -190,31 +156,32 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     labels = train_set.labels if val is None else train_set.labels.merged(val.labels)
     labels = observed_subsets(Dataset(train_set.root, train_set.records, labels, train_set.source))
     train_set = Dataset(train_set.root, train_set.records, labels, train_set.source)
-    mean, std = normalisation(cfg.backbone)
-    data = KeypointCrops(train_set, spec, heatmap_size(spec), cfg.sigma, jitter, Augment(), mean, std, cfg.seed)
+    run_spec = run_config(cfg, len(labels.keypoints), jitter)
+    norm = run_spec.norm
+    data = KeypointCrops(train_set, spec, heatmap_size(spec), cfg.sigma, jitter, Augment(), norm.mean, norm.std,
+                         cfg.seed)
     if len(data) == 0:
         raise ValueError(f"{train_set.source}: no garment with labelled keypoints to train on")
-    run, log = engine.start_run(cfg, "keypoints", ctx, labels, run_config(cfg, len(labels.keypoints), jitter),
-                                cfg.box_errors)
+    run, log = engine.start_run(cfg, "keypoints", ctx, labels, run_spec, cfg.box_errors)
     loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, min_last_batch=2)
     log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
         f"{ctx.world_size} process(es)")
-    model = build_model(run_config(cfg, len(labels.keypoints), jitter), cfg.pretrained).to(ctx.device)
+    model = build_model(run_spec, cfg.pretrained).to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(loader)
     total = cfg.epochs * steps
     scheduler = engine.schedule(optimizer, total, min(round(cfg.warmup_epochs * steps), total // 5))
 
     def validate(net, epoch: int) -> dict:
-        report, _ = evaluate_keypoints(_predictor(net, labels, cfg, ctx.device), val, JitterSampler.none(),
-                                       flip_test=cfg.flip_test)
+        report, _ = evaluate_keypoints(_predictor(net, labels, run_spec, cfg.batch_size, ctx.device), val,
+                                       JitterSampler.none(), flip_test=cfg.flip_test)
         return {"val_ne": report["ne"], "val_pck": report["pck@0.1"]}
     result = engine.fit(run, model, loader, optimizer, scheduler, _loss_fn(ctx.device), epochs=cfg.epochs, ctx=ctx,
                         log=log, settings=cfg, validate=validate if val is not None else None,
                         best=engine.Best("val_ne", "min") if val is not None else None)
     if ctx.is_main:
         engine.plot_results(run)
-        predictor = _predictor(model, labels, cfg, ctx.device)
+        predictor = _predictor(model, labels, run_spec, cfg.batch_size, ctx.device)
         write_json_atomic(run / "metrics.json", _final_metrics(run, model, predictor, val, jitter, result.best_epoch,
                                                                cfg))
     ctx.barrier()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +24,7 @@ from classifiers.type_head import NONE, TypeSamples, attach, choose_c, collect, 
 from fashion2stage.errors import DataError
 from fashion2stage.records import Dataset
 from fashion2stage.roles import ITEM_TYPE_KEY
-
-@dataclass
-class TypeHeadConfig:
-    classifier: str  # the attribute run folder the head is added to
-    data: list[str] = field(default_factory=list)
-    out: str = "runs/attributes/type-head"
-    classes: str | None = None  # class-folder mapping file
-    images: str | None = None  # image root of COCO sources (default: beside the json)
-    detector: str | None = None  # detector run whose boxes are added; None: ground-truth / foreground boxes only
-    conf: float = 0.1  # detector boxes from this score (the pipeline's operating point is 0.25: lower shows more)
-    max_boxes: int = 10  # the best detector boxes per photo (a photo's 100 boxes at 0.05 are mostly repeats)
-    cache: str | None = None  # folder of per-source feature files (default: <out>/features)
-    max_photos: int | None = None  # per source (a class folder's garment and no-garment photos are two): a sample
-    c: float | None = None  # regularisation; None: chosen by photo-grouped cross-validation
-    item_head: bool = True  # also fit the item-type head on the class-folder garment photos (if any)
-    device: str = "cpu"
-    seed: int = 0
-
+from fashion2stage.train_specs import TypeHeadConfig
 
 def read_sources(cfg: TypeHeadConfig, out: Path, log=print, sample: bool = True) -> list[Dataset]:
     """Every ``--data`` source with boxes: class folders get foreground pseudo-boxes (cached in ``out``); a class

@@ -84,7 +84,7 @@ def crop_features(predictor, crops: np.ndarray, batch_size: int = 32) -> np.ndar
     from classifiers.attributes import to_input  # noqa: PLC0415
 
     model = predictor.model.eval()
-    out = [model.forward_features(to_input(crops[i:i + batch_size], model.backbone_name).to(predictor.device))
+    out = [model.forward_features(to_input(crops[i:i + batch_size], predictor.normalisation).to(predictor.device))
            .float().cpu().numpy() for i in range(0, len(crops), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.backbone.num_features), np.float32)
 
@@ -205,15 +205,16 @@ def save_run(src_run, dst_run, predictor, entry: dict, item_entry: dict | None =
     metrics are copied. Files are written atomically."""
     from pathlib import Path  # noqa: PLC0415
 
-    from classifiers.attributes import WEIGHTS_FILE  # noqa: PLC0415
-    from fashion2stage.runs import load_config, save_config, save_weights  # noqa: PLC0415
+    from fashion2stage.jsonspec import to_json  # noqa: PLC0415
+    from fashion2stage.runs import load_spec, save_config, save_weights  # noqa: PLC0415
+    from fashion2stage.specs import WEIGHTS_FILE  # noqa: PLC0415
 
     src, dst = Path(src_run), Path(dst_run)
-    config = load_config(src, kind="attributes")
+    spec = load_spec(src, "attributes")
     dst.mkdir(parents=True, exist_ok=True)
     save_weights(dst / WEIGHTS_FILE, predictor.model)
-    config = {k: v for k, v in config.items() if k != "item_type_head"}
-    save_config(dst, {**config, "type_head": entry, **({"item_type_head": item_entry} if item_entry else {})})
+    # through the spec (AttributeSpec.type_head, .item_type_head): the entries are checked as a load checks them
+    save_config(dst, {**to_json(spec), "weights": WEIGHTS_FILE, "type_head": entry, "item_type_head": item_entry})
     copy_run_files(src, dst)
 
 

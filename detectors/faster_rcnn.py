@@ -1,14 +1,14 @@
 """Faster R-CNN on an FPN over the offline ImageNet EfficientNet-Lite0 (default), and its inference class.
 
 Data flow (torchvision's ``GeneralizedRCNN``): RGB [0, 1] image -> resize to ``min_size``/``max_size`` and normalise
-with mean = std = 0.5 -> EfficientNet-Lite0 feature stages at strides 8, 16, 32 -> FPN (+ max-pool level) ->
-RPN -> RoIAlign -> two-layer box head. Boxes go in and come out as ``[x1, y1, x2, y2]`` pixels of the original image
-(the transform maps them back). Label 0 is background; label ``i`` is ``labels.garment_types[i - 1]``.
+with the stored mean and std (0.5 for EfficientNet-Lite0) -> EfficientNet-Lite0 feature stages at strides 8, 16, 32
+-> FPN (+ max-pool level) -> RPN -> RoIAlign -> two-layer box head. Boxes go in and come out as ``[x1, y1, x2, y2]`` pixels of the original image
+(the transform maps them back). Label 0 is background; label ``i`` is ``labels.garment_types[i - 1]``. The
+architecture is a :class:`~fashion2stage.specs.FasterRCNNConfig`, ``config.json``'s ``"model"``.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +21,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Garment
-
-
-@dataclass
-class FasterRCNNConfig:
-    """Everything needed to rebuild the model; saved in the run folder's ``config.json`` under ``"model"``."""
-    num_classes: int  # garment types + background
-    backbone: str = "efficientnet_lite0"  # or "mobilenet_v3_large" (torchvision's COCO detector, --weights coco)
-    min_size: tuple[int, ...] = (320, 352, 384, 416)  # training picks one at random per batch; inference the last
-    max_size: int = 640
-    fpn_channels: int = 128
-    trainable_stages: int = 4  # of timm's 7 EfficientNet blocks, counted from the top; the rest (and all BN) frozen
-    rpn_batch_size_per_image: int = 128
-    box_batch_size_per_image: int = 128
-    rpn_pre_nms_top_n_train: int = 1000
-    rpn_post_nms_top_n_train: int = 500
-    rpn_pre_nms_top_n_test: int = 500
-    rpn_post_nms_top_n_test: int = 300
-    box_detections_per_img: int = 50
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FasterRCNNConfig":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "min_size" in d:
-            d["min_size"] = tuple(d["min_size"]) if isinstance(d["min_size"], (list, tuple)) else (int(d["min_size"]),)
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from fashion2stage.specs import DetectorSpec, FasterRCNNConfig  # noqa: F401  (FasterRCNNConfig: re-exported)
 
 
 class TimmFPN(nn.Module):
@@ -86,7 +59,8 @@ def build_faster_rcnn(cfg: FasterRCNNConfig, pretrained_backbone: bool = True) -
         rpn_batch_size_per_image=cfg.rpn_batch_size_per_image, box_batch_size_per_image=cfg.box_batch_size_per_image,
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
-        box_detections_per_img=cfg.box_detections_per_img, box_score_thresh=0.001)
+        box_detections_per_img=cfg.box_detections_per_img, box_score_thresh=0.001,
+        image_mean=list(cfg.norm.mean), image_std=list(cfg.norm.std))
     if cfg.backbone == "mobilenet_v3_large":
         return _torchvision_coco(cfg, pretrained_backbone, common)
     backbone = TimmFPN(cfg.backbone, pretrained_backbone, cfg.fpn_channels, cfg.trainable_stages)
@@ -94,10 +68,8 @@ def build_faster_rcnn(cfg: FasterRCNNConfig, pretrained_backbone: bool = True) -
     anchors = AnchorGenerator(sizes=((32, 48), (64, 96), (128, 192), (256, 384)),
                               aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
-    from fashion2stage.backbones import normalisation  # noqa: PLC0415
-    mean, std = normalisation(cfg.backbone)
     return FasterRCNN(backbone, num_classes=cfg.num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
-                      image_mean=list(mean), image_std=list(std), **common)
+                      **common)
 
 
 def _torchvision_coco(cfg: FasterRCNNConfig, download: bool, common: dict) -> FasterRCNN:
@@ -131,15 +103,11 @@ class FasterRCNNDetector:
         self.device = device
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "FasterRCNNDetector":
-        from fashion2stage.errors import DataError  # noqa: PLC0415
+    def from_run(cls, run_dir: str | Path, spec: DetectorSpec, labels: LabelSet,
+                 device: str = "cpu") -> "FasterRCNNDetector":
         from fashion2stage.runs import load_weights  # noqa: PLC0415
-        cfg = FasterRCNNConfig.from_dict(config["model"])
-        if cfg.num_classes != len(labels.garment_types) + 1:
-            raise DataError(Path(run_dir) / "labels.json", f"names {len(labels.garment_types)} garment types; the "
-                            f"model in config.json has {cfg.num_classes - 1} (num_classes {cfg.num_classes})")
-        model = build_faster_rcnn(cfg, pretrained_backbone=False)
-        load_weights(Path(run_dir) / config.get("weights", "weights.safetensors"), model)
+        model = build_faster_rcnn(spec.model, pretrained_backbone=False)
+        load_weights(Path(run_dir) / spec.weights, model)
         return cls(model, labels, device)
 
     def set_inference(self, image_size: int | None = None, proposals: int | None = None) -> dict:

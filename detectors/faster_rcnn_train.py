@@ -9,6 +9,7 @@ trains on its share and rank 0 alone validates and writes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ from fashion2stage import engine
 from fashion2stage.distributed import Dist
 from fashion2stage.images import load_image
 from fashion2stage.records import Dataset
-from fashion2stage.runs import load_config, load_weights, save_config
+from fashion2stage.errors import DataError
+from fashion2stage.runs import load_spec, load_weights, save_config
+from fashion2stage.specs import Normalisation
 
 
 class BoxDataset(torch.utils.data.Dataset):
@@ -107,15 +110,17 @@ def model_config(cfg, train: Dataset, run: Path) -> FasterRCNNConfig:
     """The architecture: read back on ``--resume``, that of the run it fine-tunes, else from ``--image-size``
     (multi-scale training sizes below it), ``--weights`` (COCO MobileNet or the offline EfficientNet-Lite0) and
     ``--trainable-stages``."""
-    if cfg.resume:
-        return FasterRCNNConfig.from_dict(load_config(run)["model"])
-    if init_run(cfg) is not None:  # fine-tune: the architecture (and label set) of the run it starts from
-        return FasterRCNNConfig.from_dict(load_config(init_run(cfg), kind="detector")["model"])
+    if cfg.resume or init_run(cfg) is not None:  # fine-tune: the architecture (and label set) of that run
+        src = run if cfg.resume else init_run(cfg)
+        model = load_spec(src, "detector").model
+        if not isinstance(model, FasterRCNNConfig):
+            raise DataError(src / "config.json", "is not a faster-rcnn run")
+        return replace(model, normalisation=model.norm)  # stored from now on, also where an older file had none
     sizes = tuple(s for s in (cfg.image_size - 96, cfg.image_size - 64, cfg.image_size - 32) if s >= 64)
-    return FasterRCNNConfig(num_classes=len(train.labels.garment_types) + 1,
-                            backbone="mobilenet_v3_large" if cfg.weights == "coco" else "efficientnet_lite0",
+    backbone = "mobilenet_v3_large" if cfg.weights == "coco" else "efficientnet_lite0"
+    return FasterRCNNConfig(num_classes=len(train.labels.garment_types) + 1, backbone=backbone,
                             min_size=sizes + (cfg.image_size,), max_size=int(cfg.image_size * 1.6),
-                            trainable_stages=cfg.trainable_stages)
+                            trainable_stages=cfg.trainable_stages, normalisation=Normalisation.of_backbone(backbone))
 
 
 def train_faster_rcnn(run: Path, cfg, train: Dataset, config: dict,

@@ -1,4 +1,4 @@
-"""Make ultralytics work with no network at all; the user sets nothing (../shared/docs/OFFLINE.md).
+"""Make ultralytics work with no network at all; the user sets nothing (docs/RELIABILITY.md, "No network").
 
 Call :func:`import_ultralytics` instead of ``import ultralytics``: before the first import it sets
 ``YOLO_OFFLINE=1`` (no online checks, no analytics), ``YOLO_AUTOINSTALL=0`` (no pip installs) and

@@ -7,14 +7,13 @@ split (:func:`fashion2stage.jitter.collect_box_errors`, what ``classify-train`` 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from detectors.load import Detector, load_detector
 from fashion2stage import engine
 from fashion2stage.distributed import Dist, under_torchrun
 from fashion2stage.errors import DataError
-from fashion2stage.fit_settings import FitSettings
 from fashion2stage.images import load_image
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.domain import type_report
@@ -23,48 +22,14 @@ from fashion2stage.records import Dataset, ImageRecord
 from fashion2stage.sampling import split_class_folder
 from fashion2stage.runs import load_config, load_labels, save_config
 from fashion2stage.sources import read_detection_data, read_source
-from fashion2stage.weak_labels import DEFAULT_CONF
+from fashion2stage.specs import DETECTOR_BACKENDS
+from fashion2stage.train_specs import DetectTrainConfig
 
-BACKENDS = ("faster-rcnn", "yolo")
+BACKENDS = DETECTOR_BACKENDS  # a new backend is added there, where config.json is checked
 EVAL_CONF = 0.001  # COCO mAP integrates over all scores: keep nearly every detection
 BOX_ERROR_CONF = 0.25  # box errors are measured at the operating threshold `predict` uses by default
 TYPE_EVAL_CONF = 0.25  # class-folder sets are scored at that threshold too: "a garment was found" means this
 TEACHER_CACHE_CONF = 0.05  # a teacher's garments are cached from this score: --teacher-conf can change without a rerun
-
-
-@dataclass
-class DetectTrainConfig(FitSettings):
-    """``detect-train`` options after parsing; saved (resolved) in the run folder's ``config.json``."""
-    data: list[str]  # one or several sources: COCO detection / keypoints json, dataset YAML, class folder
-    val: list[str] = field(default_factory=list)  # the first one chooses the best epoch
-    images: str | None = None  # image root for COCO json files not in the <x>/annotations + <x>/images layout
-    classes: str | None = None  # mapping file for class-folder sources (fashion2stage.formats.folders)
-    pseudo_boxes: str = "foreground"  # class-folder photos: "foreground" or "detector:RUN" (detectors.pseudo_boxes)
-    teacher: str | None = None  # tag-CSV sources: the detector run whose garments the tags filter (weak_labels)
-    teacher_conf: float = DEFAULT_CONF  # ... a teacher garment of a tagged type is kept from this score
-    teacher_tta: bool = False  # ... the teacher also sees the mirror image (detections.FlipTTA)
-    epoch_size: int | None = None  # samples per epoch over all sources (default: their total)
-    balance_types: bool = False  # class folders: every garment type drawn equally often within the garment photos
-    detector: str = "faster-rcnn"
-    weights: str | None = None  # faster-rcnn: "coco" (torchvision, online) / "none" (random) / a run to fine-tune;
-    # yolo: None (YOLO on the pretrained EfficientNet-Lite0), an ultralytics .yaml or a .pt file of the user's
-    epochs: int = 12
-    batch: int = 4  # images per step and per process (under torchrun the global batch is N times larger)
-    image_size: int = 416  # faster-rcnn: shorter side at inference; yolo: imgsz
-    lr: float | None = None
-    trainable_stages: int = 4  # faster-rcnn: backbone blocks (of 7, from the top) that learn
-    device: str = "cpu"  # faster-rcnn: cpu / cuda (cuda:LOCAL_RANK under torchrun); yolo: ultralytics' device ("0,1")
-    project: str = "runs/detect"
-    name: str | None = None
-    resume: bool = False
-    threads: int | None = None
-    seed: int = 0
-
-    def __post_init__(self):  # one source may be given as a plain path
-        super().__post_init__()
-        self.data = [str(self.data)] if isinstance(self.data, (str, Path)) else [str(d) for d in self.data]
-        self.val = [] if self.val is None else [str(self.val)] if isinstance(self.val, (str, Path)) \
-            else [str(v) for v in self.val]
 
 
 def predict_dataset(detector: Detector, dataset: Dataset, conf: float, batch_size: int = 8) -> list[ImageRecord]:

@@ -68,17 +68,17 @@ class YoloDetector:
         self.net = net if net is not None else TorchNet(model, device)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, config: dict, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
+    def from_run(cls, run_dir: str | Path, spec, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
         """The run's model: config.json's ``model`` description + ``weights.safetensors`` (YOLO on
         EfficientNet-Lite, no pickle read), or an ultralytics checkpoint (``.pt``, a model of ultralytics' own that
         the user trained)."""
         from detectors import yolo_lite  # noqa: PLC0415
         yolo_lite.register()  # imports ultralytics offline-safe
         run = Path(run_dir)
-        weights = run / config["weights"]
-        if config.get("model"):
+        weights = run / spec.weights
+        if spec.model:
             try:
-                model = yolo_lite.build_model(config["model"], list(labels.garment_types), weights)
+                model = yolo_lite.build_model(spec.model, list(labels.garment_types), weights)
             except (TypeError, RuntimeError, OSError, ValueError, KeyError, AttributeError, IndexError) as e:
                 raise DataError(weights, f"does not load into the model config.json describes: {e}") from e
         else:
@@ -88,7 +88,7 @@ class YoloDetector:
             except (TypeError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
                 # ultralytics reports an unpicklable checkpoint as a TypeError with a multi-line hint
                 raise DataError(weights, "not a loadable ultralytics checkpoint (empty, truncated or corrupt?)") from e
-        return cls(model, labels, int(config["image_size"]), device, source=weights)
+        return cls(model, labels, spec.image_size, device, source=weights)
 
     def with_onnx(self, path: Path, threads: int = 0) -> "YoloDetector":
         """The same detector with its network run by ONNX Runtime from ``path`` (see :meth:`export_onnx`)."""

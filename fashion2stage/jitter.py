@@ -28,7 +28,7 @@ from fashion2stage.records import ImageRecord
 
 COMPONENTS = ("dx", "dy", "log_w", "log_h")
 STATS_FORMAT = "fashion2stage.box_errors/1"
-# The jitter when no detector statistics exist (DESIGN.md: "shift 0.1 and scale 0.25"): centre shift uniform
+# The jitter when no detector statistics exist ("shift 0.1 and scale 0.25"): centre shift uniform
 # within +-10 % of the box size, width and height each scaled by a factor uniform in log space over [0.75, 1.25].
 DEFAULT_SHIFT = 0.1
 DEFAULT_SCALE = 0.25
@@ -210,7 +210,7 @@ class JitterSampler:
           e = mean + (e_i - mean + h * N(0, Cov)) / sqrt(1 + h^2),   i uniform over the records
 
     * ``"default"``: no detector statistics (or fewer than :data:`MIN_MATCHES` matches): ``dx, dy ~ U(-0.1, 0.1)``
-      and ``log_w, log_h ~ U(log 0.75, log 1.25)`` independently (DESIGN.md's "shift 0.1 and scale 0.25").
+      and ``log_w, log_h ~ U(log 0.75, log 1.25)`` independently ("shift 0.1 and scale 0.25").
     * ``"none"``: exact boxes (zero error), for the ablation.
     """
     kind: str

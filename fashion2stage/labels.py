@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fashion2stage import taxonomy
 from fashion2stage.errors import DataError
+from fashion2stage.jsonspec import from_json
 
 
 @dataclass
@@ -94,11 +95,18 @@ class LabelSet:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def save(self, path: str | Path) -> None:
+        """Write ``labels.json``; a set :meth:`load` would refuse is refused here (a ValueError), not written."""
         from fashion2stage.io import write_json_atomic  # noqa: PLC0415  (keeps this module import-light)
+        problem = self.problem()
+        if problem:
+            raise ValueError(f"{path}: not a label set: {problem}")
         write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "LabelSet":
+        """Read ``labels.json``: every field a list of distinct names or an object of such lists, the names of one
+        field known to the others (an attribute's garment types are garment types, ...); an unknown key, or any
+        other problem, is one DataError naming the file and the field."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
@@ -107,27 +115,45 @@ class LabelSet:
             raise DataError(path, f"cannot read label set: {e.strerror or e}") from None
         except UnicodeDecodeError:
             raise DataError(path, "cannot read label set: not UTF-8 text") from None
-        problem = _shape_problem(data)
+        if not isinstance(data, dict):
+            raise DataError(path, f"not a label set: expected a JSON object, found {type(data).__name__}")
+        labels = from_json(cls, data, path)
+        problem = labels.problem()
         if problem:
             raise DataError(path, f"not a label set: {problem}")
-        return cls.from_dict(data)
+        return labels
 
-
-def _shape_problem(data) -> str | None:
-    """Why ``data`` (parsed labels.json) is not a label set, or None: every field a list of names or a dict of
-    such lists, as :meth:`LabelSet.to_dict` writes them."""
-    if not isinstance(data, dict):
-        return f"expected a JSON object, found {type(data).__name__}"
-
-    def names(v) -> bool:
-        return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-    for k in ("garment_types", "keypoints"):
-        if k in data and not names(data[k]):
-            return f"{k!r} is not a list of names"
-    for k in ("attributes", "attribute_types", "keypoints_per_type", "ne_normaliser"):
-        if k in data and not (isinstance(data[k], dict) and all(names(v) for v in data[k].values())):
-            return f"{k!r} is not an object of name lists"
-    if not data.get("garment_types") and not data.get("attributes") and not data.get("keypoints"):
-        return "no garment types, attributes or keypoints"
-    return None
+    def problem(self) -> str | None:
+        """Why this is not a usable label set (one line naming the field), or None."""
+        if not self.garment_types and not self.attributes and not self.keypoints:
+            return "no garment types, attributes or keypoints"
+        known = {"garment types": self.garment_types, "attribute keys": list(self.attributes),
+                 "keypoints": self.keypoints}
+        lists = [("garment_types", self.garment_types, None), ("keypoints", self.keypoints, None)]
+        lists += [(f"attributes.{k}", v, None) for k, v in self.attributes.items()]
+        lists += [(f"attribute_types.{k}", v, "garment types") for k, v in self.attribute_types.items()]
+        lists += [(f"keypoints_per_type.{k}", v, "keypoints") for k, v in self.keypoints_per_type.items()]
+        lists += [(f"ne_normaliser.{k}", v, "keypoints") for k, v in self.ne_normaliser.items()]
+        for name, names, among in lists:
+            bad = next((n for n in names if not n.strip()), None)
+            if bad is not None:
+                return f"field {name!r} holds an empty name"
+            twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if twice is not None:
+                return f"field {name!r} names {twice!r} twice; names must be distinct"
+            unknown = next((n for n in names if among and n not in known[among]), None)
+            if unknown is not None:
+                return f"field {name!r} names {unknown!r}, which is not among the {among}"
+        for name, keys, among in (("attribute_types", self.attribute_types, "attribute keys"),
+                                  ("keypoints_per_type", self.keypoints_per_type, "garment types"),
+                                  ("ne_normaliser", self.ne_normaliser, "garment types")):
+            unknown = next((k for k in keys if k not in known[among]), None)
+            if unknown is not None:
+                return f"field {name!r} has an entry for {unknown!r}, which is not among the {among}"
+        empty = next((k for k, v in self.attributes.items() if not v), None)
+        if empty is not None:
+            return f"field 'attributes.{empty}' has no values"
+        pair = next((k for k, v in self.ne_normaliser.items() if len(v) != 2), None)
+        if pair is not None:
+            return f"field 'ne_normaliser.{pair}' must name two keypoints"
+        return None

@@ -1,8 +1,9 @@
 """Run folders: every train command writes one, and ``predict`` / ``evaluate`` read them back.
 
 A run folder holds ``config.json`` (``{"kind": "detector" | "attributes" | "keypoints", ...}``: everything needed to
-rebuild the model), ``labels.json``, ``weights.safetensors`` (or a backend's own file), ``results.csv`` (one row per
-epoch), ``metrics.json``, plots, and ``last.pt`` (training state for ``--resume``, loaded with ``weights_only=True``).
+rebuild the model; its fields are the run spec of its kind, fashion2stage/specs.py, read with :func:`load_spec`),
+``labels.json``, ``weights.safetensors`` (or a backend's own file), ``results.csv`` (one row per epoch),
+``metrics.json``, plots, and ``last.pt`` (training state for ``--resume``, loaded with ``weights_only=True``).
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from safetensors.torch import load_file, save_file
 
 from fashion2stage.errors import DataError
 from fashion2stage.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+from fashion2stage.jsonspec import to_json
 from fashion2stage.labels import LabelSet
+from fashion2stage.specs import SPECS, RunSpec, spec_from_json
 
-RUN_KINDS = ("detector", "attributes", "keypoints")
+RUN_KINDS = tuple(SPECS)
 
 
 def new_run_dir(project: str | Path, name: str | None, kind: str) -> Path:
@@ -35,10 +38,14 @@ def new_run_dir(project: str | Path, name: str | None, kind: str) -> Path:
     return run
 
 
-def save_config(run: Path, config: dict) -> None:
-    if config.get("kind") not in RUN_KINDS:
-        raise ValueError(f"config kind must be one of {RUN_KINDS}, got {config.get('kind')!r}")
-    write_json_atomic(run / "config.json", config)
+def save_config(run: Path, config: RunSpec | dict) -> None:
+    """Write ``config.json`` from a run spec, or from a dict read through one first: a file a trainer writes is
+    always one that loads."""
+    if isinstance(config, dict):
+        if config.get("kind") not in RUN_KINDS:
+            raise ValueError(f"config kind must be one of {RUN_KINDS}, got {config.get('kind')!r}")
+        config = spec_from_json(config, run / "config.json")
+    write_json_atomic(run / "config.json", to_json(config))
 
 
 def load_config(run: str | Path, kind: str | None = None) -> dict:
@@ -57,6 +64,20 @@ def load_config(run: str | Path, kind: str | None = None) -> dict:
     if kind is not None and config.get("kind") != kind:
         raise ValueError(f"{run}: is a {config.get('kind')!r} run, expected a {kind!r} run")
     return config
+
+
+def load_spec(run: str | Path, kind: str) -> RunSpec:
+    """The typed spec of a run folder's ``config.json`` (fashion2stage/specs.py): a run of another kind, an unknown
+    key or a field of the wrong type or range is one DataError naming the file and the field."""
+    return spec_from_json(load_config(run, kind=kind), Path(run) / "config.json")
+
+
+def load_run(run: str | Path, kind: str) -> tuple[RunSpec, LabelSet]:
+    """The spec and label set of a run folder, each file checked alone, then the two against each other (counts and
+    names: ``spec.check_labels``)."""
+    spec, labels = load_spec(run, kind), load_labels(run)
+    spec.check_labels(labels, Path(run))
+    return spec, labels
 
 
 def save_labels(run: Path, labels: LabelSet) -> None:

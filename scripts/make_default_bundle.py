@@ -2,7 +2,8 @@
 
     python scripts/make_default_bundle.py --detector RUN --attributes RUN --keypoints RUN
 
-From each run folder it copies what inference needs — ``config.json``, ``labels.json``, ``metrics.json`` — and the
+From each run folder it copies what inference needs — ``config.json`` (in its canonical form, naming datasets
+rather than this machine's folders: :func:`shipped_config`), ``labels.json``, ``metrics.json`` — and the
 weights as float16 safetensors: half the size of float32, and loaded back into the float32 model by
 ``load_state_dict``. Training state (``last.pt``), caches and plots stay behind. Tensors float16 cannot hold
 (|x| > 65504) stay float32. It then runs the pipeline from the run folders and from the bundle on the sample photos
@@ -13,14 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from fashion2stage.io import write_json_atomic
+from fashion2stage.jsonspec import to_json
 from fashion2stage.runs import load_config
+from fashion2stage.specs import DetectorSpec, spec_from_json
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("detector", "attributes", "keypoints")
@@ -51,6 +56,50 @@ def relative_paths(value, root: Path):
     return value
 
 
+# settings that only say where the training run lived on the machine that made it
+MACHINE_KEYS = ("project", "name", "resume", "out", "cache", "classifier", "threads", "workers")
+
+
+def dataset_name(value: str) -> str:
+    """A data path of a training record as a user can read it: the part from the dataset's folder on
+    (``fashion-bench/ccp/annotations/instances_val.json``). The recipe's merged train + val files
+    (scripts/train_default_model.sh: ``<work>/data/ccp/annotations/instances_trainval.json``) keep fashion-bench's
+    layout, so they read the same way."""
+    m = re.search(r"(?:^|/)fashion-bench/(.*)", value) or re.match(r"(?:.*/)?runs/(?:[^/]+/)?data/(?:trainval/)?(.*)",
+                                                                    value)
+    return f"fashion-bench/{m.group(1)}" if m else value
+
+
+def public_record(value):
+    """A training record (parsed JSON) with data paths as dataset names and without :data:`MACHINE_KEYS`."""
+    if isinstance(value, dict):
+        return {dataset_name(k): public_record(v) for k, v in value.items() if k not in MACHINE_KEYS}
+    if isinstance(value, list):
+        return [public_record(v) for v in value]
+    return dataset_name(value) if isinstance(value, str) else value
+
+
+def shipped_config(config: dict, file: Path) -> dict:
+    """A run's config.json as the bundle ships it: the canonical form of its spec (fashion2stage/specs.py), the
+    input normalisation written out, absolute paths made relative to the repository, and the training records
+    (``train``, a detector's ``train_data`` / ``val_data``, a keypoint model's ``data``, the type heads' ``train``
+    and ``sources``) naming datasets instead of this machine's folders."""
+    spec = spec_from_json(relative_paths(config, ROOT), file)
+    if isinstance(spec, DetectorSpec) and spec.model is not None:
+        spec = replace(spec, model=replace(spec.model, normalisation=spec.model.norm))
+    elif not isinstance(spec, DetectorSpec):
+        spec = replace(spec, normalisation=spec.norm)
+    out = to_json(spec)
+    for key in ("train", "train_data", "val_data", "data"):
+        if key in out:
+            out[key] = public_record(out[key])
+    for head in ("type_head", "item_type_head"):
+        if out.get(head):
+            out[head] = {**out[head], "train": public_record(out[head]["train"]),
+                         "sources": public_record(out[head]["sources"])}
+    return out
+
+
 def copy_run(run: Path, kind: str, dst: Path) -> dict:
     if run.resolve() == dst.resolve():  # a stage of the bundle itself (a rebuild that changes another stage): kept
         return {"run": "kept as it is"}
@@ -67,8 +116,9 @@ def copy_run(run: Path, kind: str, dst: Path) -> dict:
     for name in KEEP:
         if (run / name).is_file():
             shutil.copyfile(run / name, dst / name)
-    # training records absolute paths; the shipped copy names them relative to the repository (no machine's paths)
-    write_json_atomic(dst / "config.json", relative_paths(json.loads((run / "config.json").read_text()), ROOT))
+    # training records this machine's paths; the shipped copy names datasets instead
+    write_json_atomic(dst / "config.json", shipped_config(json.loads((run / "config.json").read_text()),
+                                                          run / "config.json"))
     before, after = half_weights(run / weights, dst / weights)
     return {"run": run.name, "weights_mb_float32": round(before / 2**20, 1), "weights_mb_bundle": round(after / 2**20, 1)}
 

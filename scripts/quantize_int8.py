@@ -38,7 +38,7 @@ def calibration_inputs(pipe, photos: list[np.ndarray]) -> dict[str, list[np.ndar
             continue
         a = np.stack([crop(im, g.box_xyxy, pipe.attributes.crop_spec)[0] for g in garments])
         k = np.stack([crop(im, g.box_xyxy, pipe.keypoints.crop_spec)[0] for g in garments])
-        out["attributes"].append(to_input(a, pipe.attributes.model.backbone_name).numpy())
+        out["attributes"].append(to_input(a, pipe.attributes.normalisation).numpy())
         out["keypoints"].append(kp_tensor(k, pipe.keypoints.mean, pipe.keypoints.std).numpy())
     return out
 

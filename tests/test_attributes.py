@@ -19,6 +19,7 @@ from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import soft_targets
 from fashion2stage.records import Dataset, Garment, ImageRecord
+from fashion2stage.specs import Normalisation
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +88,8 @@ def test_crop_dataset_targets_mask_and_whole_image(tmp_path):
     samples = [Sample(tmp_path / "a.jpg", {"k": "mny"}, None), Sample(tmp_path / "a.jpg", {"j": "yn"},
                                                                       np.array([10.0, 8, 40, 40]), jitter=True)]
     spec = CropSpec(32, 32)
-    ds = CropDataset(samples, labels, ["k", "j"], spec, lambda c: to_input(c, "efficientnet_lite0"))
+    norm = Normalisation.of_backbone("efficientnet_lite0")
+    ds = CropDataset(samples, labels, ["k", "j"], spec, lambda c: to_input(c, norm))
     x, t, m = ds[0]
     assert x.shape == (3, 32, 32)
     assert t["k"].tolist() == pytest.approx([0.2, 0, 0.8]) and float(m["k"]) == 1 and float(m["j"]) == 0

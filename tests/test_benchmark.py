@@ -60,7 +60,7 @@ def test_tiny_profile_writes_a_report_with_numbers_and_plots(bench, tmp_path):
     padded, tight = ccp[-2][:3], ccp[-1][:3]  # the padding ablation: the same run but for --padding
     assert padded == ["ccp-jitter-default", "default", "1.25"] and tight == ["ccp-tight-crops", "default", "1.0"]
     config = tmp_path / "work/tiny/runs/ccp-tight-crops/config.json"  # absent when the detector matched nothing
-    assert not config.is_file() or json.loads(config.read_text())["crop_spec"]["padding"] == 1.0
+    assert not config.is_file() or json.loads(config.read_text())["crop"]["padding"] == 1.0
     kp = rows(s["Keypoints (landmarks val)"])
     assert [r[0] for r in kp] == ["default", "none"] and all(len(numbers(r)) >= 6 for r in kp)
     assert s["Keypoints (landmarks val)"].count("--threads 1") == 2

@@ -60,12 +60,13 @@ COMMON = [
 ]
 SPECIFIC = [
     ("keypoints", "more keypoints in config", _edit("config.json", lambda d: d.update(num_keypoints=9)),
-     "labels.json", "names 8 keypoints"),
+     "labels.json", "names 8 keypoints; config.json's num_keypoints is 9"),
     ("keypoints", "deconv shapes differ", _edit("config.json", lambda d: d.update(deconv_channels=[64, 64, 64])),
      "weights.safetensors", "of another shape"),
     ("keypoints", "another backbone", _edit("config.json", lambda d: d.update(backbone="resnet18")),
      "weights.safetensors", "missing"),
-    ("keypoints", "config lacks crop", _edit("config.json", lambda d: d.pop("crop")), "config.json", "'crop'"),
+    ("keypoints", "config lacks crop", _edit("config.json", lambda d: d.pop("crop")), "config.json",
+     "lacks the field 'crop'"),
     ("keypoints", "unknown backbone", _edit("config.json", lambda d: d.update(backbone="no_such_net")),
      "config.json", "no_such_net"),
     ("attributes", "extra value in labels", _edit("labels.json", lambda d: d["attributes"][_first_key(d["attributes"])]
@@ -73,16 +74,109 @@ SPECIFIC = [
     ("attributes", "labels lack a key", _edit("labels.json", lambda d: d["attributes"].pop(_first_key(d["attributes"]))),
      "labels.json", "has no attribute"),
     ("attributes", "keys not a list", _edit("config.json", lambda d: d.update(keys="abc")), "config.json",
-     "not a list"),
+     "field 'keys' is 'abc'; it must be a list of strings"),
     ("detector", "num_classes differs", _edit("config.json", lambda d: d["model"].update(num_classes=9)),
      "labels.json", "num_classes 9"),
     ("detector", "extra garment type", _edit("labels.json", lambda d: d["garment_types"].append("hat")),
      "labels.json", "names 6 garment types"),
-    ("detector", "config lacks model", _edit("config.json", lambda d: d.pop("model")), "config.json", "'model'"),
+    ("detector", "config lacks model", _edit("config.json", lambda d: d.pop("model")), "config.json",
+     "lacks the field 'model'"),
     ("detector", "weights not a name", _edit("config.json", lambda d: d.update(weights=5)), "config.json",
-     "not a file name"),
+     "field 'weights' is 5; it must be a string"),
 ]
 CASES = [(stage, *case) for stage in STAGES for case in COMMON] + SPECIFIC
+
+
+def _put(name: str, dotted: str, value):
+    """Set the field ``dotted`` (``crop.width``) of the JSON file ``name`` to ``value``."""
+    def change(d: dict) -> None:
+        *parents, last = dotted.split(".")
+        for k in parents:
+            d = d[k]
+        d[last] = value
+    return _edit(name, change)
+
+
+def _twice(name: str, field: str):
+    """Repeat the first name of the list ``field`` of ``name`` at its end."""
+    return _edit(name, lambda d: d[field].append(d[field][0]))
+
+
+# Values of config.json and labels.json that a model cannot be built from, or that would give wrong answers
+# without a word (a garment type named twice, a negative crop padding): each is one line naming the file, the
+# field and the rule. (stage, case, mutation, file, what the line says)
+CORRUPT_FIELDS = [
+    ("keypoints", "negative crop width", _put("config.json", "crop.width", -64), "config.json",
+     "field 'crop.width' is -64; it must be > 0"),
+    ("keypoints", "zero crop height", _put("config.json", "crop.height", 0), "config.json", "'crop.height' is 0"),
+    ("keypoints", "crop size a string", _put("config.json", "crop.height", "256"), "config.json",
+     "field 'crop.height' is '256'; it must be an integer"),
+    ("keypoints", "crop not a multiple of 32", _put("config.json", "crop.width", 200), "config.json",
+     "field 'crop.width' is 200; it must be a multiple of 32"),
+    ("keypoints", "fill out of range", _put("config.json", "crop.fill", 300), "config.json",
+     "field 'crop.fill' is 300; it must be <= 255"),
+    ("keypoints", "num_keypoints a string", _put("config.json", "num_keypoints", "8"), "config.json",
+     "field 'num_keypoints' is '8'; it must be an integer"),
+    ("keypoints", "zero sigma", _put("config.json", "sigma", 0), "config.json", "field 'sigma' is 0; it must be > 0.0"),
+    ("keypoints", "two deconvolutions", _put("config.json", "deconv_channels", [128, 128]), "config.json",
+     "'deconv_channels'", "it must be 3 long"),
+    ("keypoints", "heatmap size disagrees with the crop", _put("config.json", "heatmap_size", [40, 64]), "config.json",
+     "field 'heatmap_size' is [40, 64]; the crop 192x256 gives [48, 64]"),
+    ("keypoints", "zero std", _put("config.json", "normalisation.std", [0.5, 0, 0.5]), "config.json",
+     "'normalisation.std'", "it must be > 0"),
+    ("keypoints", "weights outside the run", _put("config.json", "weights", "../weights.safetensors"), "config.json",
+     "field 'weights' is '../weights.safetensors'; it must be a file name inside the run folder"),
+    ("keypoints", "unknown key", _put("config.json", "sigmaa", 2.0), "config.json", "unknown key 'sigmaa'"),
+    ("keypoints", "misspelt crop key", _edit("config.json", lambda d: d["crop"].update(widht=d["crop"].pop("width"))),
+     "config.json", "unknown key 'crop.widht'"),
+    ("keypoints", "keypoint named twice", _twice("labels.json", "keypoints"), "labels.json",
+     "field 'keypoints' names 'left_collar' twice"),
+    ("keypoints", "fewer keypoints in labels", _edit("labels.json", lambda d: d["keypoints"].remove("left_waistline")),
+     "labels.json", "field 'keypoints_per_type.trousers' names 'left_waistline', which is not among the keypoints"),
+    ("keypoints", "unknown key in labels", _put("labels.json", "keypointz", []), "labels.json",
+     "unknown key 'keypointz'"),
+    ("attributes", "negative crop padding", _put("config.json", "crop.padding", -1.25), "config.json",
+     "field 'crop.padding' is -1.25; it must be >= 1.0"),
+    ("attributes", "zero crop width", _put("config.json", "crop.width", 0), "config.json", "'crop.width' is 0"),
+    ("attributes", "dropout a string", _put("config.json", "dropout", "0.2"), "config.json",
+     "field 'dropout' is '0.2'; it must be a number"),
+    ("attributes", "key named twice", _twice("config.json", "keys"), "config.json",
+     "field 'keys' names 'fine_category' twice"),
+    ("attributes", "no keys", _put("config.json", "keys", []), "config.json", "field 'keys' is a list []",
+     "it must be non-empty"),
+    ("attributes", "type head without none", _edit("config.json", lambda d: d["type_head"]["classes"].remove("none")),
+     "config.json", "field 'type_head.classes' lacks 'none'"),
+    ("attributes", "type head class not a garment type", _edit("config.json", lambda d: d["type_head"]["classes"]
+                                                               .insert(0, "hat")),
+     "config.json", "field 'type_head.classes' names 'hat', which is not a garment type of labels.json"),
+    ("attributes", "misspelt head key", _edit("config.json", lambda d: d["item_type_head"].update(
+        clases=d["item_type_head"].pop("classes"))), "config.json", "unknown key 'item_type_head.clases'"),
+    ("attributes", "both crop names", _edit("config.json", lambda d: d.update(crop_spec=d["crop"])), "config.json",
+     "both 'crop' and its old name 'crop_spec'"),
+    ("attributes", "three-channel mean of two", _put("config.json", "normalisation.mean", [0.5, 0.5]), "config.json",
+     "'normalisation.mean'", "it must be 3 long"),
+    ("attributes", "value named twice", _edit("labels.json", lambda d: d["attributes"]["sleeve_length"].append(
+        "sleeveless")), "labels.json", "field 'attributes.sleeve_length' names 'sleeveless' twice"),
+    ("attributes", "attribute of an unknown type", _edit("labels.json", lambda d: d["attribute_types"]["category"]
+                                                         .append("hat")),
+     "labels.json", "field 'attribute_types.category' names 'hat', which is not among the garment types"),
+    ("detector", "garment type named twice", _edit("labels.json", lambda d: d["garment_types"].__setitem__(
+        1, "blouse")), "labels.json", "field 'garment_types' names 'blouse' twice"),
+    ("detector", "empty min_size", _put("config.json", "model.min_size", []), "config.json",
+     "'model.min_size'", "it must be non-empty"),
+    ("detector", "negative min_size", _put("config.json", "model.min_size", [-320, 416]), "config.json",
+     "'model.min_size'", "it must be > 0"),
+    ("detector", "max_size a string", _put("config.json", "model.max_size", "665"), "config.json",
+     "field 'model.max_size' is '665'; it must be an integer"),
+    ("detector", "misspelt model key", _edit("config.json", lambda d: d["model"].update(
+        min_sizes=d["model"].pop("min_size"))), "config.json", "unknown key 'model.min_sizes'"),
+    ("detector", "unknown backend", _put("config.json", "backend", "yolov8"), "config.json",
+     "field 'backend' is 'yolov8'; it must be one of faster-rcnn, yolo"),
+    ("detector", "unknown key", _put("config.json", "wieghts", "weights.safetensors"), "config.json",
+     "unknown key 'wieghts'"),
+    ("detector", "num_classes not a number", _put("config.json", "model.num_classes", None), "config.json",
+     "field 'model.num_classes' is None; it must be an integer"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +187,13 @@ def photos(tmp_path_factory) -> Path:
     return d
 
 
-def _one_line_error(args: list, must_name: Path, words: str) -> None:
+def _one_line_error(args: list, must_name: Path, *words: str) -> None:
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught exception
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fashion2stage: "), result.stderr
-    assert str(must_name) in lines[0] and words in lines[0], lines[0]
+    assert str(must_name) in lines[0] and all(w in lines[0] for w in words), lines[0]
     assert "Traceback" not in result.output
 
 
@@ -110,6 +204,18 @@ def test_broken_run_folder_is_one_line_naming_the_file(stage, name, mutate, file
     mutate(run)
     _one_line_error(["predict", "--images", photos, "--out", tmp_path / "out", FLAG[stage], run, "--no-default"],
                     run / file, words)
+
+
+@pytest.mark.parametrize("stage,name,mutate,file,words", [(*c[:4], c[4:]) for c in CORRUPT_FIELDS],
+                         ids=[f"{c[0]}: {c[1]}" for c in CORRUPT_FIELDS])
+def test_a_bad_field_is_one_line_naming_the_file_the_field_and_the_rule(stage, name, mutate, file, words, photos,
+                                                                         tmp_path):
+    run = tmp_path / stage
+    shutil.copytree(default_bundle() / stage, run)
+    mutate(run)
+    _one_line_error(["predict", "--images", photos, "--out", tmp_path / "out", FLAG[stage], run, "--no-default"],
+                    run / file, *words)
+    assert not (tmp_path / "out" / "predictions.jsonl").exists()
 
 
 @pytest.mark.parametrize("stage", STAGES)

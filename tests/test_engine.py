@@ -191,7 +191,9 @@ def test_resumed_config_keeps_the_saved_settings_but_the_new_epochs(tmp_path):
         epochs: int = 1
         resume: bool = False
 
-    save_config(tmp_path, {"kind": "keypoints", "train": {"data": "a.json", "lr": 0.5, "epochs": 1, "gone": 1}})
+    save_config(tmp_path, {"kind": "keypoints", "backbone": "efficientnet_lite0", "num_keypoints": 2,
+                           "crop": {"width": 64, "height": 64},
+                           "train": {"data": "a.json", "lr": 0.5, "epochs": 1, "gone": 1}})
     assert engine.resumed_config(Cfg("b.json", epochs=3, resume=True), tmp_path, "keypoints") == \
         Cfg("a.json", 0.5, 3, True)
 

@@ -3,12 +3,11 @@ force it, the threshold choice, the photo lists, and the JSONL field; on a tiny 
 photo-kind head the test writes itself, and on the shipped bundle with real photos."""
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from classifiers.attributes import AttributeModel, AttributePredictor, check_photo_kind_head
+from classifiers.attributes import AttributeModel, AttributePredictor
 from classifiers.photo_kind import choose_threshold, photo_paths
 from classifiers.type_head import attach, crop_features
 from fashion2stage.app.photo_kind import judge, p_single_by_image
@@ -71,11 +70,19 @@ def test_photo_lists_from_folders_coco_and_csv(tmp_path):
 
 
 def test_head_entry_is_checked():
-    assert check_photo_kind_head({"classes": list(PHOTO_KINDS), "threshold": 0.4})
-    with pytest.raises(ValueError, match="classes"):
-        check_photo_kind_head({"classes": ["single_item", "multi_item"], "threshold": 0.4})
-    with pytest.raises(ValueError, match="threshold"):
-        check_photo_kind_head({"classes": list(PHOTO_KINDS), "threshold": 1.5})
+    """config.json's photo_kind_head goes through the attribute run's typed spec: classes in PHOTO_KINDS order, a
+    threshold that is a probability, no unknown field."""
+    from fashion2stage.errors import DataError as SpecError
+    from fashion2stage.jsonspec import from_json
+    from fashion2stage.specs import PhotoKindHeadSpec
+
+    assert from_json(PhotoKindHeadSpec, {"classes": list(PHOTO_KINDS), "threshold": 0.4}, "config.json",
+                     "photo_kind_head").threshold == 0.4
+    for bad, field in (({"classes": ["single_item", "multi_item"], "threshold": 0.4}, "classes"),
+                       ({"classes": list(PHOTO_KINDS), "threshold": 1.5}, "threshold"),
+                       ({"classes": list(PHOTO_KINDS), "threshold": 0.4, "thresold": 1}, "thresold")):
+        with pytest.raises(SpecError, match=field):
+            from_json(PhotoKindHeadSpec, bad, "config.json", "photo_kind_head")
 
 
 def test_the_field_round_trips_and_follows_the_schema(check_line):
@@ -101,8 +108,10 @@ def tiny():
     torch.manual_seed(0)
     labels = LabelSet(garment_types=["blouse"], attributes={"pattern": ["plain", "striped"]})
     model = AttributeModel("test_efficientnet", {"pattern": 2}, pretrained=False).eval()
+    from fashion2stage.specs import Normalisation
     predictor = AttributePredictor(model=model, labels=labels, crop_spec=CropSpec(width=48, height=48),
-                                   device=torch.device("cpu"), photo_kind_threshold=0.5)
+                                   device=torch.device("cpu"), normalisation=Normalisation.of_backbone("test_efficientnet"),
+                                   photo_kind_threshold=0.5)
     red, blue = _photo((220, 40, 40)), _photo((40, 40, 220))
     # the pipeline judges a photo without garments by the crop of the whole photo: the head separates these two
     f = crop_features(predictor, np.stack([crop(im, [0, 0, 64, 80], predictor.crop_spec)[0] for im in (red, blue)]))

@@ -4,8 +4,10 @@ import torch
 
 from fashion2stage import runs
 from fashion2stage.choice import choose_garment
+from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Garment
+from fashion2stage.specs import AttributeSpec
 
 
 def _g(t, s):
@@ -24,8 +26,10 @@ def test_choose_garment_highest_score_of_a_carrying_type():
 
 def test_run_folder_round_trip(tmp_path):
     run = runs.new_run_dir(tmp_path, "r1", "attributes")
-    runs.save_config(run, {"kind": "attributes", "image_size": 224})
-    assert runs.load_config(run, "attributes")["image_size"] == 224
+    runs.save_config(run, AttributeSpec(backbone="efficientnet_lite0", keys=("sleeve_length",),
+                                        crop=CropSpec(224, 224)))
+    assert runs.load_config(run, "attributes")["crop"]["width"] == 224
+    assert runs.load_spec(run, "attributes").crop == CropSpec(224, 224)
     with pytest.raises(ValueError, match="expected a 'detector' run"):
         runs.load_config(run, "detector")
     with pytest.raises(FileNotFoundError, match="not a fashion2stage run folder"):

@@ -1,4 +1,4 @@
-"""The metrics of ../shared/docs/METRICS.md: FashionAI attribute AP, keypoint NE / PCK, COCO detection mAP.
+"""The metrics of docs/METRICS.md: FashionAI attribute AP, keypoint NE / PCK, COCO detection mAP.
 
 The detection part imports pycocotools and the COCO writers lazily (``fashion2stage.metrics.coco_detection_eval``
 is resolved on first use) so the attribute and keypoint metrics stay light for the training loops.

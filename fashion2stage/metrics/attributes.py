@@ -1,4 +1,4 @@
-"""FashionAI attribute metrics (../shared/docs/METRICS.md): per-key AP, BasicPrecision, mAP, and soft targets.
+"""FashionAI attribute metrics (docs/METRICS.md): per-key AP, BasicPrecision, mAP, and soft targets.
 
 Inputs per attribute key: ``probs`` (N, V) — one row per image labelled for the key, columns in the label set's
 value order — and ``marks``, N FashionAI mark strings of length V (``y`` the true value, ``n`` not, ``m`` maybe).

@@ -1,4 +1,4 @@
-"""Keypoint metrics: FashionAI normalised error (NE) and PCK (../shared/docs/METRICS.md).
+"""Keypoint metrics: FashionAI normalised error (NE) and PCK (docs/METRICS.md).
 
 Arrays are in one frame (image pixels): ``pred_xy`` (N, K, 2) with NaN where a point was not predicted, ``gt``
 (N, K, 3) x, y, v in the COCO convention (2 visible, 1 occluded, 0 absent), ``norm`` (N,) pixels.
