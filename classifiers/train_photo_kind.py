@@ -94,7 +94,7 @@ def train_photo_kind(cfg: PhotoKindConfig, log=print, detector=None) -> Path:
 def save_run(src_run, dst_run, predictor, entry: dict) -> None:
     """Write ``dst_run``: the attribute run ``src_run`` with the photo-kind head now in ``predictor.model`` (weights
     and the config ``photo_kind_head`` entry; every other entry and file as it was). Files are written atomically."""
-    from classifiers.attributes import WEIGHTS_FILE  # noqa: PLC0415
+    from fashion2stage.specs import WEIGHTS_FILE  # noqa: PLC0415
     from fashion2stage.runs import load_config, save_config, save_weights  # noqa: PLC0415
 
     src, dst = Path(src_run), Path(dst_run)

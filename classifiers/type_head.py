@@ -225,7 +225,7 @@ def copy_run_files(src, dst) -> None:
     import shutil  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    from classifiers.attributes import WEIGHTS_FILE  # noqa: PLC0415
+    from fashion2stage.specs import WEIGHTS_FILE  # noqa: PLC0415
 
     src, dst = Path(src), Path(dst)
     for f in sorted((f for f in src.iterdir() if f.is_file() and f.name not in ("config.json", WEIGHTS_FILE, "last.pt")),
