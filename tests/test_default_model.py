@@ -65,3 +65,41 @@ def test_default_predict_follows_the_contract(predictions):
             if j is not None:
                 assert rec["garments"][j]["attributes"][key]["probs"] == a["probs"]
     assert len(list((out / "overlays").glob("*.jpg"))) == len(lines)
+
+
+# tests/data/golden/predictions.jsonl: `fashion2stage predict --images examples/images --runtime torch` on the
+# shipped bundle, written before the pipeline's redesign (issue 26) and kept since: any change to what predict
+# answers must be a deliberate one, shown by rewriting that file in the same commit
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden" / "predictions.jsonl"
+
+
+def test_default_predict_matches_the_golden_file(predictions):
+    from golden import differences, read_lines
+
+    out, _ = predictions
+    assert differences(read_lines(GOLDEN), read_lines(out / "predictions.jsonl")) == []
+
+
+def test_torch_runtime_matches_the_golden_file(tmp_path):
+    from golden import differences, read_lines
+
+    result = CliRunner().invoke(app, ["predict", "--images", str(EXAMPLES), "--out", str(tmp_path / "out"),
+                                      "--runtime", "torch"])
+    assert result.exit_code == 0, result.output
+    assert differences(read_lines(GOLDEN), read_lines(tmp_path / "out" / "predictions.jsonl")) == []
+
+
+def test_the_golden_comparison_sees_a_change():
+    from golden import differences, read_lines
+
+    expected = read_lines(GOLDEN)
+    changed = json.loads(json.dumps(expected))
+    rec = next(iter(changed.values()))
+    n = len(rec["garments"])
+    rec["garments"] = rec["garments"][::-1]  # order alone is not a difference
+    for a in rec["attributes"].values():
+        a["garment"] = None if a["garment"] is None else n - 1 - a["garment"]
+    assert differences(expected, changed) == []
+    rec["garments"][0]["box"][0] += 5
+    rec["garments"][-1]["attributes"][next(iter(rec["garments"][-1]["attributes"]))]["probs"][0] += 0.1
+    assert len(differences(expected, changed)) == 2
