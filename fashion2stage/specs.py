@@ -31,6 +31,8 @@ DETECTOR_BACKENDS = ("faster-rcnn", "yolo")
 # backbone not listed expects ImageNet's. Read only for files that do not store their own.
 BACKBONE_NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "efficientnet_lite1": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "efficientnet_lite2": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 IMAGENET_NORMALISATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

