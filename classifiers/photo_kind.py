@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.type_head import crop_features
-from fashion2stage.errors import DataError, ImageReadError
+from fashion2stage.errors import DataError
 from fashion2stage.formats.folders import IMAGE_SUFFIXES
 from fashion2stage.geometry import crop
-from fashion2stage.images import load_image
+from fashion2stage.photo_loop import detect_photos, photo_keys
 from fashion2stage.roles import MULTI_ITEM, PHOTO_KINDS, SINGLE_ITEM
 
 
@@ -81,27 +81,29 @@ def sample(paths: list[Path], n: int | None, seed: int = 0) -> list[Path]:
     return [paths[i] for i in keep]
 
 
-def collect(paths: list[Path], predictor, detector, conf: float = 0.25, log=print) -> KindFeatures:
+def collect(paths: list[Path], predictor, detector, conf: float = 0.25, log=print, shelf=None,
+            scope=None) -> tuple[KindFeatures, int]:
     """The judged crop of every photo: the detector's best box at score >= ``conf`` (``predictor.crop_spec``), or
-    the whole photo. Unreadable photos are named in one warning line each and left out."""
-    feats, files, has = [], [], []
+    the whole photo; and how many photos were read from ``shelf``. Photos go through
+    :func:`fashion2stage.photo_loop.detect_photos`; with ``shelf`` each photo's features are cached under ``scope``
+    (the models and ``conf``) and the photo. Unreadable photos are named in one warning line each and left out."""
     t0 = time.perf_counter()
-    for n, path in enumerate(paths):
-        try:
-            image = load_image(path)
-        except ImageReadError as e:
-            log(f"warning: {e} (left out)")
-            continue
-        found = detector.predict([image], conf=conf, batch_size=1)[0] if detector is not None else []
+
+    def finish(i: int, image: np.ndarray, found: list) -> dict:
         box = max(found, key=lambda g: g.score).box_xyxy if found else [0.0, 0.0, image.shape[1], image.shape[0]]
-        feats.append(crop_features(predictor, crop(image, box, predictor.crop_spec)[0][None]))
-        files.append(str(path))
-        has.append(bool(found))
-        if (n + 1) % 100 == 0:
-            log(f"photo kind: {n + 1}/{len(paths)} photos, {time.perf_counter() - t0:.0f} s")
+        if (i + 1) % 100 == 0:
+            log(f"photo kind: {i + 1}/{len(paths)} photos, {time.perf_counter() - t0:.0f} s")
+        return {"features": crop_features(predictor, crop(image, box, predictor.crop_spec)[0][None]).astype(np.float32),
+                "has_garment": np.asarray(bool(found))}
+
+    keys = photo_keys(paths, "photo_kind", scope) if shelf is not None else None
+    parts, reused = detect_photos(paths, detector, conf, finish, shelf, keys, batch_size=8, log=log)
+    kept = [(p, part) for p, part in zip(paths, parts) if part is not None]
+    feats = [part["features"] for _, part in kept]
     dim = predictor.model.backbone.num_features
-    return KindFeatures(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), files,
-                        np.asarray(has, dtype=bool))
+    has = np.asarray([bool(part["has_garment"]) for _, part in kept], dtype=bool)
+    return KindFeatures(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), [str(p) for p, _ in kept],
+                        has), reused
 
 
 def p_single(features: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Run folder: config.json (kind "attributes", backbone, keys, crop spec, jitter, the training settings),
 labels.json, weights.safetensors (best epoch on validation), last.pt (resume), results.csv (one row per epoch),
-train.log, metrics.json (the best epoch's full validation report), detections_*.json (cached detector boxes),
+train.log, metrics.json (the best epoch's full validation report), detections_*.json (the detector boxes
+it used, a record: the cache of fashion2stage/cache.py is what a rerun reads),
 box_errors.json (the detector error statistics used for jitter), results.png and confusion_<key>.png.
 
 This module builds the model, its data and its loss; :func:`fashion2stage.engine.fit` runs the epochs; the
@@ -44,8 +45,7 @@ BALANCE = ("none", "weights")
 
 # --- data ------------------------------------------------------------------------------------------------------
 
-def read_dataset(path: str, cfg: AttributeTrainConfig, labels: LabelSet | None = None,
-                 cache: Path | None = None) -> Dataset:
+def read_dataset(path: str, cfg: AttributeTrainConfig, labels: LabelSet | None = None) -> Dataset:
     """A COCO detection JSON (garment boxes, Fashionpedia-style attributes), a FashionAI label CSV, a class folder
     (one item per photo: its attributes from the mapping file, named in ``labels``' values, on a class-agnostic
     foreground box, so it trains like a ground-truth garment) or a tag CSV (boxes from the ``--detector``
@@ -54,7 +54,7 @@ def read_dataset(path: str, cfg: AttributeTrainConfig, labels: LabelSet | None =
                      key_types=cfg.key_types)
     if ds.classes:
         from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
-        return add_pseudo_boxes(ds, "foreground", cache=cache, log=tqdm.write)
+        return add_pseudo_boxes(ds, "foreground", log=tqdm.write)  # boxes cached per photo
     return ds
 
 
@@ -109,7 +109,7 @@ def _detections(cfg, run: Path, datasets: list[Dataset], split: str, labels: Lab
         with tqdm(total=len(d.records), desc=f"detect {split}[{i}]", mininterval=10) as bar:
             conf = min(cfg.conf, cfg.teacher_conf) if d.tags else cfg.conf
             out.append(detect_cached(detector, d.records, run / f"detections_{split}_{i}.json", conf=conf,
-                                     progress=bar.update))
+                                     progress=bar.update, log=tqdm.write))
     return out
 
 
@@ -213,11 +213,10 @@ def _train(cfg: AttributeTrainConfig, ctx: Dist) -> Path:
         raise ValueError("classify-train needs at least one labelled file (COCO json or label CSV) beside class "
                          "folders and tag CSVs")
     labels = merged_labels([files[p] for p in cfg.data if p in files], cfg.key_types)
-    pseudo = Path(cfg.project) / ".pseudo_boxes.json"  # shared by runs: the foreground box of a photo never changes
 
     def read(p: str) -> Dataset:
-        return files.get(p) or replace(read_dataset(p, cfg, labels, pseudo), labels=labels)
-    with ctx.main_first():  # rank 0 fills that cache, the others read it
+        return files.get(p) or replace(read_dataset(p, cfg, labels), labels=labels)
+    with ctx.main_first():  # rank 0 fills the pseudo-box cache, the others read it
         train_sets, val_sets = [read(p) for p in cfg.data], [read(p) for p in cfg.val]
     keys = list(labels.attributes)
     spec = CropSpec(width=cfg.image_size, height=cfg.image_size, padding=cfg.padding)

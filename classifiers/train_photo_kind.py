@@ -5,8 +5,9 @@ it (every other head kept as it was).
 Sources are lists of photos (classifiers/photo_kind.py ``photo_paths``): ``--single`` for photos of one item and
 no person (class folders of products, held-flat garments), ``--multi`` for photos of people (street photos); the
 ``--val-single`` / ``--val-multi`` ones choose the threshold and measure it, and are never fitted on. Cost: one
-detector pass and one backbone pass per photo (~0.5 s on 2 CPU cores), then seconds of scikit-learn; features are
-cached per source in ``<out>/features`` (or ``--cache``), so a rerun computes only what is new.
+detector pass and one backbone pass per photo (~0.5 s on 2 CPU cores), then seconds of scikit-learn; each photo's
+crop features are an entry of the one cache (fashion2stage/cache.py: the per-user folder, or ``--cache DIR``), so a
+rerun computes only what is new.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.photo_kind import KindFeatures, choose_threshold, collect, p_single, photo_paths, sample
-from classifiers.train_type_head import _digest, _digest_text
 from classifiers.type_head import TypeSamples, attach, choose_c, copy_run_files, fit
+from fashion2stage.cache import Shelf, file_digest, model_identity
 from fashion2stage.roles import MULTI_ITEM, PHOTO_KIND_KEY, PHOTO_KINDS, SINGLE_ITEM
+from fashion2stage.specs import WEIGHTS_FILE
 
 
 @dataclass
@@ -35,7 +37,7 @@ class PhotoKindConfig:
     conf: float = 0.25  # the pipeline's operating point: the top box from this score, else the whole photo
     max_photos: int | None = None  # per training source: a sample
     max_val_photos: int | None = None  # per validation source: a sample
-    cache: str | None = None  # folder of per-source feature files (default: <out>/features)
+    cache: str | None = None  # cache folder of the per-photo crop features (default: the per-user cache)
     c: float | None = None  # regularisation; None: chosen by photo-grouped cross-validation
     device: str = "cpu"
     seed: int = 0
@@ -54,18 +56,16 @@ def train_photo_kind(cfg: PhotoKindConfig, log=print, detector=None) -> Path:
         if not getattr(cfg, name):
             raise ValueError(f"no --{name.replace('_', '-')} source: the head needs photos of both kinds to fit "
                              f"and to choose its threshold")
-    cache = Path(cfg.cache) if cfg.cache else out / "features"
-    cache.mkdir(parents=True, exist_ok=True)
     predictor = load_attribute_model(cfg.classifier, cfg.device)
     if detector is None and cfg.detector:
         detector = load_detector(cfg.detector, cfg.device)
-    fingerprint = {"classifier": _digest(Path(cfg.classifier) / "weights.safetensors"), "conf": cfg.conf,
-                   "detector": _digest(Path(cfg.detector) / "weights.safetensors") if cfg.detector else None,
-                   "version": 1}
+    shelf = Shelf("photo_kind", codec="npz", root=cfg.cache, log=log)
+    scope = {"classifier": [file_digest(Path(cfg.classifier) / f) for f in (WEIGHTS_FILE, "config.json")],
+             "conf": cfg.conf, "detector": model_identity(detector) if detector is not None else None, "version": 1}
 
     def features(sources: list[str], n: int | None) -> dict[str, KindFeatures]:
-        return {s: _cached(cache, fingerprint, sample(photo_paths(s), n, cfg.seed),
-                           lambda p: collect(p, predictor, detector, cfg.conf, log), log) for s in sources}
+        return {s: _collect(sample(photo_paths(s), n, cfg.seed), predictor, detector, cfg.conf, shelf, scope, log)
+                for s in sources}
 
     train = {SINGLE_ITEM: features(cfg.single, cfg.max_photos), MULTI_ITEM: features(cfg.multi, cfg.max_photos)}
     samples = TypeSamples(np.concatenate([f.features for part in train.values() for f in part.values()]),
@@ -94,7 +94,6 @@ def train_photo_kind(cfg: PhotoKindConfig, log=print, detector=None) -> Path:
 def save_run(src_run, dst_run, predictor, entry: dict) -> None:
     """Write ``dst_run``: the attribute run ``src_run`` with the photo-kind head now in ``predictor.model`` (weights
     and the config ``photo_kind_head`` entry; every other entry and file as it was). Files are written atomically."""
-    from fashion2stage.specs import WEIGHTS_FILE  # noqa: PLC0415
     from fashion2stage.runs import load_config, save_config, save_weights  # noqa: PLC0415
 
     src, dst = Path(src_run), Path(dst_run)
@@ -105,20 +104,14 @@ def save_run(src_run, dst_run, predictor, entry: dict) -> None:
     copy_run_files(src, dst)
 
 
-def _cached(cache: Path, fingerprint: dict, paths: list[Path], compute, log=print) -> KindFeatures:
-    """``compute(paths)``, read from / written to ``cache`` under a key of ``fingerprint`` and the photos."""
-    key = {**fingerprint, "files": _digest_text("\n".join(str(p) for p in paths))}
-    path = cache / f"kind-{_digest_text(json.dumps(key, sort_keys=True))[:16]}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            part = KindFeatures(z["features"], [str(x) for x in z["files"]], z["has_garment"])
-        log(f"photo kind: {len(part.files)} photos from the cache {path}")
-        return part
+def _collect(paths: list[Path], predictor, detector, conf: float, shelf: Shelf, scope: dict,
+             log=print) -> KindFeatures:
+    """:func:`classifiers.photo_kind.collect` of one source, with one line saying how much came from the cache."""
     t0 = time.perf_counter()
-    part = compute(paths)
-    log(f"photo kind: {len(part.files)} photos in {time.perf_counter() - t0:.0f} s")
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, features=part.features, files=np.array(part.files, dtype=str),
-                        has_garment=part.has_garment, key=json.dumps(key))
-    tmp.replace(path)
+    part, reused = collect(paths, predictor, detector, conf, log, shelf, scope)
+    if paths and reused == len(paths):
+        log(f"photo kind: {len(part.files)} photos from the cache {shelf.folder}")
+    else:
+        log(f"photo kind: {len(part.files)} photos in {time.perf_counter() - t0:.0f} s"
+            + (f" ({reused} were cached)" if reused else ""))
     return part

@@ -5,15 +5,16 @@ Sources are the detector's kinds: COCO detection / keypoints json (typed boxes) 
 photo, ``--classes`` mapping; garment photos get a foreground box, no-garment photos are all "none"). With
 ``--detector`` (default: the one that will run before this model) the detector's own boxes on the training photos
 are added, labelled by overlap, so the head learns the boxes it will really be shown. Cost: one detector pass and
-one backbone pass per photo and box (~1 s per photo on 2 CPU cores), then a minute of scikit-learn; features are
-cached in the output folder. ``--max-photos`` draws a sample of each source when that is too slow.
+one backbone pass per photo and box (~1 s per photo on 2 CPU cores), then a minute of scikit-learn; each photo's
+crop features are an entry of the one cache (fashion2stage/cache.py: the per-user folder, or ``--cache DIR``), so a
+rerun, or a run that adds sources, computes only what is new. ``--max-photos`` draws a sample of each source when
+that is too slow.
 
 With class-folder sources it also fits the item-type head (classifiers/type_head.py) on every garment photo of
 them (not sampled: one foreground crop and one backbone pass per photo, ~0.05 s each), unless ``--no-item-head``.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.type_head import NONE, TypeSamples, attach, choose_c, collect, detach, fit, save_run
+from fashion2stage.cache import Shelf, file_digest, model_identity
 from fashion2stage.errors import DataError
 from fashion2stage.records import Dataset
 from fashion2stage.roles import ITEM_TYPE_KEY
@@ -38,7 +40,7 @@ def read_sources(cfg: TypeHeadConfig, out: Path, log=print, sample: bool = True)
         if ds.tags:
             raise DataError(path, "a tag CSV has no boxes to fit the garment check on: give COCO files or class "
                                   "folders")
-        datasets.append(add_pseudo_boxes(ds, "foreground", cache=out / "pseudo_boxes.json", log=log)
+        datasets.append(add_pseudo_boxes(ds, "foreground", record=out / "pseudo_boxes.json", log=log)
                         if ds.classes else ds)
     from fashion2stage.sampling import split_class_folder  # noqa: PLC0415
 
@@ -60,17 +62,17 @@ def _sample(ds: Dataset, n: int | None, seed: int) -> Dataset:
 
 
 def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
-    """Fit the head and write ``cfg.out`` (an attribute run folder); returns it. Each source's features are cached
-    (``cfg.cache``, default ``out/features``): a rerun, or a run that adds sources, computes only what is new."""
+    """Fit the head and write ``cfg.out`` (an attribute run folder); returns it. Each photo's crop features are
+    cached (``cfg.cache``, default the per-user cache folder): a rerun, or a run that adds sources, computes only
+    what is new."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415
     from detectors.load import load_detector  # noqa: PLC0415
+    from fashion2stage.specs import WEIGHTS_FILE  # noqa: PLC0415
 
     out = Path(cfg.out)
     if out.resolve() == Path(cfg.classifier).resolve():
         raise ValueError(f"--out {out} is the --classifier run itself: write the new run to another folder")
     out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cfg.cache) if cfg.cache else out / "features"
-    cache.mkdir(parents=True, exist_ok=True)
     predictor = load_attribute_model(cfg.classifier, cfg.device)
     types = list(predictor.labels.garment_types)
     classes = types + [NONE]
@@ -81,11 +83,12 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
         if unknown:
             raise DataError(ds.source, f"garment type(s) {unknown} are not in the model's types {types}")
     detector = load_detector(cfg.detector, cfg.device) if cfg.detector else None
-    fingerprint = {"classifier": _digest(Path(cfg.classifier) / "weights.safetensors"), "conf": cfg.conf,
-                   "detector": _digest(Path(cfg.detector) / "weights.safetensors") if cfg.detector else None,
-                   "max_boxes": cfg.max_boxes, "version": 1}
-    parts = [_cached(cache, fingerprint, ds, lambda d: collect([d], predictor, detector, cfg.conf, cfg.max_boxes, log),
-                     log) for ds in datasets]
+    shelf = Shelf("type_head", codec="npz", root=cfg.cache, log=log)
+    scope = {"classifier": [file_digest(Path(cfg.classifier) / f) for f in (WEIGHTS_FILE, "config.json")],
+             "conf": cfg.conf,
+             "detector": model_identity(detector) if detector is not None else None, "max_boxes": cfg.max_boxes,
+             "version": 1}
+    parts = [_collect(ds, predictor, detector, cfg.conf, cfg.max_boxes, shelf, scope, log) for ds in datasets]
     samples = TypeSamples(np.concatenate([p.features for p in parts]), [k for p in parts for k in p.labels],
                           [g for p in parts for g in p.groups],
                           {ds.source: len(p.labels) for ds, p in zip(datasets, parts)})
@@ -99,17 +102,17 @@ def train_type_head(cfg: TypeHeadConfig, log=print) -> Path:
     detach(predictor.model, ITEM_TYPE_KEY)  # a head of the --classifier run is refitted or dropped, never kept
     items = [ds for ds in full if is_item_source(ds)] if cfg.item_head else []
     if items:
-        item_entry = fit_item_head(predictor, items, cache, {**fingerprint, "detector": None, "item": True}, cfg, log)
+        item_entry = fit_item_head(predictor, items, shelf, {**scope, "detector": None, "item": True}, cfg, log)
     save_run(cfg.classifier, out, predictor, entry, item_entry)
     log(f"type head: C={c}, crops per class {counts} -> {out}")
     return out
 
 
-def fit_item_head(predictor, items: list[Dataset], cache: Path, fingerprint: dict, cfg: TypeHeadConfig,
+def fit_item_head(predictor, items: list[Dataset], shelf: Shelf, scope: dict, cfg: TypeHeadConfig,
                   log=print) -> dict:
     """Fit the item-type head on one foreground crop of every photo of ``items`` (class folders' garment photos),
     attach it to ``predictor.model`` and return its config entry. Its classes are the types those photos hold."""
-    parts = [_cached(cache, fingerprint, ds, lambda d: collect([d], predictor, None, log=log), log) for ds in items]
+    parts = [_collect(ds, predictor, None, cfg.conf, cfg.max_boxes, shelf, scope, log) for ds in items]
     samples = TypeSamples(np.concatenate([p.features for p in parts]), [k for p in parts for k in p.labels],
                           [g for p in parts for g in p.groups],
                           {ds.source: len(p.labels) for ds, p in zip(items, parts)})
@@ -126,44 +129,14 @@ def fit_item_head(predictor, items: list[Dataset], cache: Path, fingerprint: dic
     return {"classes": types, "c": c, "crops": counts, "sources": samples.counts}
 
 
-def _cached(cache: Path, fingerprint: dict, ds: Dataset, compute, log=print) -> TypeSamples:
-    """``compute(ds)``'s samples, read from / written to ``cache`` under a key of ``fingerprint`` and the photos."""
-    key = {**fingerprint, "source": ds.source, "files": _digest_text("\n".join(r.file for r in ds.records))}
-    path = cache / f"{_digest_text(json.dumps(key, sort_keys=True))[:16]}.npz"
-    if path.is_file():
-        part = _load(path)
-        log(f"type head: {ds.source}: {len(part.labels)} crops from the cache {path}")
-        return part
+def _collect(ds: Dataset, predictor, detector, conf: float, max_boxes: int, shelf: Shelf, scope: dict,
+             log=print) -> TypeSamples:
+    """:func:`classifiers.type_head.collect` of one source, with one line saying how much came from the cache."""
     t0 = time.perf_counter()
-    part = compute(ds)
-    log(f"type head: {ds.source}: {len(part.labels)} crops in {time.perf_counter() - t0:.0f} s")
-    _save(path, part, key)
+    part, reused = collect(ds, predictor, detector, conf, max_boxes, log, shelf, scope)
+    if reused == len(ds.records):
+        log(f"type head: {ds.source}: {len(part.labels)} crops from the cache {shelf.folder}")
+    else:
+        log(f"type head: {ds.source}: {len(part.labels)} crops in {time.perf_counter() - t0:.0f} s"
+            + (f" ({reused} of {len(ds.records)} photos were cached)" if reused else ""))
     return part
-
-
-def _digest(path: Path) -> str:
-    import hashlib  # noqa: PLC0415
-
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _digest_text(text: str) -> str:
-    import hashlib  # noqa: PLC0415
-
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _save(path: Path, samples: TypeSamples, key: dict) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, features=samples.features, labels=np.array(samples.labels, dtype=str),
-                        groups=np.array(samples.groups, dtype=str), key=json.dumps(key))
-    tmp.replace(path)
-
-
-def _load(path: Path) -> TypeSamples:
-    with np.load(path, allow_pickle=False) as z:
-        return TypeSamples(z["features"], [str(x) for x in z["labels"]], [str(x) for x in z["groups"]])

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from fashion2stage.cache import key, photo_identity
 from fashion2stage.foreground import foreground_box
 from fashion2stage.geometry import box_iou, crop
-from fashion2stage.images import load_image
-from fashion2stage.errors import ImageReadError
+from fashion2stage.photo_loop import detect_photos
 from fashion2stage.records import Dataset, ImageRecord
 from fashion2stage.roles import NO_GARMENT, TYPE_KEY
 
@@ -89,35 +89,40 @@ def crop_features(predictor, crops: np.ndarray, batch_size: int = 32) -> np.ndar
     return np.concatenate(out) if out else np.zeros((0, model.backbone.num_features), np.float32)
 
 
-def collect(datasets: list[Dataset], predictor, detector=None, conf: float = 0.1, max_boxes: int = 10,
-            log=print) -> TypeSamples:
-    """Features and labels of every labelled box of ``datasets`` (see :func:`labelled_boxes`); ``detector``
-    (optional, anything with ``predict(images, conf, batch_size)``) adds its ``max_boxes`` best boxes at score >=
-    ``conf``. Unreadable photos are named in one warning line each and left out."""
-    feats, labels, groups, counts = [], [], [], {}
-    t0 = time.perf_counter()
-    for ds in datasets:
-        kept = 0
-        for n, rec in enumerate(ds.records):
-            try:
-                image = load_image(rec.path)
-            except ImageReadError as e:
-                log(f"warning: {e} (left out)")
-                continue
-            found = detector.predict([image], conf=conf, batch_size=1)[0] if detector is not None else []
-            found = sorted(found, key=lambda g: -g.score)[:max_boxes]
-            boxes = labelled_boxes(rec, found, image)
-            if boxes:
-                crops = np.stack([crop(image, b, predictor.crop_spec)[0] for b, _ in boxes])
-                feats.append(crop_features(predictor, crops))
-                labels += [lab for _, lab in boxes]
-                groups += [f"{ds.source}|{rec.file}"] * len(boxes)
-                kept += len(boxes)
-            if (n + 1) % 100 == 0:
-                log(f"type head: {ds.source}: {n + 1}/{len(ds.records)} photos, {time.perf_counter() - t0:.0f} s")
-        counts[ds.source] = kept
+def collect(dataset: Dataset, predictor, detector=None, conf: float = 0.1, max_boxes: int = 10, log=print,
+            shelf=None, scope=None) -> tuple[TypeSamples, int]:
+    """Features and labels of every labelled box of ``dataset`` (see :func:`labelled_boxes`), and how many photos
+    were read from ``shelf``. ``detector`` (optional, anything with ``predict(images, conf, batch_size)``) adds its
+    ``max_boxes`` best boxes at score >= ``conf``. Photos go through :func:`fashion2stage.photo_loop.detect_photos`;
+    with ``shelf`` (a :class:`fashion2stage.cache.Shelf`) each photo's crops are cached under ``scope`` (what else
+    they depend on: the models, ``conf``, ``max_boxes``), the photo and its labels. Unreadable photos are named in
+    one warning line each and left out."""
+    recs = dataset.records
+    keys = [key("type_head", scope, _labels_of(r), photo_identity(r.path)) for r in recs] if shelf else None
+    t0, every = time.perf_counter(), 100
+
+    def finish(i: int, image: np.ndarray, found: list) -> dict:
+        boxes = labelled_boxes(recs[i], sorted(found, key=lambda g: -g.score)[:max_boxes], image)
+        dim = predictor.model.backbone.num_features
+        feats = crop_features(predictor, np.stack([crop(image, b, predictor.crop_spec)[0] for b, _ in boxes])) \
+            if boxes else np.zeros((0, dim), np.float32)
+        if (i + 1) % every == 0:
+            log(f"type head: {dataset.source}: {i + 1}/{len(recs)} photos, {time.perf_counter() - t0:.0f} s")
+        return {"features": feats.astype(np.float32), "labels": np.array([lab for _, lab in boxes], dtype=str)}
+
+    parts, reused = detect_photos([r.path for r in recs], detector, conf, finish, shelf, keys, batch_size=8, log=log)
+    kept = [(r, p) for r, p in zip(recs, parts) if p is not None]
     dim = predictor.model.backbone.num_features
-    return TypeSamples(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), labels, groups, counts)
+    feats = [p["features"] for _, p in kept]
+    labels = [str(k) for _, p in kept for k in p["labels"]]
+    groups = [f"{dataset.source}|{r.file}" for r, p in kept for _ in p["labels"]]
+    return TypeSamples(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), labels, groups,
+                       {dataset.source: len(labels)}), reused
+
+
+def _labels_of(r: ImageRecord) -> list:
+    """What of a record decides its boxes' labels, for the cache key."""
+    return [r.image_class, r.item_type, [[g.type, [float(v) for v in g.box_xyxy]] for g in r.garments]]
 
 
 def fit(samples: TypeSamples, classes: list[str], c: float = 1.0, seed: int = 0):

@@ -30,4 +30,7 @@ def load_detector(run_dir: str | Path, device: str = "cpu") -> Detector:
     if not (run / spec.weights).is_file():
         raise FileNotFoundError(f"{run}: weights file {spec.weights!r} not found (training not finished?)")
     with config_errors(run):  # what only building the network can tell: a backbone timm does not know
-        return BUILDERS[spec.backend](run, spec, labels, device)
+        detector = BUILDERS[spec.backend](run, spec, labels, device)
+    # what its answers depend on, for the keys of the cache of its garments (fashion2stage.cache.model_identity)
+    detector.run_files = (run / spec.weights, run / "config.json", run / "labels.json")
+    return detector

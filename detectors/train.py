@@ -14,9 +14,9 @@ from detectors.load import Detector, load_detector
 from fashion2stage import engine
 from fashion2stage.distributed import Dist, under_torchrun
 from fashion2stage.errors import DataError
-from fashion2stage.images import load_image
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.domain import type_report
+from fashion2stage.photo_loop import detect_photos
 from fashion2stage.io import write_json_atomic
 from fashion2stage.records import Dataset, ImageRecord
 from fashion2stage.sampling import split_class_folder
@@ -33,14 +33,12 @@ TEACHER_CACHE_CONF = 0.05  # a teacher's garments are cached from this score: --
 
 
 def predict_dataset(detector: Detector, dataset: Dataset, conf: float, batch_size: int = 8) -> list[ImageRecord]:
-    """Run the detector on every image of ``dataset``; one prediction record per image, paired by ``file``."""
-    out = []
-    for i in range(0, len(dataset.records), batch_size):
-        recs = dataset.records[i:i + batch_size]
-        garments = detector.predict([load_image(r.path) for r in recs], conf=conf, batch_size=batch_size)
-        out += [ImageRecord(file=r.file, root=r.root, width=r.width, height=r.height, garments=g, id=r.id)
-                for r, g in zip(recs, garments)]
-    return out
+    """Run the detector on every image of ``dataset`` (:func:`fashion2stage.photo_loop.detect_photos`, uncached: the
+    weights change while training); one prediction record per readable image, paired by ``file``."""
+    found, _ = detect_photos([r.path for r in dataset.records], detector, conf, lambda i, image, gs: gs,
+                             batch_size=batch_size)
+    return [ImageRecord(file=r.file, root=r.root, width=r.width, height=r.height, garments=g, id=r.id)
+            for r, g in zip(dataset.records, found) if g is not None]
 
 
 def evaluate(detector: Detector, dataset: Dataset, batch_size: int = 8) -> tuple[dict, list[ImageRecord]]:
@@ -221,7 +219,7 @@ def with_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: int =
         return ds
     from fashion2stage.pseudo_boxes import add_pseudo_boxes  # noqa: PLC0415
     detector = load_detector(cfg.pseudo_boxes.split(":", 1)[1]) if cfg.pseudo_boxes.startswith("detector:") else None
-    return add_pseudo_boxes(ds, cfg.pseudo_boxes, detector=detector, cache=run / "pseudo_boxes.json", log=log)
+    return add_pseudo_boxes(ds, cfg.pseudo_boxes, detector=detector, record=run / "pseudo_boxes.json", log=log)
 
 
 def teacher_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: int) -> Dataset:

@@ -1,23 +1,26 @@
-"""A detector's garments on a set of photos, computed once: the cache shared by every step that runs a detector
-over training photos (the attribute model's crops of boxless labels, the teacher of weak labels), and the
-horizontal-flip test-time augmentation a teacher may use.
+"""A detector's garments on a set of photos, computed once: the entries of the one cache (:mod:`fashion2stage.cache`,
+``detections/``) shared by every step that runs a detector over training photos (the attribute model's crops of
+boxless labels, the teacher of weak labels), and the horizontal-flip test-time augmentation a teacher may use.
 
-The cache is one JSON file ``{"images": {file: [{"type", "score", "box"}]}}`` keyed by ``ImageRecord.file``,
-rewritten atomically as it fills, so an interrupted run goes on where it stopped.
+Each photo's garments are one entry, keyed by the detector's identity (its files and inference settings), the score
+threshold and the photo, written as soon as its batch is done: an interrupted run goes on where it stopped, and
+another run of the same detector on the same photos reads them.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from fashion2stage.cache import Shelf, model_identity
 from fashion2stage.geometry import box_iou
-from fashion2stage.images import load_image
 from fashion2stage.io import write_json_atomic
 from fashion2stage.labels import LabelSet
+from fashion2stage.photo_loop import detect_photos, detector_scope, photo_keys
 from fashion2stage.records import Garment, ImageRecord
 from fashion2stage.roles import Detector
+
+FORMAT = 1  # bump when what an entry holds changes
 
 
 def _garment_to_json(g: Garment) -> dict:
@@ -28,36 +31,27 @@ def _garment_from_json(d: dict) -> Garment:
     return Garment(type=d["type"], box_xyxy=np.asarray(d["box"], dtype=np.float64), score=float(d["score"]))
 
 
-def load_detections(path: Path) -> dict[str, list[Garment]]:
-    if not path.is_file():
-        return {}
-    return {f: [_garment_from_json(g) for g in gs] for f, gs in json.loads(path.read_text())["images"].items()}
+def detect_cached(detector: Detector, records: list[ImageRecord], record: Path | None = None, conf: float = 0.25,
+                  batch_size: int = 8, progress=None, log=print, cache: str | Path | None = None
+                  ) -> dict[str, list[Garment]]:
+    """The detector's garments (type, score, box) on every readable image, keyed by ``ImageRecord.file``.
 
-
-def detect_cached(detector: Detector, records: list[ImageRecord], cache_path: Path, conf: float = 0.25,
-                  batch_size: int = 8, save_every: int = 64, progress=None) -> dict[str, list[Garment]]:
-    """The detector's garments (type, score, box) on every image, keyed by ``ImageRecord.file``.
-
-    Images already in ``cache_path`` are not run again (resume); the cache is rewritten atomically every
-    ``save_every`` images. ``detector`` has ``predict(images, conf, batch_size) -> list[list[Garment]]``.
+    Through :func:`fashion2stage.photo_loop.detect_photos` and the cache (``cache``: its folder, default the
+    per-user one): photos already there are not run again. ``record``: also write the garments there as one JSON
+    file ``{"images": {file: [{"type", "score", "box"}]}}`` (the run folder's record of what it used; a detector
+    that cannot name its identity, e.g. a test double, is cached for this record's run only). Unreadable photos
+    are named in one warning line each and left out.
     """
-    cache = load_detections(cache_path)
-    todo = [r for r in records if r.file not in cache]
-    for i in range(0, len(todo), batch_size):
-        batch = todo[i:i + batch_size]
-        images = [load_image(r.path) for r in batch]
-        for r, gs in zip(batch, detector.predict(images, conf=conf, batch_size=batch_size)):
-            cache[r.file] = list(gs)
-        if progress is not None:
-            progress(len(batch))
-        if (i // batch_size + 1) % max(save_every // batch_size, 1) == 0:
-            _save_detections(cache_path, cache)
-    _save_detections(cache_path, cache)
-    return cache
-
-
-def _save_detections(path: Path, cache: dict[str, list[Garment]]) -> None:
-    write_json_atomic(path, {"images": {f: [_garment_to_json(g) for g in gs] for f, gs in cache.items()}})
+    scope = detector_scope(detector, record)
+    paths = [r.path for r in records]
+    shelf = Shelf("detections", root=cache, log=log) if scope is not None else None
+    keys = photo_keys(paths, "detections", FORMAT, scope, conf) if shelf is not None else None
+    found, _ = detect_photos(paths, detector, conf, lambda i, image, gs: [_garment_to_json(g) for g in gs], shelf, keys,
+                             batch_size, log, progress)
+    out = {r.file: [_garment_from_json(g) for g in gs] for r, gs in zip(records, found) if gs is not None}
+    if record is not None:
+        write_json_atomic(record, {"images": {f: [_garment_to_json(g) for g in gs] for f, gs in out.items()}})
+    return out
 
 
 def fuse_flipped(plain: list[Garment], flipped: list[Garment], iou: float = 0.55) -> list[Garment]:
@@ -90,6 +84,12 @@ class FlipTTA:
     def __init__(self, detector: Detector):
         self.detector = detector
         self.labels: LabelSet = detector.labels
+
+    @property
+    def cache_identity(self) -> object | None:
+        """The wrapped detector's identity, marked as seen twice (:func:`fashion2stage.cache.model_identity`)."""
+        inner = model_identity(self.detector)
+        return None if inner is None else {"flip_tta": inner}
 
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
         plain = self.detector.predict(images, conf=conf / 2, batch_size=batch_size)

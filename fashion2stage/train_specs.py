@@ -137,7 +137,7 @@ class TypeHeadConfig:
     detector: str | None = None  # detector run whose boxes are added; None: ground-truth / foreground boxes only
     conf: float = 0.1  # detector boxes from this score (the pipeline's operating point is 0.25: lower shows more)
     max_boxes: int = 10  # the best detector boxes per photo (a photo's 100 boxes at 0.05 are mostly repeats)
-    cache: str | None = None  # folder of per-source feature files (default: <out>/features)
+    cache: str | None = None  # cache folder of the per-photo crop features (default: the per-user cache)
     max_photos: int | None = None  # per source (a class folder's garment and no-garment photos are two): a sample
     c: float | None = None  # regularisation; None: chosen by photo-grouped cross-validation
     item_head: bool = True  # also fit the item-type head on the class-folder garment photos (if any)

@@ -8,8 +8,8 @@
 # Fitted on train splits only: photos of one item and no person (products/train, landmarks train) against photos of
 # people (ccp, cad and ccp_tags train); the threshold is chosen on the val splits of the same five sources, which are
 # never fitted on. A sample of each source (PHOTOS, VAL_PHOTOS; the environment may change them): each photo costs
-# one detector and one backbone pass. Features are cached in CACHE (default OUT/features), per source, models and
-# photos: a rerun with the same ones only refits.
+# one detector and one backbone pass. Features are cached per photo and models in the one cache (fashion2stage/
+# cache.py; CACHE names another folder): a rerun with the same ones only refits.
 # On the shipped bundle (then rebuild it with the new attribute run; detector and keypoints stay as they are):
 #   bash scripts/fit_photo_kind.sh fashion2stage/default_model/attributes fashion2stage/default_model/detector runs/kind/attributes
 #   python scripts/make_default_bundle.py --detector fashion2stage/default_model/detector \
@@ -26,4 +26,4 @@ fashion2stage photo-kind-train --classifier "$1" --detector "$2" --out "$3" \
     --val-multi "$B/ccp/annotations/instances_val.json" --val-multi "$B/cad/labels_val.csv" \
     --val-multi "$B/ccp_tags/tags_val.csv" \
     --max-photos "${PHOTOS:-60}" --max-val-photos "${VAL_PHOTOS:-60}" --threads "${THREADS:-2}" \
-    --cache "${CACHE:-$3/features}"
+    ${CACHE:+--cache "$CACHE"}

@@ -29,6 +29,7 @@ from fashion2stage.app.evaluate import evaluate_boxes, evaluate_types  # noqa: E
 from fashion2stage.formats.coco import read_coco_detection  # noqa: E402
 from fashion2stage.formats.folders import read_class_folders  # noqa: E402
 from fashion2stage.images import load_image  # noqa: E402
+from fashion2stage.photo_loop import detect_photos  # noqa: E402
 from fashion2stage.results import GarmentPrediction, ImagePrediction  # noqa: E402
 
 
@@ -121,7 +122,9 @@ def as_predictions(records, found) -> dict[str, ImagePrediction]:
 
 def six_way(detector, products) -> float:
     """Products val: the top garment's type (or none) against the photo's class, at predict's conf 0.25."""
-    found = [detector.predict([load_image(r.root / r.file)], conf=0.25)[0] for r in products.records]
+    found, _ = detect_photos([r.root / r.file for r in products.records], detector, 0.25, lambda i, im, gs: gs,
+                             batch_size=1)
+    found = [gs or [] for gs in found]  # an unreadable photo (named on stdout) scores as "nothing found"
     return evaluate_types(products, as_predictions(products.records, found), 0.25)["six_way_accuracy"]
 
 
