@@ -119,7 +119,7 @@ def test_unreadable_photos_are_left_out_with_a_warning(tmp_path, mapping):
     (root / "red" / "broken.jpg").write_bytes(b"not a jpeg")
     (root / "hat" / "empty.jpg").write_bytes(b"")
     said = []
-    ds = add_pseudo_boxes(read_class_folders(root, mapping, LABELS), "foreground", cache=tmp_path / "c.json",
+    ds = add_pseudo_boxes(read_class_folders(root, mapping, LABELS), "foreground", record=tmp_path / "c.json",
                           log=said.append)
     assert {r.file for r in ds.records} == {f"{c}/{i}.jpg" for c in ("red", "blue", "hat") for i in range(2)}
     assert sum("broken.jpg" in s for s in said) == 1 and sum("empty.jpg" in s for s in said) == 1
