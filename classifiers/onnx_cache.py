@@ -11,39 +11,15 @@ so two ``predict`` runs on a fresh machine export once and never see half a file
 
 Each export's SHA-256 is written beside it (``<name>.onnx.sha256``) and checked before the file is used: a file
 damaged on disk (flipped bytes in its weights load without error and give wrong answers) or without its hash is
-exported again, with one line saying so (:func:`fashion2stage.cache.cached_file`).
+exported again, with one line saying so.
+
+The code is :mod:`fashion2stage.cache`'s (core, so that a detector loader may call it too); this module keeps the
+names the models and tests use.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, TypeVar
-
-from fashion2stage.cache import CACHE_ENV, cache_root, cached_file, damage, file_digest, key
+from fashion2stage.cache import CACHE_ENV, cache_root, cached_onnx, damage, onnx_key
+from fashion2stage.cache import ONNX_FORMAT as FORMAT
+from fashion2stage.cache import onnx_path as cache_path
 
 __all__ = ["CACHE_ENV", "FORMAT", "cache_path", "cache_root", "cached_onnx", "damage", "onnx_key"]
-FORMAT = 1  # bump when an exporter changes what it writes: old files then stop matching
-T = TypeVar("T")
-
-
-def onnx_key(kind: str, files: list[Path], settings: dict) -> str:
-    """Hex digest of the files' SHA-256, the settings, the torch version and :data:`FORMAT`."""
-    import torch  # noqa: PLC0415
-
-    return key("onnx", kind, FORMAT, torch.__version__, [file_digest(f) for f in files], settings)
-
-
-def cache_path(kind: str, files: list[Path], settings: dict) -> Path:
-    """Where the export of this network with these settings lives (whether or not it exists yet)."""
-    return cache_root() / "onnx" / f"{kind}-{onnx_key(kind, files, settings)[:32]}.onnx"
-
-
-def cached_onnx(kind: str, files: list[Path], settings: dict, export: Callable[[Path], object],
-                load: Callable[[Path], T], notify: Callable[[str], None] = lambda s: None) -> T:
-    """``load(path)`` of the cached export of a network, exporting it first with ``export(path)`` when missing.
-
-    ``files``: what the network is rebuilt from (weights, config.json); ``settings``: what else the graph bakes in.
-    ``notify`` gets one line before an export (it takes tens of seconds on a CPU). A cached file whose hash does not
-    match, or that fails to load (e.g. written by another onnx version), is exported again, once, with one line
-    saying why; a fresh export that fails to load raises.
-    """
-    return cached_file(cache_path(kind, files, settings), kind, export, load, notify)

@@ -98,15 +98,16 @@ def collect(dataset: Dataset, predictor, detector=None, conf: float = 0.1, max_b
     they depend on: the models, ``conf``, ``max_boxes``), the photo and its labels. Unreadable photos are named in
     one warning line each and left out."""
     recs = dataset.records
-    keys = [key("type_head", scope, _labels_of(r), photo_identity(r.path)) for r in recs] if shelf else None
-    t0, every = time.perf_counter(), 100
+    keys = [key("type_head", scope, _labels_of(r), photo_identity(r.path)) for r in recs] \
+        if shelf is not None else None
+    t0 = time.perf_counter()
 
     def finish(i: int, image: np.ndarray, found: list) -> dict:
         boxes = labelled_boxes(recs[i], sorted(found, key=lambda g: -g.score)[:max_boxes], image)
         dim = predictor.model.backbone.num_features
         feats = crop_features(predictor, np.stack([crop(image, b, predictor.crop_spec)[0] for b, _ in boxes])) \
             if boxes else np.zeros((0, dim), np.float32)
-        if (i + 1) % every == 0:
+        if (i + 1) % 100 == 0:
             log(f"type head: {dataset.source}: {i + 1}/{len(recs)} photos, {time.perf_counter() - t0:.0f} s")
         return {"features": feats.astype(np.float32), "labels": np.array([lab for _, lab in boxes], dtype=str)}
 

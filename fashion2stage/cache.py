@@ -12,7 +12,7 @@ changes. Nothing is ever looked up by a name alone, so new weights or settings c
 
 Guarantees: every entry is written atomically (:mod:`fashion2stage.io`) and carries the SHA-256 of its bytes: a
 data entry in its first line (:class:`Shelf`), a file others must open as it is (an ONNX export) in a ``.sha256``
-file beside it (:func:`cached_file`). A torn or damaged entry is recomputed, with one line saying so, never trusted.
+file beside it (:func:`cached_onnx`). A torn or damaged entry is recomputed, with one line saying so, never trusted.
 Entries are per photo, so an interrupted loop keeps what it finished (:mod:`fashion2stage.photo_loop`).
 """
 from __future__ import annotations
@@ -142,12 +142,32 @@ def damage(path: Path) -> str | None:
     return None if file_digest(path) == recorded else "differs from the hash recorded at its export (damaged, or replaced)"
 
 
-def cached_file(path: Path, what: str, produce: Callable[[Path], object], load: Callable[[Path], T],
-                notify: Callable[[str], None] = lambda s: None) -> T:
-    """``load(path)`` of a cached file that others open by its path (an ONNX export), producing it first with
-    ``produce(tmp)`` when it is missing, damaged (:func:`damage`) or fails to load: then once, under a lock where
-    ``fcntl`` exists, to a temporary file renamed into place after its SHA-256 is recorded, with one line to
-    ``notify`` saying why. A freshly produced file that fails to load raises."""
+ONNX_FORMAT = 1  # bump when an exporter changes what it writes: old exports then stop matching
+
+
+def onnx_key(kind: str, files: list[Path], settings: dict) -> str:
+    """Hex digest of the files' SHA-256, the settings, the torch version and :data:`ONNX_FORMAT`."""
+    import torch  # noqa: PLC0415
+
+    return key("onnx", kind, ONNX_FORMAT, torch.__version__, [file_digest(f) for f in files], settings)
+
+
+def onnx_path(kind: str, files: list[Path], settings: dict) -> Path:
+    """Where the export of this network with these settings lives (whether or not it exists yet)."""
+    return cache_root() / "onnx" / f"{kind}-{onnx_key(kind, files, settings)[:32]}.onnx"
+
+
+def cached_onnx(kind: str, files: list[Path], settings: dict, export: Callable[[Path], object],
+                load: Callable[[Path], T], notify: Callable[[str], None] = lambda s: None) -> T:
+    """``load(path)`` of the cached export of a network, exporting it first with ``export(path)`` when missing.
+
+    ``files``: what the network is rebuilt from (weights, config.json); ``settings``: what else the graph bakes in.
+    ``notify`` gets one line before an export (it takes tens of seconds on a CPU). A cached file whose recorded
+    SHA-256 does not match (:func:`damage`), or that fails to load (e.g. written by another onnx version), is
+    exported again, once, under a lock where ``fcntl`` exists, to a temporary file renamed into place after its hash
+    is recorded, with one line saying why; a fresh export that fails to load raises.
+    """
+    path = onnx_path(kind, files, settings)
     why = None
     if path.is_file():
         why = damage(path)
@@ -159,13 +179,13 @@ def cached_file(path: Path, what: str, produce: Callable[[Path], object], load: 
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder / ".lock", str(folder), wait=True):
-        # another process may have produced it while this one waited
+        # another process may have exported it while this one waited
         if why == "does not load" or not path.is_file() or damage(path) is not None:
-            notify(f"cached ONNX file {path} {why}: exporting the {what} model again" if why else
-                   f"exporting the {what} model to ONNX Runtime once (tens of seconds on a CPU) -> {path}")
+            notify(f"cached ONNX file {path} {why}: exporting the {kind} model again" if why else
+                   f"exporting the {kind} model to ONNX Runtime once (tens of seconds on a CPU) -> {path}")
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
-                produce(tmp)
+                export(tmp)
                 write_text_atomic(_hash_file(path), file_digest(tmp) + "\n")
                 tmp.replace(path)
             finally:
