@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classifiers.export import export_onnx
 from fashion2stage.backbones import create_backbone
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
+from fashion2stage.nets import Net, load_net, normalised, resolve_runtime
 from fashion2stage.roles import ITEM_TYPE_KEY, PHOTO_KIND_KEY, TYPE_KEY
 from fashion2stage.runs import config_errors, load_run, load_weights
 from fashion2stage.specs import AttributeSpec, Normalisation
@@ -83,19 +85,18 @@ def inverse_frequency_weights(counts: np.ndarray, power: float = 0.5) -> np.ndar
 
 
 def to_input(crops: np.ndarray, norm: Normalisation) -> torch.Tensor:
-    """(N, H, W, 3) uint8 RGB crops -> (N, 3, H, W) float tensor, ``(x / 255 - mean) / std``."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(norm.mean).view(1, 3, 1, 1)) / torch.tensor(norm.std).view(1, 3, 1, 1)
+    """(N, H, W, 3) uint8 RGB crops -> (N, 3, H, W) float tensor, ``(x / 255 - mean) / std`` (training's input)."""
+    return torch.from_numpy(normalised(crops, norm.mean, norm.std))
 
 
 @dataclass
 class AttributePredictor:
     """A trained attribute model ready for inference; crops must be cut with ``crop_spec``."""
 
-    model: AttributeModel
+    net: Net  # normalised (N, 3, H, W) crops -> {head key: (N, V) logits}: the torch AttributeModel or its export
+    heads: dict[str, int]  # head key -> its number of values, in output order (head_sizes)
     labels: LabelSet
     crop_spec: CropSpec
-    device: torch.device
     normalisation: Normalisation  # of the network's input, as stored with its weights (AttributeSpec.norm)
     # the garment check (classifiers/type_head.py): the head's classes (garment types + "none"); None without one
     type_classes: list[str] | None = None
@@ -104,30 +105,33 @@ class AttributePredictor:
     # the photo-kind head (classifiers/photo_kind.py): p(single item) from which a photo is judged single; None without
     photo_kind_threshold: float | None = None
 
-    @torch.no_grad()
+    @property
+    def model(self) -> AttributeModel:
+        """The torch network, for the trainers that fit heads on its features (loaded with runtime "torch")."""
+        return self.net.module
+
     def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> dict[str, np.ndarray]:
         """(N, H, W, 3) uint8 RGB crops -> {key: (N, V) probabilities in the label set's value order}.
 
         With ``flip_tta`` the probabilities are the mean over the crop and its mirror image.
         """
-        self.model.eval()
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[-1] != 3:
             raise ValueError(f"crops must be (N, H, W, 3) uint8, got shape {crops.shape}")
-        out: dict[str, list[np.ndarray]] = {k: [] for k in self.model.keys}
+        out: dict[str, list[np.ndarray]] = {k: [] for k in self.heads}
         for i in range(0, len(crops), batch_size):
-            x = to_input(crops[i:i + batch_size], self.normalisation).to(self.device)
-            probs = _probs(self.model(x))
+            x = normalised(crops[i:i + batch_size], self.normalisation.mean, self.normalisation.std)
+            probs = _probs(self.net(x))
             if flip_tta:
-                flipped = _probs(self.model(torch.flip(x, dims=[3])))
+                flipped = _probs(self.net(np.ascontiguousarray(x[..., ::-1])))
                 probs = {k: (probs[k] + flipped[k]) / 2 for k in probs}
-            for k, p in probs.items():
-                out[k].append(p.cpu().numpy())
-        return {k: (np.concatenate(v) if v else np.zeros((0, n))) for (k, v), n in zip(out.items(), self.model.keys.values())}
+            for k in out:
+                out[k].append(probs[k].numpy())
+        return {k: (np.concatenate(v) if v else np.zeros((0, self.heads[k]))) for k, v in out.items()}
 
 
-def _probs(logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: torch.softmax(z.float(), dim=1) for k, z in logits.items()}
+def _probs(logits: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.softmax(torch.from_numpy(z).float(), dim=1) for k, z in logits.items()}
 
 
 def head_sizes(spec: AttributeSpec, labels: LabelSet) -> dict[str, int]:
@@ -142,18 +146,20 @@ def head_sizes(spec: AttributeSpec, labels: LabelSet) -> dict[str, int]:
     return sizes
 
 
-
-
-def load_attribute_model(run_dir: str | Path, device: str = "cpu") -> AttributePredictor:
-    """Rebuild the model of an ``attributes`` run folder from config.json + labels.json + weights.safetensors."""
+def load_attribute_model(run_dir: str | Path, device: str = "cpu", runtime: str = "torch",
+                         threads: int = 0) -> AttributePredictor:
+    """Rebuild the model of an ``attributes`` run folder from config.json + labels.json + weights.safetensors, its
+    network on ``runtime`` (auto / onnx / torch, fashion2stage.nets.load_net; ``threads``: ONNX Runtime's)."""
+    resolve_runtime(runtime, device)
     run = Path(run_dir)
     spec, labels = load_run(run, "attributes")
     with config_errors(run):  # what only building the network can tell: a backbone timm does not know
         model = AttributeModel(spec.backbone, head_sizes(spec, labels), pretrained=False, dropout=spec.dropout)
-    dev = torch.device(device)
-    load_weights(run / spec.weights, model, dev)
-    model.to(dev).eval()
-    return AttributePredictor(model=model, labels=labels, crop_spec=spec.crop, device=dev, normalisation=spec.norm,
+    load_weights(run / spec.weights, model, torch.device(device))
+    size, heads = (spec.crop.height, spec.crop.width), list(model.keys)
+    net = load_net("attributes", run, model, tuple(heads), lambda path: export_onnx(model, size, path, heads),
+                   [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads)
+    return AttributePredictor(net=net, heads=model.keys, labels=labels, crop_spec=spec.crop, normalisation=spec.norm,
                               type_classes=list(spec.type_head.classes) if spec.type_head else None,
                               item_type_classes=list(spec.item_type_head.classes) if spec.item_type_head else None,
                               photo_kind_threshold=spec.photo_kind_head.threshold if spec.photo_kind_head else None)

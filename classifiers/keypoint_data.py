@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from classifiers.heatmaps import encode
-from classifiers.keypoint_inputs import can_flip, garment_crop, to_tensor, type_mask  # noqa: F401  (re-exported)
+from classifiers.keypoint_inputs import garment_crop, to_tensor  # noqa: F401  (garment_crop: re-exported)
+from classifiers.keypoints import can_flip, encode, type_mask  # noqa: F401  (re-exported)
 from fashion2stage.geometry import CropSpec
 from fashion2stage.images import load_image
 from fashion2stage.jitter import JitterSampler

@@ -17,7 +17,7 @@ import torch
 
 from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
                                       read_keypoint_dataset)
-from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size
+from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size, torch_predictor
 from fashion2stage import engine
 from fashion2stage.distributed import Dist
 from fashion2stage.errors import DataError
@@ -98,10 +98,6 @@ def draw_crops(path: Path, kept: list, columns: int = 4) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
-def _predictor(model, labels, spec: KeypointSpec, batch_size: int, device) -> KeypointPredictor:
-    return KeypointPredictor(model, labels, spec.crop, spec.sigma, spec.norm.mean, spec.norm.std, device, batch_size)
-
-
 def _jitter(cfg: KeypointTrainConfig, run: Path | None) -> JitterSampler:
     """The run's saved jitter on resume; else the detector's (``box_errors``), or ``cfg.jitter``."""
     if run is not None:
@@ -173,7 +169,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     scheduler = engine.schedule(optimizer, total, min(round(cfg.warmup_epochs * steps), total // 5))
 
     def validate(net, epoch: int) -> dict:
-        report, _ = evaluate_keypoints(_predictor(net, labels, run_spec, cfg.batch_size, ctx.device), val,
+        report, _ = evaluate_keypoints(torch_predictor(net, labels, run_spec, ctx.device, cfg.batch_size), val,
                                        JitterSampler.none(), flip_test=cfg.flip_test)
         return {"val_ne": report["ne"], "val_pck": report["pck@0.1"]}
     result = engine.fit(run, model, loader, optimizer, scheduler, _loss_fn(ctx.device), epochs=cfg.epochs, ctx=ctx,
@@ -181,7 +177,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
                         best=engine.Best("val_ne", "min") if val is not None else None)
     if ctx.is_main:
         engine.plot_results(run)
-        predictor = _predictor(model, labels, run_spec, cfg.batch_size, ctx.device)
+        predictor = torch_predictor(model, labels, run_spec, ctx.device, cfg.batch_size)
         write_json_atomic(run / "metrics.json", _final_metrics(run, model, predictor, val, jitter, result.best_epoch,
                                                                cfg))
     ctx.barrier()
@@ -195,7 +191,7 @@ def _final_metrics(run: Path, model, predictor, val: Dataset | None, jitter: Jit
     metrics = {"best_epoch": best_epoch, "train_jitter": jitter.kind, "eval_jitter": eval_jitter.kind,
                "note": "NE in percent: FashionAI normaliser where the label set has one, else the GT box diagonal"}
     if val is not None:
-        load_weights(run / "weights.safetensors", model, predictor.device)
+        load_weights(run / "weights.safetensors", model, predictor.net.device)
         metrics["val_gt_boxes"], kept = evaluate_keypoints(predictor, val, JitterSampler.none(),
                                                            flip_test=cfg.flip_test, keep=8)
         metrics["val_jittered_boxes"], _ = evaluate_keypoints(predictor, val, eval_jitter, seed=1,

@@ -84,7 +84,7 @@ def crop_features(predictor, crops: np.ndarray, batch_size: int = 32) -> np.ndar
     from classifiers.attributes import to_input  # noqa: PLC0415
 
     model = predictor.model.eval()
-    out = [model.forward_features(to_input(crops[i:i + batch_size], predictor.normalisation).to(predictor.device))
+    out = [model.forward_features(to_input(crops[i:i + batch_size], predictor.normalisation).to(predictor.net.device))
            .float().cpu().numpy() for i in range(0, len(crops), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.backbone.num_features), np.float32)
 

@@ -20,6 +20,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from fashion2stage.labels import LabelSet
+from fashion2stage.nets import Net, TorchNet, load_net
 from fashion2stage.records import Garment
 from fashion2stage.specs import DetectorSpec, FasterRCNNConfig  # noqa: F401  (FasterRCNNConfig: re-exported)
 
@@ -92,51 +93,93 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.uint8, order="C")).permute(2, 0, 1).float().div_(255.0)
 
 
-class FasterRCNNDetector:
-    """Inference: ``predict(images) -> list[list[Garment]]`` with boxes in original image pixels."""
+OUTPUTS = ("boxes", "labels", "scores")  # the network's outputs (:class:`OneImage`), on both runtimes
 
-    def __init__(self, model: FasterRCNN, labels: LabelSet, device: str = "cpu"):
-        self.model = model.to(device).eval()
-        self.labels = labels
-        # the shorter sides it was trained at (multi-scale); inference at any of them stays in its training range
-        self.trained_sizes = tuple(int(v) for v in model.transform.min_size)
-        self.device = device
+
+class OneImage(nn.Module):
+    """The detector as its ONNX graph is exported (transform, RPN, RoI heads, NMS): one (3, H, W) image in [0, 1]
+    -> boxes (M, 4) ``[x1, y1, x2, y2]`` in its pixels, labels (M,) (0 is background), scores (M,)."""
+
+    def __init__(self, model: FasterRCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        det = self.model([image])[0]
+        return det["boxes"], det["labels"], det["scores"]
+
+
+def set_inference(model: FasterRCNN, image_size: int | None = None, proposals: int | None = None) -> dict:
+    """Inference-only speed settings of ``model`` (training is untouched): the shorter side photos are resized to
+    (the longer side's cap scales with it) and the RPN proposals kept after NMS per photo; ``None`` keeps the
+    trained value. Returns the settings in effect, which an ONNX export bakes into its graph."""
+    t, rpn = model.transform, model.rpn
+    if image_size:
+        t.max_size = int(round(t.max_size * image_size / t.min_size[-1]))
+        t.min_size = (int(image_size),)
+    if proposals:
+        rpn._post_nms_top_n["testing"] = int(proposals)
+        rpn._pre_nms_top_n["testing"] = max(rpn._pre_nms_top_n["testing"], int(proposals))
+    return {"image_size": int(t.min_size[-1]), "max_size": int(t.max_size),
+            "proposals": int(rpn._post_nms_top_n["testing"]), "pre_nms": int(rpn._pre_nms_top_n["testing"])}
+
+
+def export_onnx(model: FasterRCNN, path: Path) -> Path:
+    """Write ``model`` whole for one image of any size (its inference settings baked in) to ``path`` atomically,
+    with the TorchScript-based exporter (torchvision's detection models are written for it)."""
+    import warnings  # noqa: PLC0415
+
+    model = model.cpu().eval()
+    side = int(model.transform.min_size[-1])  # the example's size; the graph takes any (dynamic axes)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():  # the tracer warns about every Python-side shape computation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, ([torch.rand(3, side, side)],), str(tmp), opset_version=17, dynamo=False,
+                          input_names=["image"], output_names=list(OUTPUTS),
+                          dynamic_axes={"image": {1: "height", 2: "width"}})
+    tmp.replace(path)
+    return path
+
+
+class FasterRCNNDetector:
+    """Inference: ``predict(images) -> list[list[Garment]]`` with boxes in original image pixels, one network call
+    per image (``net``: :class:`OneImage` on torch, or its ONNX Runtime export)."""
+
+    def __init__(self, net: Net, labels: LabelSet, settings: dict | None = None):
+        self.net, self.labels = net, labels
+        self.settings = settings or {}  # the inference settings the network runs with (set_inference)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, spec: DetectorSpec, labels: LabelSet,
-                 device: str = "cpu") -> "FasterRCNNDetector":
+    def from_model(cls, model: FasterRCNN, labels: LabelSet, device: str = "cpu") -> "FasterRCNNDetector":
+        """A torch model as it is (training's validation)."""
+        return cls(TorchNet(OneImage(model), device, OUTPUTS), labels, set_inference(model))
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, spec: DetectorSpec, labels: LabelSet, device: str = "cpu",
+                 runtime: str = "torch", threads: int = 0, size: int | None = None,
+                 proposals: int | None = None) -> "FasterRCNNDetector":
+        """The run's detector with ``size`` / ``proposals`` (:func:`set_inference`) on ``runtime``
+        (fashion2stage.nets.load_net; the settings are part of the ONNX file's cache key)."""
         from fashion2stage.runs import load_weights  # noqa: PLC0415
+        run = Path(run_dir)
         model = build_faster_rcnn(spec.model, pretrained_backbone=False)
-        load_weights(Path(run_dir) / spec.weights, model)
-        return cls(model, labels, device)
+        load_weights(run / spec.weights, model)
+        settings = set_inference(model, size, proposals)
+        net = load_net("detector", run, OneImage(model), OUTPUTS, lambda path: export_onnx(model, path),
+                       [run / spec.weights, run / "config.json"], settings, runtime, device, threads)
+        return cls(net, labels, settings)
 
-    def set_inference(self, image_size: int | None = None, proposals: int | None = None) -> dict:
-        """Inference-only speed settings (training is untouched): the shorter side photos are resized to (the
-        longer side's cap scales with it) and the RPN proposals kept after NMS per photo. ``None`` keeps the
-        current value. Returns the settings in effect; an ONNX export bakes them into its graph."""
-        t, rpn = self.model.transform, self.model.rpn
-        if image_size:
-            t.max_size = int(round(t.max_size * image_size / t.min_size[-1]))
-            t.min_size = (int(image_size),)
-        if proposals:
-            rpn._post_nms_top_n["testing"] = int(proposals)
-            rpn._pre_nms_top_n["testing"] = max(rpn._pre_nms_top_n["testing"], int(proposals))
-        return self.inference_settings()
+    def export_onnx(self, path: Path) -> Path:
+        return export_onnx(self.net.module.model, path)
 
-    def inference_settings(self) -> dict:
-        t, rpn = self.model.transform, self.model.rpn
-        return {"image_size": int(t.min_size[-1]), "max_size": int(t.max_size),
-                "proposals": int(rpn._post_nms_top_n["testing"]), "pre_nms": int(rpn._pre_nms_top_n["testing"])}
-
-    @torch.inference_mode()
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
-        """images: (H, W, 3) uint8 RGB each. Returns per image the garments scoring at least ``conf``."""
+        """images: (H, W, 3) uint8 RGB each. Returns per image the garments scoring at least ``conf``
+        (``batch_size``: unused, one image per network call)."""
         out: list[list[Garment]] = []
-        for i in range(0, len(images), max(1, batch_size)):
-            batch = [to_tensor(im).to(self.device) for im in images[i:i + batch_size]]
-            for det in self.model(batch):
-                keep = det["scores"] >= conf
-                boxes, scores, cls = (det[k][keep].cpu().numpy() for k in ("boxes", "scores", "labels"))
-                out.append([Garment(type=self.labels.garment_types[int(c) - 1], box_xyxy=b.astype(np.float64),
-                                    score=float(s)) for b, s, c in zip(boxes, scores, cls)])
+        for im in images:
+            det = self.net(to_tensor(im).numpy())
+            keep = det["scores"] >= conf
+            boxes, scores, cls = det["boxes"][keep], det["scores"][keep], det["labels"][keep]
+            out.append([Garment(type=self.labels.garment_types[int(c) - 1], box_xyxy=b.astype(np.float64),
+                                score=float(s)) for b, s, c in zip(boxes, scores, cls)])
         return out

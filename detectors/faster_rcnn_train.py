@@ -154,7 +154,7 @@ def train_faster_rcnn(run: Path, cfg, train: Dataset, config: dict,
     scheduler = engine.schedule(optimizer, steps * cfg.epochs, min(200, steps * cfg.epochs // 10), floor=0.01)
 
     def validate(net, epoch: int) -> dict:
-        detector, row = FasterRCNNDetector(net, train.labels, str(ctx.device)), {}
+        detector, row = FasterRCNNDetector.from_model(net, train.labels, str(ctx.device)), {}
         if evaluate is not None:
             metrics = evaluate(detector)
             row.update({"val_map": metrics["map"], "val_map50": metrics["map50"]})

@@ -15,63 +15,33 @@ import torch
 
 from fashion2stage.errors import DataError
 from fashion2stage.labels import LabelSet
+from fashion2stage.nets import Net, TorchNet, load_net
 from fashion2stage.records import Garment
 
 NMS_IOU = 0.7  # ultralytics' predict default
 MAX_DET = 100
-
-
-class TorchNet:
-    """The torch network. ``amp``: the autocast dtype (default float16 on CUDA, none on the CPU, where float32 is
-    faster; bfloat16 runs there too); channels_last on CUDA, where convolutions gain from it."""
-
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", amp: torch.dtype | None | str = "auto"):
-        self.device = torch.device(device)
-        self.amp = (torch.float16 if self.device.type == "cuda" else None) if amp == "auto" else amp
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x).to(self.device)
-        if self.device.type == "cuda":
-            t = t.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp or torch.float32,
-                                                    enabled=self.amp is not None):
-            y = self.model(t)
-        return (y[0] if isinstance(y, (list, tuple)) else y).float().cpu().numpy()
-
-
-class OnnxNet:
-    """The same call through ONNX Runtime (``threads`` intra-op threads, 0: all cores)."""
-
-    def __init__(self, path: Path, threads: int = 0):
-        from fashion2stage.onnx_session import open_session  # noqa: PLC0415
-
-        self.session = open_session(path, threads, ["output0"])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"images": x})[0]
+OUTPUTS = ("output0",)  # the network's one output: (N, 4 + classes, anchors)
 
 
 class YoloDetector:
     """``predict(images) -> list[list[Garment]]``; class id ``i`` is ``labels.garment_types[i]``."""
 
     def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu", source: Path | None = None,
-                 net=None):
+                 net: Net | None = None):
         names = [model.names[i] for i in sorted(model.names)]
         if names != list(labels.garment_types):
             raise DataError(source or "YOLO checkpoint", f"classes {names} differ from the run's label set "
                                                          f"{labels.garment_types}")
         self.model, self.labels, self.image_size, self.device = model, labels, image_size, device
         self.stride = int(max(model.stride))
-        self.net = net if net is not None else TorchNet(model, device)
+        self.net = net if net is not None else TorchNet(model, device, OUTPUTS, amp="auto")
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, spec, labels: LabelSet, device: str = "cpu") -> "YoloDetector":
+    def from_run(cls, run_dir: str | Path, spec, labels: LabelSet, device: str = "cpu", runtime: str = "torch",
+                 threads: int = 0) -> "YoloDetector":
         """The run's model: config.json's ``model`` description + ``weights.safetensors`` (YOLO on
         EfficientNet-Lite, no pickle read), or an ultralytics checkpoint (``.pt``, a model of ultralytics' own that
-        the user trained)."""
+        the user trained); its network on ``runtime`` (fashion2stage.nets.load_net)."""
         from detectors import yolo_lite  # noqa: PLC0415
         yolo_lite.register()  # imports ultralytics offline-safe
         run = Path(run_dir)
@@ -88,29 +58,12 @@ class YoloDetector:
             except (TypeError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
                 # ultralytics reports an unpicklable checkpoint as a TypeError with a multi-line hint
                 raise DataError(weights, "not a loadable ultralytics checkpoint (empty, truncated or corrupt?)") from e
-        return cls(model, labels, spec.image_size, device, source=weights)
-
-    def with_onnx(self, path: Path, threads: int = 0) -> "YoloDetector":
-        """The same detector with its network run by ONNX Runtime from ``path`` (see :meth:`export_onnx`)."""
-        return type(self)(self.model, self.labels, self.image_size, "cpu", net=OnnxNet(path, threads))
+        net = load_net("detector", run, model, OUTPUTS, lambda path: export_onnx(model, spec.image_size, path),
+                       [weights, run / "config.json"], runtime=runtime, device=device, threads=threads, amp="auto")
+        return cls(model, labels, spec.image_size, device, source=weights, net=net)
 
     def export_onnx(self, path: Path) -> Path:
-        """The network in export form (Detect returns its concatenated output), any batch and input size."""
-        from ultralytics.nn.modules import Detect  # noqa: PLC0415
-
-        model = copy.deepcopy(self.model).float().cpu().eval()
-        for m in model.modules():
-            if isinstance(m, Detect):
-                m.export, m.format, m.dynamic = True, "onnx", True
-        tmp = path.with_name(f".{path.name}.tmp")
-        example = torch.zeros(1, 3, self.image_size, self.image_size)
-        with torch.no_grad():
-            torch.onnx.export(model, (example,), str(tmp), opset_version=17, dynamo=False, input_names=["images"],
-                              output_names=["output0"],
-                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                                            "output0": {0: "batch", 2: "anchors"}})
-        tmp.replace(path)
-        return path
+        return export_onnx(self.model, self.image_size, path)
 
     def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
         """images: (H, W, 3) uint8 RGB each; boxes come back in each image's own pixels. One network call per image:
@@ -125,10 +78,29 @@ class YoloDetector:
         for im in images:
             x = letterbox(image=np.ascontiguousarray(im))
             x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-            pred = torch.from_numpy(self.net(x))
+            pred = torch.from_numpy(self.net(x)["output0"])
             # no time limit: evaluation keeps every box down to a score of 0.001
             det = non_max_suppression(pred, conf, NMS_IOU, max_det=MAX_DET, max_time_img=1e9)[0]
             boxes = scale_boxes(x.shape[2:], det[:, :4].clone(), im.shape[:2]).numpy()
             out.append([Garment(type=self.labels.garment_types[int(c)], box_xyxy=b.astype(np.float64), score=float(s))
                         for b, s, c in zip(boxes, det[:, 4].numpy(), det[:, 5].numpy())])
         return out
+
+
+def export_onnx(model, image_size: int, path: Path) -> Path:
+    """Write ``model``'s network in export form (Detect returns its concatenated output), any batch and input size,
+    to ``path`` atomically."""
+    from ultralytics.nn.modules import Detect  # noqa: PLC0415
+
+    model = copy.deepcopy(model).float().cpu().eval()
+    for m in model.modules():
+        if isinstance(m, Detect):
+            m.export, m.format, m.dynamic = True, "onnx", True
+    tmp = path.with_name(f".{path.name}.tmp")
+    example = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(tmp), opset_version=17, dynamo=False, input_names=["images"],
+                          output_names=list(OUTPUTS), dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                                                    "output0": {0: "batch", 2: "anchors"}})
+    tmp.replace(path)
+    return path

@@ -77,8 +77,8 @@ def model_identity(model) -> object | None:
     files = getattr(model, "run_files", None)
     if not files:
         return None
-    settings = model.inference_settings() if hasattr(model, "inference_settings") else \
-        {"image_size": getattr(model, "image_size", None)}
+    # a Faster R-CNN's inference settings (size, proposals: detectors.faster_rcnn.set_inference), a YOLO's size
+    settings = getattr(model, "settings", None) or {"image_size": getattr(model, "image_size", None)}
     return {"model": type(model).__qualname__, "files": [file_digest(f) for f in files], "settings": settings}
 
 

@@ -1,7 +1,7 @@
 """ONNX Runtime sessions of the exported networks, detectors and crop models alike.
 
-Here, below both model packages, so that ``detectors/export.py`` and ``classifiers/onnx_runtime.py`` open their
-files the same way without importing each other.
+Here, below both model packages, so that every predictor's network (fashion2stage/nets.py, ``OnnxNet``) opens its
+file the same way.
 """
 from __future__ import annotations
 

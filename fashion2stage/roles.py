@@ -1,10 +1,10 @@
-"""The three model roles of the pipeline, as typed interfaces (``typing.Protocol``): what the application layer may
-call on a model, whichever backend implements it (torch or ONNX Runtime; Faster R-CNN or YOLO).
+"""The three model roles of the pipeline, as typed interfaces (``typing.Protocol``): what the application layer
+calls on a model, whichever backend implements it (Faster R-CNN or YOLO) and whichever runtime runs its network.
 
-Implementations: Detector - detectors.faster_rcnn.FasterRCNNDetector, detectors.yolo.YoloDetector,
-detectors.export.OnnxFasterRCNNDetector (all built by detectors.load.load_detector); AttributeClassifier -
-classifiers.attributes.AttributePredictor; KeypointEstimator - classifiers.keypoints.KeypointPredictor (both keep
-this interface when classifiers.onnx_runtime.use_onnx swaps their network for an ONNX Runtime session).
+Implementations: Detector - detectors.faster_rcnn.FasterRCNNDetector, detectors.yolo.YoloDetector (built by
+detectors.load.load_detector); AttributeClassifier - classifiers.attributes.AttributePredictor (load_attribute_model);
+KeypointEstimator - classifiers.keypoints.KeypointPredictor (load_keypoint_model). Each holds its network, a torch
+module or an ONNX Runtime session (fashion2stage/nets.py), chosen when it is loaded; nothing here depends on which.
 """
 from __future__ import annotations
 

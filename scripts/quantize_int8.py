@@ -27,10 +27,9 @@ STAGES = ("detector", "attributes", "keypoints")
 
 def calibration_inputs(pipe, photos: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
     """Per network, the float32 arrays predict feeds it for these photos (torch pipeline, same preprocessing)."""
-    from classifiers.attributes import to_input  # noqa: PLC0415
-    from classifiers.keypoint_inputs import to_tensor as kp_tensor  # noqa: PLC0415
     from detectors.faster_rcnn import to_tensor  # noqa: PLC0415
     from fashion2stage.geometry import crop  # noqa: PLC0415
+    from fashion2stage.nets import normalised  # noqa: PLC0415
 
     out = {"detector": [to_tensor(im).numpy() for im in photos], "attributes": [], "keypoints": []}
     for im, garments in zip(photos, pipe.detect(photos)):
@@ -38,8 +37,9 @@ def calibration_inputs(pipe, photos: list[np.ndarray]) -> dict[str, list[np.ndar
             continue
         a = np.stack([crop(im, g.box_xyxy, pipe.attributes.crop_spec)[0] for g in garments])
         k = np.stack([crop(im, g.box_xyxy, pipe.keypoints.crop_spec)[0] for g in garments])
-        out["attributes"].append(to_input(a, pipe.attributes.normalisation).numpy())
-        out["keypoints"].append(kp_tensor(k, pipe.keypoints.mean, pipe.keypoints.std).numpy())
+        norm = pipe.attributes.normalisation
+        out["attributes"].append(normalised(a, norm.mean, norm.std))
+        out["keypoints"].append(normalised(k, pipe.keypoints.mean, pipe.keypoints.std))
     return out
 
 
@@ -70,18 +70,21 @@ def quantize(float_path: Path, int8_path: Path, input_name: str, arrays: list[np
 
 
 def use_int8(pipe, folder: Path, threads: int = 0, detector: bool = True) -> None:
-    """Swap the pipeline's networks for the int8 models in ``folder`` (the ones this script wrote); the
-    detector stays as it is with ``detector=False``."""
-    from classifiers.onnx_runtime import OnnxModule  # noqa: PLC0415
-    from detectors.export import OnnxFasterRCNNDetector  # noqa: PLC0415
+    """Give the pipeline predictors built on the int8 models in ``folder`` (the ones this script wrote), with the
+    loaded ones' labels and settings; the detector stays as it is with ``detector=False``."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from classifiers.keypoints import OUTPUTS as KEYPOINT_OUTPUTS  # noqa: PLC0415
+    from detectors.faster_rcnn import OUTPUTS, FasterRCNNDetector  # noqa: PLC0415
+    from fashion2stage.nets import OnnxNet  # noqa: PLC0415
 
     folder = Path(folder)
     if detector:
-        pipe.detector = OnnxFasterRCNNDetector(folder / "detector.int8.onnx", pipe.detector.labels, threads)
-    keys = pipe.attributes.model.keys
-    pipe.attributes.model = OnnxModule(folder / "attributes.int8.onnx", dict_output=True, threads=threads, keys=keys,
-                                       backbone_name=pipe.attributes.model.backbone_name)
-    pipe.keypoints.model = OnnxModule(folder / "keypoints.int8.onnx", dict_output=False, threads=threads)
+        pipe.detector = FasterRCNNDetector(OnnxNet(folder / "detector.int8.onnx", threads, OUTPUTS),
+                                           pipe.detector.labels, pipe.detector.settings)
+    heads = tuple(pipe.attributes.heads)
+    pipe.attributes = replace(pipe.attributes, net=OnnxNet(folder / "attributes.int8.onnx", threads, heads))
+    pipe.keypoints = replace(pipe.keypoints, net=OnnxNet(folder / "keypoints.int8.onnx", threads, KEYPOINT_OUTPUTS))
 
 
 def seconds_per_run(path: Path, name: str, arrays: list[np.ndarray], threads: int, rounds: int = 3) -> float:
@@ -102,11 +105,11 @@ def seconds_per_run(path: Path, name: str, arrays: list[np.ndarray], threads: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from classifiers.onnx_runtime import export_predictor  # noqa: PLC0415
-    from detectors.export import export_detector_onnx  # noqa: PLC0415
+    from classifiers.export import export_onnx  # noqa: PLC0415
+    from classifiers.keypoints import OUTPUTS as KEYPOINT_OUTPUTS  # noqa: PLC0415
     from fashion2stage.formats.coco import read_coco_detection  # noqa: PLC0415
     from fashion2stage.images import load_image  # noqa: PLC0415
-    from fashion2stage.app.pipeline import default_bundle, load_pipeline  # noqa: PLC0415
+    from fashion2stage.app.pipeline import load_pipeline  # noqa: PLC0415
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path,
@@ -119,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(runtime="torch", detector_size=a.detector_size, proposals=a.proposals, conf=0.25)
-    print("detector settings:", json.dumps(pipe.detector.inference_settings()), flush=True)
+    print("detector settings:", json.dumps(pipe.detector.settings), flush=True)
     train = read_coco_detection(a.data / "ccp/annotations/instances_train.json")
     step = max(1, len(train.records) // a.photos)
     photos = [load_image(r.root / r.file) for r in train.records[::step][:a.photos]]
     inputs = calibration_inputs(pipe, photos)
-    export_detector_onnx(default_bundle() / "detector", a.out / "detector.onnx", detector=pipe.detector)
-    export_predictor(pipe.attributes, a.out / "attributes.onnx")
-    export_predictor(pipe.keypoints, a.out / "keypoints.onnx")
+    pipe.detector.export_onnx(a.out / "detector.onnx")  # with the settings loaded above baked in
+    for stage, outputs in (("attributes", list(pipe.attributes.heads)), ("keypoints", list(KEYPOINT_OUTPUTS))):
+        head = getattr(pipe, stage)
+        export_onnx(head.net.module, (head.crop_spec.height, head.crop_spec.width), a.out / f"{stage}.onnx", outputs)
     names = {"detector": "image", "attributes": "images", "keypoints": "images"}
     report = {}
     for stage in STAGES:

@@ -10,7 +10,7 @@ photo. Timing rounds visit the settings in an order rotated between rounds; both
 shared machine the CPU time is the steadier measure of cost. With ``--products N`` it also reads N products val
 photos once per setting: the six-way accuracy (top garment type, or none for hats and shoes, at conf 0.25), which
 the shipped detector did not train on, unlike ccp val. Retraining is not involved: the settings change inference
-only (FasterRCNNDetector.set_inference).
+only (detectors.faster_rcnn.set_inference, applied when the detector is loaded).
 """
 from __future__ import annotations
 

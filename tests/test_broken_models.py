@@ -231,13 +231,12 @@ def test_runtime_onnx_without_a_usable_export_is_one_line_naming_the_run(stage, 
 
 
 def test_an_onnx_file_that_does_not_load_names_the_file(tmp_path):
-    from classifiers.keypoints import load_keypoint_model
-    from classifiers.onnx_runtime import use_onnx
+    from fashion2stage.nets import OnnxNet
 
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"\x08\x07 not an ONNX protobuf")
     with pytest.raises(DataError, match="cannot load the ONNX model") as e:
-        use_onnx(load_keypoint_model(default_bundle() / "keypoints"), default_bundle() / "keypoints", path=broken)
+        OnnxNet(broken, outputs=("heatmaps",))
     assert e.value.path == str(broken)
 
 

@@ -120,10 +120,12 @@ def test_yolo_tiny_run_makes_no_network_call(tiny, tmp_path):
     assert config["model"]["backbone"][0][2:] == ["EfficientNetLiteFeatures", ["efficientnet_lite0", False]]
     _check_run(run, val)
     # ONNX Runtime runs the same network inside the same letterbox and NMS code
-    det = load_detector(run)
-    onnx = det.with_onnx(det.export_onnx(tmp_path / "yolo.onnx"), threads=1)
+    from fashion2stage.nets import OnnxNet, TorchNet
+
+    det, onnx = load_detector(run), load_detector(run, runtime="onnx", threads=1)  # the runtime chosen at load
+    assert isinstance(det.net, TorchNet) and isinstance(onnx.net, OnnxNet)
     x = np.random.default_rng(0).random((2, 3, 96, 64), dtype=np.float32)
-    np.testing.assert_allclose(onnx.net(x), det.net(x), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(onnx.net(x)["output0"], det.net(x)["output0"], rtol=1e-3, atol=1e-3)
     image = np.asarray(Image.open(next(val.parent.glob("2_*.png"))).convert("RGB"))
     assert len(onnx.predict([image, image[:40]], conf=0.0)) == 2
 
@@ -150,14 +152,14 @@ def test_yolo_autocast_path_runs_on_the_cpu():
     """The mixed-precision path predict takes on CUDA (float16 there), run here with bfloat16: same outputs within
     bfloat16's precision."""
     import torch
-    from detectors.yolo import TorchNet
     from detectors.yolo_lite import build_model, model_dict
+    from fashion2stage.nets import TorchNet
 
     model = build_model(model_dict(2), ["blouse", "skirt"])
     x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
-    full, mixed = TorchNet(model).amp, TorchNet(model, amp=torch.bfloat16)
-    assert full is None and mixed.amp is torch.bfloat16
-    a, b = TorchNet(model)(x), mixed(x)
+    full, mixed = TorchNet(model, amp="auto").amp, TorchNet(model, amp=torch.bfloat16)
+    assert full is None and mixed.amp is torch.bfloat16  # "auto": float16 on CUDA only
+    a, b = TorchNet(model)(x)["output0"], mixed(x)["output0"]
     assert a.dtype == b.dtype == np.float32 and np.isfinite(b).all()
     boxes = slice(0, 4)  # pixel coordinates of the anchors' boxes: bfloat16 keeps 3 significant digits
     np.testing.assert_allclose(b[:, boxes], a[:, boxes], rtol=0.05, atol=2.0)

@@ -1,7 +1,7 @@
 """The heatmap codec: encode -> decode round trip, weights of absent points, flip = column reversal."""
 import numpy as np
 
-from classifiers.heatmaps import decode, encode
+from classifiers.keypoints import decode, encode
 
 CROP = (96, 128)  # width, height
 HEAT = (24, 32)

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from classifiers.keypoint_data import affine_about_centre, flip_crop, garment_crop, type_mask, warp_crop
-from classifiers.keypoints import HeatmapModel, KeypointPredictor, heatmap_loss
+from classifiers.keypoints import OUTPUTS, HeatmapModel, KeypointPredictor, heatmap_loss
+from fashion2stage.nets import TorchNet
 from fashion2stage.geometry import CropSpec
 from fashion2stage.jitter import JitterSampler
 from fashion2stage.labels import LabelSet
@@ -74,7 +75,7 @@ def test_flip_test_is_symmetric_under_mirroring_the_input():
     model = HeatmapModel(5, pretrained=False, deconv_channels=(8, 8, 8))
     model.final.weight.data.normal_(std=0.5)  # make the untrained maps differ between points
     spec = CropSpec(64, 64)
-    pred = KeypointPredictor(model, LABELS, spec, 2.0, (0.5,) * 3, (0.5,) * 3)
+    pred = KeypointPredictor(TorchNet(model, outputs=OUTPUTS), LABELS, spec, 2.0, (0.5,) * 3, (0.5,) * 3)
     crops = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
     h = pred.heatmaps(crops, flip_test=True)
     h_mirror = pred.heatmaps(crops[:, :, ::-1], flip_test=True)
@@ -86,7 +87,8 @@ def test_flip_test_is_symmetric_under_mirroring_the_input():
 def test_predict_gives_crop_points_nan_outside_the_subset_and_maps_to_the_image():
     torch.manual_seed(0)
     spec = CropSpec(64, 64)
-    pred = KeypointPredictor(HeatmapModel(5, pretrained=False, deconv_channels=(8, 8, 8)), LABELS, spec, 2.0,
+    model = HeatmapModel(5, pretrained=False, deconv_channels=(8, 8, 8))
+    pred = KeypointPredictor(TorchNet(model, outputs=OUTPUTS), LABELS, spec, 2.0,
                              (0.5,) * 3, (0.5,) * 3)
     image = np.random.default_rng(1).integers(0, 255, (120, 90, 3), dtype=np.uint8)
     garment = Garment("skirt", np.array([10.0, 20.0, 70.0, 100.0]), keypoints=np.zeros((5, 3)))

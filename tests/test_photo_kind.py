@@ -108,9 +108,11 @@ def tiny():
     torch.manual_seed(0)
     labels = LabelSet(garment_types=["blouse"], attributes={"pattern": ["plain", "striped"]})
     model = AttributeModel("test_efficientnet", {"pattern": 2}, pretrained=False).eval()
+    from fashion2stage.nets import TorchNet
     from fashion2stage.specs import Normalisation
-    predictor = AttributePredictor(model=model, labels=labels, crop_spec=CropSpec(width=48, height=48),
-                                   device=torch.device("cpu"), normalisation=Normalisation.of_backbone("test_efficientnet"),
+    predictor = AttributePredictor(net=TorchNet(model, outputs=tuple(model.keys)), heads=model.keys, labels=labels,
+                                   crop_spec=CropSpec(width=48, height=48),
+                                   normalisation=Normalisation.of_backbone("test_efficientnet"),
                                    photo_kind_threshold=0.5)
     red, blue = _photo((220, 40, 40)), _photo((40, 40, 220))
     # the pipeline judges a photo without garments by the crop of the whole photo: the head separates these two

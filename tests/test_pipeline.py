@@ -9,13 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from classifiers.onnx_cache import CACHE_ENV
 from fashion2stage.app.cli import app
 from fashion2stage.app.pipeline import load_pipeline
 from fashion2stage.images import load_image
+from fashion2stage.nets import TorchNet
 from fashion2stage.io import folder_lock
 
 pytestmark = pytest.mark.slow
@@ -268,7 +268,7 @@ def test_onnx_failure_falls_back_to_torch_with_one_line_per_model(models, tmp_pa
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
     assert len(warnings) == 3 and all("stays on torch" in w and "\n" not in w for w in warnings), warnings
     assert type(pipe.detector).__name__ == "FasterRCNNDetector"
-    assert isinstance(pipe.attributes.model, torch.nn.Module) and isinstance(pipe.keypoints.model, torch.nn.Module)
+    assert all(isinstance(m.net, TorchNet) for m in (pipe.detector, pipe.attributes, pipe.keypoints))
     result = CliRunner().invoke(app, ["predict", "--images", str(models["images"]), "--out", str(tmp_path / "o"),
                                       "--detector", str(r / "det"), "--no-default", "--runtime", "onnx"])
     assert result.exit_code == 1 and "cannot run the detector model on ONNX Runtime" in result.output

@@ -1,6 +1,7 @@
-"""The runtime every way in gets by default (``auto``: ONNX Runtime on the CPU where onnxruntime is installed), and a
-Faster R-CNN's inference-only speed settings. predict, evaluate, the Python API, serve and ``predict --engine ray``
-all load through ``load_pipeline``: each is checked to reach it with the same default."""
+"""The runtime every way in gets by default (``auto``: ONNX Runtime on the CPU where onnxruntime is installed), chosen
+when each model is loaded, and a Faster R-CNN's inference-only speed settings. predict, evaluate, the Python API,
+serve and ``predict --engine ray`` all load through ``load_pipeline``: each is checked to reach it with the same
+default."""
 import importlib.util
 import inspect
 
@@ -10,22 +11,18 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from detectors.faster_rcnn import FasterRCNNConfig, FasterRCNNDetector, build_faster_rcnn
+from detectors.faster_rcnn import FasterRCNNConfig, FasterRCNNDetector, build_faster_rcnn, set_inference
 from fashion2stage.app.cli import app
 from fashion2stage.app.pipeline import default_batch_size, load_pipeline
-from fashion2stage.app.runtime import resolve_runtime
 from fashion2stage.labels import LabelSet
+from fashion2stage.nets import OnnxNet, resolve_runtime
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 
 
 def _on_onnx(pipe) -> list[str]:
     """The stages of a loaded pipeline whose network runs on ONNX Runtime."""
-    from classifiers.onnx_runtime import OnnxModule
-    from detectors.export import OnnxFasterRCNNDetector
-
-    on = ["detector"] if isinstance(pipe.detector, OnnxFasterRCNNDetector) else []
-    return on + [s for s in ("attributes", "keypoints") if isinstance(getattr(pipe, s).model, OnnxModule)]
+    return [s for s in ("detector", "attributes", "keypoints") if isinstance(getattr(pipe, s).net, OnnxNet)]
 
 
 def test_auto_means_onnx_runtime_on_the_cpu_where_installed():
@@ -78,34 +75,32 @@ def test_reader_serve_and_ray_actors_run_the_shipped_models_on_onnx_runtime(monk
     assert _on_onnx(loaded["ray"].pipeline) == ["detector", "attributes", "keypoints"]
 
 
-def _tiny_detector() -> FasterRCNNDetector:
+def _tiny_model():
     torch.manual_seed(0)
     cfg = FasterRCNNConfig(num_classes=3, min_size=(96, 128), max_size=200, fpn_channels=16,
                            rpn_pre_nms_top_n_test=60, rpn_post_nms_top_n_test=40)
-    return FasterRCNNDetector(build_faster_rcnn(cfg, pretrained_backbone=False),
-                              LabelSet(garment_types=["blouse", "skirt"]))
+    return build_faster_rcnn(cfg, pretrained_backbone=False)
 
 
 def test_faster_rcnn_inference_settings_change_inference_only():
-    det = _tiny_detector()
-    assert det.trained_sizes == (96, 128)
-    assert det.inference_settings() == {"image_size": 128, "max_size": 200, "proposals": 40, "pre_nms": 60}
-    train_before = dict(det.model.rpn._post_nms_top_n), dict(det.model.rpn._pre_nms_top_n)
-    assert det.set_inference(image_size=64, proposals=80) == {"image_size": 64, "max_size": 100, "proposals": 80,
-                                                              "pre_nms": 80}  # pre-NMS never below what is kept
-    assert det.model.rpn._post_nms_top_n["training"] == train_before[0]["training"]
-    assert det.model.rpn._pre_nms_top_n["training"] == train_before[1]["training"]
-    det.model.eval()
-    resized, _ = det.model.transform([torch.rand(3, 150, 200)])
+    model = _tiny_model()
+    assert set_inference(model) == {"image_size": 128, "max_size": 200, "proposals": 40, "pre_nms": 60}
+    train_before = dict(model.rpn._post_nms_top_n), dict(model.rpn._pre_nms_top_n)
+    assert set_inference(model, image_size=64, proposals=80) == {"image_size": 64, "max_size": 100, "proposals": 80,
+                                                                 "pre_nms": 80}  # pre-NMS never below what is kept
+    assert model.rpn._post_nms_top_n["training"] == train_before[0]["training"]
+    assert model.rpn._pre_nms_top_n["training"] == train_before[1]["training"]
+    det = FasterRCNNDetector.from_model(model, LabelSet(garment_types=["blouse", "skirt"]))
+    resized, _ = model.transform([torch.rand(3, 150, 200)])
     assert resized.image_sizes == [(64, 85)]  # shorter side 64, aspect kept
-    assert det.model.rpn.post_nms_top_n() == 80
+    assert model.rpn.post_nms_top_n() == 80 and det.settings["proposals"] == 80
     found = det.predict([np.zeros((150, 200, 3), np.uint8)], conf=0.0)[0]
     assert found  # an untrained detector at conf 0 still returns its boxes
     for g in found:  # in the photo's pixels (clipped to it), not the resized input's
         x1, y1, x2, y2 = g.box_xyxy
         assert -1e-3 <= x1 < x2 <= 200 + 1e-3 and -1e-3 <= y1 < y2 <= 150 + 1e-3
     assert max(g.box_xyxy[2] for g in found) > 85 + 1  # some box reaches past the resized input's width
-    assert det.set_inference() == det.inference_settings()  # None keeps what is set
+    assert set_inference(model) == det.settings  # None keeps what is set
 
 
 def test_the_shipped_detector_runs_at_its_validation_size_with_fewer_proposals_by_default():
@@ -115,7 +110,7 @@ def test_the_shipped_detector_runs_at_its_validation_size_with_fewer_proposals_b
     from fashion2stage.runs import load_config
 
     validated = load_config(default_bundle() / "detector")["image_size"]
-    settings = load_pipeline(runtime="torch").detector.inference_settings()
+    settings = load_pipeline(runtime="torch").detector.settings
     assert settings["image_size"] == validated == 416 and settings["proposals"] == PROPOSALS == 100
-    fast = load_pipeline(runtime="torch", detector_size=320, proposals=50).detector.inference_settings()
+    fast = load_pipeline(runtime="torch", detector_size=320, proposals=50).detector.settings
     assert fast["image_size"] == 320 and fast["proposals"] == 50

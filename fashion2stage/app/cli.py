@@ -249,9 +249,9 @@ def export(
         except (FileNotFoundError, ValueError) as e:
             fail(str(e))
         if kind == "attributes":
-            from classifiers.onnx_runtime import export_attribute_run as export_run  # noqa: PLC0415
+            from classifiers.export import export_attribute_run as export_run  # noqa: PLC0415
         elif kind == "keypoints":
-            from classifiers.onnx_runtime import export_keypoint_run as export_run  # noqa: PLC0415
+            from classifiers.export import export_keypoint_run as export_run  # noqa: PLC0415
         else:
             from detectors.export import export_detector_onnx as export_run  # noqa: PLC0415
         try:

@@ -290,7 +290,7 @@ def _failed(name: str, e: Exception) -> ImagePrediction:
 def default_batch_size(runtime: str, device: str) -> int:
     """Images per batch when the user does not say. BENCHMARKS.md: torch on 2 CPU cores ran 2.8 img/s one image at
     a time against 1.7 at batch 8; ONNX Runtime and GPUs gain from batches."""
-    from fashion2stage.app.runtime import resolve_runtime  # noqa: PLC0415
+    from fashion2stage.nets import resolve_runtime  # noqa: PLC0415
 
     return 1 if resolve_runtime(runtime, device) == "torch" and device == "cpu" else 8
 
@@ -309,19 +309,21 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
 
     ``runtime``: ``"auto"`` runs each network through ONNX Runtime on the CPU where onnxruntime is installed (a
     model it fails for stays on torch, with one line on stderr), ``"onnx"`` always (else an error), ``"torch"``
-    never; ONNX files are exported once into a per-user cache (fashion2stage/app/runtime.py, docs/runtime.md) and
-    run with ``threads`` intra-op threads (0: all cores). Pre- and post-processing are the same code with both.
+    never; chosen as each model is loaded (fashion2stage/nets.py, docs/runtime.md), its ONNX file exported once into
+    a per-user cache and run with ``threads`` intra-op threads (0: all cores). Pre- and post-processing are the
+    same code with both.
     ``detector_size`` / ``proposals``: a Faster R-CNN detector's shorter photo side and proposals per photo at
     inference (default: the size it was validated at, detect-train's ``--image-size``, and at most
     :data:`PROPOSALS` proposals; smaller sizes are faster and cost street accuracy, BENCHMARKS.md "Predict speed").
     ``conf``, ``flip_tta``, ``max_garments``, ``keypoint_flip`` and ``single_item``: see Pipeline."""
     from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
     from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
-    from detectors.load import load_detector  # noqa: PLC0415
-    from fashion2stage.app.runtime import check_device, resolve_runtime, to_onnx_runtime  # noqa: PLC0415
+    from detectors.load import load_detector, trained_proposals  # noqa: PLC0415
+    from fashion2stage.app.runtime import check_device  # noqa: PLC0415
+    from fashion2stage.nets import resolve_runtime  # noqa: PLC0415
 
     check_device(device)  # a missing GPU is named before any model file is read
-    resolved = resolve_runtime(runtime, device)
+    resolve_runtime(runtime, device)  # an unknown runtime too
 
     bundle = default_bundle()
     runs = {}
@@ -331,14 +333,13 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         runs[stage] = given
     if all(v is None for v in runs.values()):
         raise FileNotFoundError(f"no model given and no default bundle at {bundle}: pass --detector/--classifier/--keypoints")
-    pipe = Pipeline(
-        detector=load_detector(runs["detector"], device) if runs["detector"] else None,
-        attributes=load_attribute_model(runs["attributes"], device) if runs["attributes"] else None,
-        keypoints=load_keypoint_model(runs["keypoints"], device) if runs["keypoints"] else None,
+    det = None
+    if runs["detector"]:  # a Faster R-CNN's default proposals come from BENCHMARKS.md's sweep
+        trained = trained_proposals(runs["detector"])
+        det = load_detector(runs["detector"], device, runtime, threads, size=detector_size or None,
+                            proposals=proposals or (min(PROPOSALS, trained) if trained else None))
+    return Pipeline(
+        detector=det,
+        attributes=load_attribute_model(runs["attributes"], device, runtime, threads) if runs["attributes"] else None,
+        keypoints=load_keypoint_model(runs["keypoints"], device, runtime, threads) if runs["keypoints"] else None,
         conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip, single_item=single_item)
-    if hasattr(pipe.detector, "set_inference"):  # Faster R-CNN; the defaults come from BENCHMARKS.md's sweep
-        trained = pipe.detector.inference_settings()["proposals"]
-        pipe.detector.set_inference(detector_size or None, proposals or min(PROPOSALS, trained))
-    if resolved == "onnx":
-        to_onnx_runtime(pipe, runs, threads, strict=runtime == "onnx")
-    return pipe
