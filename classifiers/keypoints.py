@@ -15,7 +15,7 @@ an exact quadratic in log space, so encode -> decode returns the point to floati
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -188,19 +188,22 @@ class KeypointPredictor:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     batch_size: int = 32
+    # the channel order of a mirrored crop's heatmaps, None where mirroring is unsafe (``can_flip``); set once
+    flip: list[int] | None = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.flip = self.labels.flip_permutation() if can_flip(self.labels) else None
 
     def heatmaps(self, crops: np.ndarray, flip_test: bool = True) -> np.ndarray:
         """(N, H, W, 3) uint8 crops -> (N, K, Hh, Wh) heatmaps; flip test averages in the mirrored crop's maps
         (skipped for label sets without left/right pairs, see ``can_flip``)."""
-        flip_test = flip_test and can_flip(self.labels)
         out = []
-        perm = self.labels.flip_permutation()
         for i in range(0, len(crops), self.batch_size):
             x = normalised(crops[i:i + self.batch_size], self.mean, self.std)
             h = self.net(x)["heatmaps"]
-            if flip_test:
+            if flip_test and self.flip is not None:
                 # mirrored crop's maps, mirrored back, with left/right channels traded back
-                hf = self.net(np.ascontiguousarray(x[..., ::-1]))["heatmaps"][..., ::-1][:, perm]
+                hf = self.net(np.ascontiguousarray(x[..., ::-1]))["heatmaps"][..., ::-1][:, self.flip]
                 h = (h + hf) / 2
             out.append(h)
         k, (wh, hh) = len(self.labels.keypoints), heatmap_size(self.crop_spec)
