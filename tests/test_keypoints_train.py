@@ -74,7 +74,7 @@ def test_tiny_keypoints_train_run_is_loadable_and_scored(tmp_path):
     assert {k: config["train"][k] for k in ("amp", "clip_grad", "ema")} == {"amp": "auto", "clip_grad": None, "ema": None}
     assert float(next(csv.DictReader((run / "results.csv").open()))["train_grad_norm"]) > 0
     predictor = load_keypoint_model(run)
-    assert [m.out_channels for m in predictor.model.deconv if isinstance(m, torch.nn.ConvTranspose2d)] == [32, 16, 8]
+    assert [m.out_channels for m in predictor.net.module.deconv if isinstance(m, torch.nn.ConvTranspose2d)] == [32, 16, 8]
     assert predictor.labels.keypoints == ["left_cuff", "right_cuff", "centre", "left_hem", "right_hem"]
     assert (predictor.crop_spec.width, predictor.crop_spec.height) == (64, 64)
     dataset = read_keypoint_dataset(val)
