@@ -5,8 +5,9 @@ Where the labels come from decides the box a sample is cut from:
 - garment-level labels with ground-truth boxes (``ccp/``): the ground-truth box, jittered each time the sample is
   drawn by a :class:`~fashion2stage.jitter.JitterSampler` (the detector's measured box error, or the default);
 - image-level labels without boxes (``cad/``, FashionAI attribute images): the detector's own box on that image,
-  chosen per key with :func:`~fashion2stage.choice.choose_garment` (the rule ``predict`` uses), not jittered since it
-  is a real detector box; the whole image ``[0, 0, W, H]`` when no garment was found or no detector is given.
+  chosen per key with :meth:`~fashion2stage.labels.LabelSet.answering_garment` (the rule ``predict`` uses), not
+  jittered since it is a real detector box; the whole image ``[0, 0, W, H]`` when no garment was found or no
+  detector is given.
 
 Detections over the training images are computed once and cached as JSON in the run folder
 (:func:`fashion2stage.detections.detect_cached`).
@@ -20,7 +21,6 @@ import albumentations as A
 import numpy as np
 import torch
 
-from fashion2stage.choice import choose_garment
 from fashion2stage.geometry import CropSpec, crop
 from fashion2stage.images import load_image
 from fashion2stage.jitter import JitterSampler, match_detections
@@ -99,7 +99,7 @@ def image_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list
         garments = detections.get(r.file, [])
         by_choice: dict[int | None, dict[str, str]] = {}
         for k, m in marks.items():
-            by_choice.setdefault(choose_garment(garments, k, labels), {})[k] = m
+            by_choice.setdefault(labels.answering_garment(garments, k), {})[k] = m
         for idx, ms in by_choice.items():
             box = None if idx is None else np.asarray(garments[idx].box_xyxy, dtype=np.float64)
             out.append(Sample(r.path, ms, box, source="whole" if idx is None else "detector"))

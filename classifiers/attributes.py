@@ -20,7 +20,7 @@ from fashion2stage.backbones import create_backbone
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.nets import Net, load_net, normalised, resolve_runtime
-from fashion2stage.roles import ITEM_TYPE_KEY, PHOTO_KIND_KEY, TYPE_KEY
+from fashion2stage.roles import ITEM_TYPE_KEY, PHOTO_KIND_KEY, PHOTO_KINDS, SINGLE_ITEM, TYPE_KEY, AttributeOutput
 from fashion2stage.runs import config_errors, load_run, load_weights
 from fashion2stage.specs import AttributeSpec, Normalisation
 
@@ -110,8 +110,9 @@ class AttributePredictor:
         """The torch network, for the trainers that fit heads on its features (loaded with runtime "torch")."""
         return self.net.module
 
-    def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> dict[str, np.ndarray]:
-        """(N, H, W, 3) uint8 RGB crops -> {key: (N, V) probabilities in the label set's value order}.
+    def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> AttributeOutput:
+        """(N, H, W, 3) uint8 RGB crops -> every attribute key's (N, V) probabilities in the label set's value order,
+        and the outputs of the type heads the model has (roles.AttributeOutput).
 
         With ``flip_tta`` the probabilities are the mean over the crop and its mirror image.
         """
@@ -127,7 +128,11 @@ class AttributePredictor:
                 probs = {k: (probs[k] + flipped[k]) / 2 for k in probs}
             for k in out:
                 out[k].append(probs[k].numpy())
-        return {k: (np.concatenate(v) if v else np.zeros((0, self.heads[k]))) for k, v in out.items()}
+        probs = {k: (np.concatenate(v) if v else np.zeros((0, self.heads[k]))) for k, v in out.items()}
+        # the type heads' keys name their layers in the network; they are outputs of their own, not attributes
+        types, items, kind = (probs.pop(k, None) for k in (TYPE_KEY, ITEM_TYPE_KEY, PHOTO_KIND_KEY))
+        return AttributeOutput(attributes=probs, type_probs=types, item_type_probs=items,
+                               p_single=None if kind is None else kind[:, PHOTO_KINDS.index(SINGLE_ITEM)])
 
 
 def _probs(logits: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 
 from fashion2stage.labels import LabelSet
 from fashion2stage.nets import Net, TorchNet, load_net
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 from fashion2stage.specs import DetectorSpec, FasterRCNNConfig  # noqa: F401  (FasterRCNNConfig: re-exported)
 
 
@@ -142,8 +142,8 @@ def export_onnx(model: FasterRCNN, path: Path) -> Path:
 
 
 class FasterRCNNDetector:
-    """Inference: ``predict(images) -> list[list[Garment]]`` with boxes in original image pixels, one network call
-    per image (``net``: :class:`OneImage` on torch, or its ONNX Runtime export)."""
+    """Inference: ``predict(images) -> list[list[GarmentPrediction]]`` with boxes in original image pixels, one network
+    call per image (``net``: :class:`OneImage` on torch, or its ONNX Runtime export)."""
 
     def __init__(self, net: Net, labels: LabelSet, settings: dict | None = None):
         self.net, self.labels = net, labels
@@ -172,14 +172,16 @@ class FasterRCNNDetector:
     def export_onnx(self, path: Path) -> Path:
         return export_onnx(self.net.module.model, path)
 
-    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+    def predict(self, images: list[np.ndarray], conf: float = 0.25,
+                batch_size: int = 8) -> list[list[GarmentPrediction]]:
         """images: (H, W, 3) uint8 RGB each. Returns per image the garments scoring at least ``conf``
         (``batch_size``: unused, one image per network call)."""
-        out: list[list[Garment]] = []
+        out: list[list[GarmentPrediction]] = []
         for im in images:
             det = self.net(to_tensor(im).numpy())
             keep = det["scores"] >= conf
             boxes, scores, cls = det["boxes"][keep], det["scores"][keep], det["labels"][keep]
-            out.append([Garment(type=self.labels.garment_types[int(c) - 1], box_xyxy=b.astype(np.float64),
-                                score=float(s)) for b, s, c in zip(boxes, scores, cls)])
+            out.append([GarmentPrediction(type=self.labels.garment_types[int(c) - 1],
+                                          box=b.astype(np.float64).tolist(), score=float(s))
+                        for b, s, c in zip(boxes, scores, cls)])
         return out

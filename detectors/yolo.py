@@ -16,7 +16,7 @@ import torch
 from fashion2stage.errors import DataError
 from fashion2stage.labels import LabelSet
 from fashion2stage.nets import Net, TorchNet, load_net
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 
 NMS_IOU = 0.7  # ultralytics' predict default
 MAX_DET = 100
@@ -24,7 +24,7 @@ OUTPUTS = ("output0",)  # the network's one output: (N, 4 + classes, anchors)
 
 
 class YoloDetector:
-    """``predict(images) -> list[list[Garment]]``; class id ``i`` is ``labels.garment_types[i]``."""
+    """``predict(images) -> list[list[GarmentPrediction]]``; class id ``i`` is ``labels.garment_types[i]``."""
 
     def __init__(self, model, labels: LabelSet, image_size: int, device: str = "cpu", source: Path | None = None,
                  net: Net | None = None):
@@ -65,7 +65,8 @@ class YoloDetector:
     def export_onnx(self, path: Path) -> Path:
         return export_onnx(self.model, self.image_size, path)
 
-    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+    def predict(self, images: list[np.ndarray], conf: float = 0.25,
+                batch_size: int = 8) -> list[list[GarmentPrediction]]:
         """images: (H, W, 3) uint8 RGB each; boxes come back in each image's own pixels. One network call per image:
         each is letterboxed to its own shape (longer side ``image_size``, sides multiples of the stride), as
         ultralytics predicts."""
@@ -74,7 +75,7 @@ class YoloDetector:
         from ultralytics.utils.ops import scale_boxes  # noqa: PLC0415
 
         letterbox = LetterBox((self.image_size, self.image_size), auto=True, stride=self.stride)
-        out: list[list[Garment]] = []
+        out: list[list[GarmentPrediction]] = []
         for im in images:
             x = letterbox(image=np.ascontiguousarray(im))
             x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
@@ -82,7 +83,8 @@ class YoloDetector:
             # no time limit: evaluation keeps every box down to a score of 0.001
             det = non_max_suppression(pred, conf, NMS_IOU, max_det=MAX_DET, max_time_img=1e9)[0]
             boxes = scale_boxes(x.shape[2:], det[:, :4].clone(), im.shape[:2]).numpy()
-            out.append([Garment(type=self.labels.garment_types[int(c)], box_xyxy=b.astype(np.float64), score=float(s))
+            out.append([GarmentPrediction(type=self.labels.garment_types[int(c)], box=b.astype(np.float64).tolist(),
+                                          score=float(s))
                         for b, s, c in zip(boxes, det[:, 4].numpy(), det[:, 5].numpy())])
         return out
 

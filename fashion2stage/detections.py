@@ -17,23 +17,24 @@ from fashion2stage.geometry import box_iou
 from fashion2stage.io import write_json_atomic
 from fashion2stage.labels import LabelSet
 from fashion2stage.photo_loop import detect_photos, detector_scope, photo_keys
-from fashion2stage.records import Garment, ImageRecord
+from fashion2stage.records import ImageRecord
+from fashion2stage.results import GarmentPrediction
 from fashion2stage.roles import Detector
 
 FORMAT = 1  # bump when what an entry holds changes
 
 
-def _garment_to_json(g: Garment) -> dict:
+def _garment_to_json(g: GarmentPrediction) -> dict:
     return {"type": g.type, "score": float(g.score), "box": [float(v) for v in g.box_xyxy]}
 
 
-def _garment_from_json(d: dict) -> Garment:
-    return Garment(type=d["type"], box_xyxy=np.asarray(d["box"], dtype=np.float64), score=float(d["score"]))
+def _garment_from_json(d: dict) -> GarmentPrediction:
+    return GarmentPrediction(type=d["type"], box=[float(v) for v in d["box"]], score=float(d["score"]))
 
 
 def detect_cached(detector: Detector, records: list[ImageRecord], record: Path | None = None, conf: float = 0.25,
                   batch_size: int = 8, progress=None, log=print, cache: str | Path | None = None
-                  ) -> dict[str, list[Garment]]:
+                  ) -> dict[str, list[GarmentPrediction]]:
     """The detector's garments (type, score, box) on every readable image, keyed by ``ImageRecord.file``.
 
     Through :func:`fashion2stage.photo_loop.detect_photos` and the cache (``cache``: its folder, default the
@@ -54,7 +55,8 @@ def detect_cached(detector: Detector, records: list[ImageRecord], record: Path |
     return out
 
 
-def fuse_flipped(plain: list[Garment], flipped: list[Garment], iou: float = 0.55) -> list[Garment]:
+def fuse_flipped(plain: list[GarmentPrediction], flipped: list[GarmentPrediction],
+                 iou: float = 0.55) -> list[GarmentPrediction]:
     """Garments of a photo seen twice (``flipped``: found on the mirror image, boxes already mapped back): each
     garment is paired with the best-overlapping unpaired one of the same type (IoU >= ``iou``, best scores first);
     a pair becomes one garment, its box the score-weighted mean and its score the mean of the two; a garment seen
@@ -68,10 +70,11 @@ def fuse_flipped(plain: list[Garment], flipped: list[Garment], iou: float = 0.55
             used.add(j)
             f = flipped[j]
             box = (g.score * g.box_xyxy + f.score * f.box_xyxy) / (g.score + f.score)
-            out.append(Garment(type=g.type, box_xyxy=box, score=(g.score + f.score) / 2))
+            out.append(GarmentPrediction(type=g.type, box=box.tolist(), score=(g.score + f.score) / 2))
         else:
-            out.append(Garment(type=g.type, box_xyxy=g.box_xyxy, score=g.score / 2))
-    out += [Garment(type=f.type, box_xyxy=f.box_xyxy, score=f.score / 2) for j, f in enumerate(flipped) if j not in used]
+            out.append(GarmentPrediction(type=g.type, box=list(g.box), score=g.score / 2))
+    out += [GarmentPrediction(type=f.type, box=list(f.box), score=f.score / 2)
+            for j, f in enumerate(flipped) if j not in used]
     return sorted(out, key=lambda g: -g.score)
 
 
@@ -91,15 +94,16 @@ class FlipTTA:
         inner = model_identity(self.detector)
         return None if inner is None else {"flip_tta": inner}
 
-    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+    def predict(self, images: list[np.ndarray], conf: float = 0.25,
+                batch_size: int = 8) -> list[list[GarmentPrediction]]:
         plain = self.detector.predict(images, conf=conf / 2, batch_size=batch_size)
         mirrored = self.detector.predict([np.ascontiguousarray(im[:, ::-1]) for im in images], conf=conf / 2,
                                          batch_size=batch_size)
         out = []
         for im, a, b in zip(images, plain, mirrored):
             w = im.shape[1]
-            back = [Garment(type=g.type, score=g.score,
-                            box_xyxy=np.array([w - g.box_xyxy[2], g.box_xyxy[1], w - g.box_xyxy[0], g.box_xyxy[3]]))
+            back = [GarmentPrediction(type=g.type, score=g.score,
+                            box=[w - g.box[2], g.box[1], w - g.box[0], g.box[3]])
                     for g in b]
             out.append([g for g in fuse_flipped(a, back) if g.score >= conf])
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from fashion2stage import taxonomy
@@ -66,7 +67,7 @@ class LabelSet:
         return [index[n] for n in names]
 
     def flip_permutation(self) -> list[int]:
-        return taxonomy.flip_permutation(self.keypoints)
+        return list(_flip_permutation(tuple(self.keypoints)))
 
     def merged(self, other: "LabelSet") -> "LabelSet":
         """Union of two label sets (for one model trained on several datasets). Shared keys must agree on values."""
@@ -89,6 +90,18 @@ class LabelSet:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def answering_garment(self, garments: list, key: str) -> int | None:
+        """Which garment answers an image-level question: the index in ``garments`` (anything with ``type`` and
+        ``score``) of the highest-scoring garment whose type carries ``key`` (``attribute_types``), or None: no such
+        garment, the whole image answers. The one rule of ``predict`` (docs/OUTPUT.md) and of training on labels
+        without boxes (classifiers/attribute_data.py)."""
+        types = self.types_for_key(key)
+        best, best_score = None, float("-inf")
+        for i, g in enumerate(garments):
+            if g.type in types and g.score > best_score:
+                best, best_score = i, g.score
+        return best
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabelSet":
@@ -157,3 +170,9 @@ class LabelSet:
         if pair is not None:
             return f"field 'ne_normaliser.{pair}' must name two keypoints"
         return None
+
+
+@lru_cache(maxsize=None)
+def _flip_permutation(keypoints: tuple[str, ...]) -> tuple[int, ...]:
+    """Once per keypoint set, not per image: the keypoint model flips every batch."""
+    return tuple(taxonomy.flip_permutation(keypoints))

@@ -16,11 +16,11 @@ import numpy as np
 from fashion2stage.cache import Shelf, key, model_identity, photo_identity
 from fashion2stage.errors import ImageReadError
 from fashion2stage.images import load_image
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 
 
-def detect_photos(paths: list[Path], detector, conf: float, finish: Callable[[int, np.ndarray, list[Garment]], object],
-                  shelf: Shelf | None = None, keys: list[str] | None = None, batch_size: int = 8, log=print,
+def detect_photos(paths: list[Path], detector, conf: float,
+                  finish: Callable[[int, np.ndarray, list[GarmentPrediction]], object], shelf: Shelf | None = None, keys: list[str] | None = None, batch_size: int = 8, log=print,
                   progress: Callable[[int], object] | None = None) -> tuple[list, int]:
     """``finish(i, image, garments)`` of every photo ``paths[i]``, and how many were read from ``shelf``.
 

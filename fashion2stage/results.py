@@ -5,10 +5,11 @@ Frames and units (docs/OUTPUT.md is the full contract): boxes are ``[x1, y1, x2,
 score)`` in pixels of the original image after EXIF orientation; scores and probabilities are in [0, 1]; ``probs``
 follow the value order of the label set saved in the attribute run folder, and ``names`` gives those values.
 
-Numbers are rounded once, when the pipeline builds the objects, to the precision of the JSON line (boxes and keypoint
-x, y to 0.01 px, scores and probabilities to 4 decimals): an object, its ``to_json()`` line and every file written
-from it (COCO, FashionAI CSVs) agree exactly, and ``from_json(line).to_json() == line``. ``value`` is the argmax of
-the probabilities before rounding, so after rounding it may tie with another value's probability.
+The objects hold the models' numbers as they are; they are rounded in one place, the writer side (``to_dict``, hence
+``to_json``), to the precision of the JSON line (boxes and keypoint x, y to 0.01 px, scores and probabilities to 4
+decimals). Every other file written from a prediction (COCO, FashionAI CSVs) is written from ``as_written()``, the
+numbers of its line, so that they agree with the line exactly, and ``from_json(line).to_json() == line``. ``value``
+is the argmax of the probabilities before rounding, so after rounding it may tie with another value's probability.
 """
 from __future__ import annotations
 
@@ -55,23 +56,37 @@ class AttributePrediction:
 
     @classmethod
     def from_probs(cls, values: list[str], probs, garment: int | None = None) -> AttributePrediction:
-        """The answer for probabilities ``probs`` (V,) over ``values`` (the label set's value order), rounded."""
+        """The answer for probabilities ``probs`` (V,) over ``values`` (the label set's value order)."""
         p = np.asarray(probs, dtype=np.float64)
         k = int(np.argmax(p))
-        return cls(value=values[k], score=round(float(p[k]), 4), probs=[round(float(v), 4) for v in p],
-                   garment=garment, names=list(values))
+        return cls(value=values[k], score=float(p[k]), probs=p.tolist(), garment=garment, names=list(values))
 
 
 @dataclass
 class GarmentPrediction:
     """One detected garment: its type and detector score, its box, the attributes its type carries, its landmarks
-    (only the keypoints of its type's subset; each ``(x, y, score)``, image pixels)."""
+    (only the keypoints of its type's subset; each ``(x, y, score)``, image pixels).
+
+    The one garment record of prediction: a detector returns it (type, score, box) and the pipeline fills it stage by
+    stage (fashion2stage/app/pipeline.py). The last four fields are the attribute model's readings of the garment's
+    crop, which the pipeline decides with (the garment check, the photo kind, the single item's type); they are not
+    part of the line (never serialised, not compared)."""
 
     type: str
     score: float
     box: list[float]  # [x1, y1, x2, y2], image pixels
     attributes: dict[str, AttributePrediction] = field(default_factory=dict)
     keypoints: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # key -> (V,) probabilities of every attribute key on the crop, before the keys are narrowed to the type's
+    probs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    p_garment: float | None = field(default=None, repr=False, compare=False)  # the garment check: 1 - p(none)
+    item_type_probs: np.ndarray | None = field(default=None, repr=False, compare=False)  # the item-type head's
+    p_single: float | None = field(default=None, repr=False, compare=False)  # the photo-kind head's p(single item)
+
+    @property
+    def box_xyxy(self) -> np.ndarray:
+        """``box`` as a (4,) float64 array, the name every internal box has (records.Garment, geometry)."""
+        return np.asarray(self.box, dtype=np.float64)
 
     def to_dict(self) -> dict:
         return {"type": self.type, "score": round(float(self.score), 4),
@@ -184,12 +199,17 @@ class ImagePrediction:
         return pd.DataFrame(self.summary(), columns=None if self.garments else
                             ["image", "garment", "type", "score", "x1", "y1", "x2", "y2"])
 
+    def as_written(self) -> ImagePrediction:
+        """This prediction with the numbers of its line (``from_dict(to_dict())``: rounded as the line rounds them),
+        ``orig_img`` kept: what every other output file is written from, so that it agrees with the line."""
+        return replace(ImagePrediction.from_dict(self.to_dict()), orig_img=self.orig_img)
+
     def rescaled(self, width: int, height: int) -> ImagePrediction:
         """This prediction in the frame of the same photo at ``width`` x ``height`` pixels: boxes and landmarks
-        scaled from ``self.width`` x ``self.height`` (rounded as the pipeline rounds them); ``orig_img`` is kept."""
+        scaled from ``self.width`` x ``self.height``; ``orig_img`` is kept."""
         sx, sy = width / self.width, height / self.height
-        garments = [replace(g, box=[round(v * s, 2) for v, s in zip(g.box, (sx, sy, sx, sy))],
-                            keypoints={n: (round(x * sx, 2), round(y * sy, 2), s) for n, (x, y, s) in g.keypoints.items()})
+        garments = [replace(g, box=[v * s for v, s in zip(g.box, (sx, sy, sx, sy))],
+                            keypoints={n: (x * sx, y * sy, s) for n, (x, y, s) in g.keypoints.items()})
                     for g in self.garments]
         return replace(self, width=int(width), height=int(height), garments=garments)
 

@@ -8,16 +8,17 @@ module or an ONNX Runtime session (fashion2stage/nets.py), chosen when it is loa
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 
-# The attribute model's optional garment-type check (classifiers/type_head.py): its key among predict()'s outputs,
-# and its class for "this crop is no garment of the taxonomy"
+# The attribute model's optional garment-type check (classifiers/type_head.py): its head's key in the network, and
+# its class for "this crop is no garment of the taxonomy"
 TYPE_KEY = "garment_type"
 NO_GARMENT = "none"
 # Its optional item-type head (classifiers/type_head.py): "which garment type is the one item of this product
@@ -31,13 +32,25 @@ MULTI_ITEM = "multi_item"
 PHOTO_KINDS = (MULTI_ITEM, SINGLE_ITEM)  # the head's classes, in its output order
 
 
+@dataclass
+class AttributeOutput:
+    """What an attribute model reads on N crops, one row per crop. The type heads are outputs of their own, present
+    only when the model has the head."""
+
+    attributes: dict[str, np.ndarray]  # key -> (N, V) probabilities in the label set's value order
+    type_probs: np.ndarray | None = None  # (N, len(type_classes)): the garment check's type head
+    item_type_probs: np.ndarray | None = None  # (N, len(item_type_classes)): the item-type head
+    p_single: np.ndarray | None = None  # (N,): the photo-kind head's p(single item)
+
+
 @runtime_checkable
 class Detector(Protocol):
     labels: LabelSet  # garment_types: the types it can return
 
-    def predict(self, images: list[np.ndarray], conf: float = 0.25, batch_size: int = 8) -> list[list[Garment]]:
+    def predict(self, images: list[np.ndarray], conf: float = 0.25,
+                batch_size: int = 8) -> list[list[GarmentPrediction]]:
         """images: (H, W, 3) uint8 RGB. Per image, garments scoring >= ``conf`` with ``type``, ``score`` and
-        ``box_xyxy`` in that image's pixels."""
+        ``box`` in that image's pixels (the records the pipeline then fills)."""
         ...
 
 
@@ -52,11 +65,10 @@ class AttributeClassifier(Protocol):
     # with a photo-kind head: the p(single item) from which a photo is judged single-item
     photo_kind_threshold: float | None
 
-    def predict(self, crops: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
-        """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> {key: (N, V) probabilities in value order};
-        with ``type_classes``, also {TYPE_KEY: (N, len(type_classes))}; with ``item_type_classes``, also
-        {ITEM_TYPE_KEY: (N, len(item_type_classes))}; with ``photo_kind_threshold``, also
-        {PHOTO_KIND_KEY: (N, 2)} in PHOTO_KINDS order."""
+    def predict(self, crops: np.ndarray, flip_tta: bool = False) -> AttributeOutput:
+        """(N, H, W, 3) uint8 RGB crops cut with ``crop_spec`` -> every attribute key's probabilities, and the type
+        heads' outputs the model has (``type_probs`` with ``type_classes``, ``item_type_probs`` with
+        ``item_type_classes``, ``p_single`` with ``photo_kind_threshold``)."""
         ...
 
 

@@ -181,7 +181,7 @@ def test_tiny_training_run_is_loadable_and_resumable(tmp_path):
     pred = load_attribute_model(run)
     assert pred.crop_spec == CropSpec(64, 64) and pred.labels.attributes["colour"] == ["red", "blue"]
     crops = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
-    probs = pred.predict(crops, flip_tta=True)
+    probs = pred.predict(crops, flip_tta=True).attributes
     assert probs["colour"].shape == (3, 2) and probs["sleeve_length"].shape == (3, 2)
     for p in probs.values():
         assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
@@ -210,7 +210,7 @@ def test_cli_classify_train_with_the_pretrained_default(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "attributes" and config["train"]["pretrained"] is True
     assert config["jitter"] == {"kind": "default", "shift": 0.1, "scale": 0.25}
-    assert load_attribute_model(run).predict(np.zeros((1, 64, 64, 3), np.uint8))["sleeve_length"].shape == (1, 2)
+    assert load_attribute_model(run).predict(np.zeros((1, 64, 64, 3), np.uint8)).attributes["sleeve_length"].shape == (1, 2)
     # the same name again is refused with one clear line; a bad --key-types too
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "not empty" in again.output

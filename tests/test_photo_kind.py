@@ -1,4 +1,4 @@
-"""The photo kind (fashion2stage/app/photo_kind.py, classifiers/photo_kind.py): the decision rule, the flags that
+"""The photo kind (fashion2stage/app/pipeline.py ``judge``, classifiers/photo_kind.py): the decision rule, the flags that
 force it, the threshold choice, the photo lists, and the JSONL field; on a tiny real attribute model whose
 photo-kind head the test writes itself, and on the shipped bundle with real photos."""
 import json
@@ -10,8 +10,7 @@ import torch
 from classifiers.attributes import AttributeModel, AttributePredictor
 from classifiers.photo_kind import choose_threshold, photo_paths
 from classifiers.type_head import attach, crop_features
-from fashion2stage.app.photo_kind import judge, p_single_by_image
-from fashion2stage.app.pipeline import Pipeline
+from fashion2stage.app.pipeline import Pipeline, judge
 from fashion2stage.errors import DataError
 from fashion2stage.geometry import CropSpec, crop
 from fashion2stage.labels import LabelSet
@@ -27,13 +26,6 @@ def test_judge_flag_then_head_then_multi():
     assert judge(False, 0.9, 0.6) == PhotoKind(MULTI_ITEM, 0.9, "flag")
     assert judge(None, None, None) == PhotoKind(MULTI_ITEM, None, "default")  # no head: as before it existed
     assert judge(True, None, None) == PhotoKind(SINGLE_ITEM, None, "flag")
-
-
-def test_each_image_is_judged_by_its_top_garment():
-    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])  # rows: (image, garment) below
-    owners = [(0, 0), (0, 1), (2, 0), (2, 1)]  # image 1 has no garment
-    assert p_single_by_image({PHOTO_KIND_KEY: p}, owners) == {0: 0.1, 2: 0.7}
-    assert p_single_by_image({"other": p}, owners) == {}
 
 
 def test_threshold_keeps_the_widest_margin_at_the_best_balanced_accuracy():
@@ -124,6 +116,14 @@ def tiny():
     b[PHOTO_KINDS.index(SINGLE_ITEM)] = -w[PHOTO_KINDS.index(SINGLE_ITEM)] @ (f[0] + f[1]) / 2
     attach(model, w.astype(np.float32), b.astype(np.float32), PHOTO_KIND_KEY)
     return predictor, red, blue
+
+
+def test_the_head_is_a_typed_output_not_an_attribute(tiny):
+    predictor, red, blue = tiny
+    crops = np.stack([crop(im, [0, 0, 64, 80], predictor.crop_spec)[0] for im in (red, blue)])
+    out = predictor.predict(crops)
+    assert list(out.attributes) == ["pattern"] and out.type_probs is None and out.item_type_probs is None
+    assert out.p_single.shape == (2,) and out.p_single[0] > 0.99 and out.p_single[1] < 0.01
 
 
 def test_pipeline_records_the_kind_the_head_or_the_flag_decides(tiny, check_line):

@@ -95,7 +95,9 @@ def test_to_dict_rounds_to_the_contract_precision():
 
 def test_value_is_the_argmax_before_rounding():
     a = AttributePrediction.from_probs(["a", "b", "c"], np.array([0.40004, 0.40001, 0.19991]))
-    assert a.value == "a" and a.probs == [0.4, 0.4, 0.1999] and a.score == 0.4  # tied after rounding, "a" was higher
+    assert a.value == "a" and a.probs == [0.40004, 0.40001, 0.19991] and a.score == 0.40004  # the model's numbers
+    d = a.to_dict()  # rounded where it is written: tied after rounding, "a" was higher
+    assert d["value"] == "a" and d["probs"] == [0.4, 0.4, 0.1999] and d["score"] == 0.4
     a = AttributePrediction.from_probs(["a", "b"], np.array([0.2, 0.8], np.float32), garment=3)
     assert (a.value, a.garment, a.names) == ("b", 3, ["a", "b"]) and a.to_dict(image_level=True)["garment"] == 3
     assert "garment" not in a.to_dict()

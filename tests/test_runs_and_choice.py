@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from fashion2stage import runs
-from fashion2stage.choice import choose_garment
 from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Garment
@@ -14,14 +13,14 @@ def _g(t, s):
     return Garment(type=t, box_xyxy=np.array([0, 0, 10, 10.0]), score=s)
 
 
-def test_choose_garment_highest_score_of_a_carrying_type():
+def test_answering_garment_highest_score_of_a_carrying_type():
     labels = LabelSet.fashionai()
     gs = [_g("trousers", 0.99), _g("blouse", 0.6), _g("outwear", 0.8), _g("skirt", 0.95)]
-    assert choose_garment(gs, "sleeve_length", labels) == 2  # outwear 0.8 beats blouse 0.6; trousers don't carry it
-    assert choose_garment(gs, "pant_length", labels) == 0
-    assert choose_garment(gs, "skirt_length", labels) == 3
-    assert choose_garment([_g("trousers", 0.9)], "collar_design", labels) is None  # -> whole image
-    assert choose_garment([], "sleeve_length", labels) is None
+    assert labels.answering_garment(gs, "sleeve_length") == 2  # outwear 0.8 beats blouse 0.6; trousers don't carry it
+    assert labels.answering_garment(gs, "pant_length") == 0
+    assert labels.answering_garment(gs, "skirt_length") == 3
+    assert labels.answering_garment([_g("trousers", 0.9)], "collar_design") is None  # -> whole image
+    assert labels.answering_garment([], "sleeve_length") is None
 
 
 def test_run_folder_round_trip(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 
 from fashion2stage.errors import DataError
 from fashion2stage.jitter import match_detections
-from fashion2stage.records import Dataset, Garment, ImageRecord
+from fashion2stage.records import Dataset, ImageRecord
 from fashion2stage.results import GarmentPrediction, ImagePrediction
 
 
@@ -38,9 +38,9 @@ def read_predictions(jsonl: str | Path) -> dict[str, ImagePrediction]:
 
 
 def _pred_record(pred: ImagePrediction | None, file: str) -> ImageRecord:
-    garments = [] if pred is None else [
-        Garment(type=g.type, box_xyxy=np.asarray(g.box, float), score=g.score) for g in pred.garments]
-    return ImageRecord(file=file, root=Path("."), garments=garments)
+    """The predicted garments of one image, as the COCO scorer takes them (each has ``type``, ``score``,
+    ``box_xyxy``)."""
+    return ImageRecord(file=file, root=Path("."), garments=[] if pred is None else list(pred.garments))
 
 
 def _check_coverage(gt: Dataset, preds: dict[str, ImagePrediction]) -> int:
@@ -55,7 +55,7 @@ def _matches(gt_rec: ImageRecord, pred: ImagePrediction | None) -> dict[int, Gar
     gs = [] if pred is None else pred.garments
     if not gs or not gt_rec.garments:
         return {}
-    pairs = match_detections([g.box for g in gs], [g.score for g in gs], [g.type for g in gs],
+    pairs = match_detections([g.box_xyxy for g in gs], [g.score for g in gs], [g.type for g in gs],
                              [g.box_xyxy for g in gt_rec.garments], [g.type for g in gt_rec.garments])
     return {gi: gs[pi] for pi, gi in pairs}
 

@@ -47,6 +47,7 @@ class PredictionWriters:
             self.n += 1
             if pred.error is not None:
                 continue
+            pred = pred.as_written()  # the numbers of its line, so that every file agrees with predictions.jsonl
             if self.coco is not None:
                 self._coco(pred)
             if self.attr_rows is not None:

@@ -1,13 +1,18 @@
 """The two-stage pipeline: detector -> padded crops -> attribute heads and keypoint model -> ImagePrediction.
 
-Data flow for one batch of decoded images (all frames are image pixels unless a name says ``_crop``):
+One garment record, ``results.GarmentPrediction``, goes through every stage (all frames are image pixels unless a
+name says ``_crop``):
 
-    detector.predict(images) -> garments (type, score, box_xyxy)
-    crop(image, box_xyxy, head.crop_spec) for every garment of the batch -> one array per head
-    attributes.predict(all crops)   -> probs per key; a garment keeps only the keys its type carries
-    keypoints.predict(all crops, types) -> points in the crop frame -> CropTransform.to_image
-    image-level answer per key: choose_garment (fashion2stage/choice.py), else a crop of the whole image
-    -> one ImagePrediction per image (fashion2stage/results.py; its to_json() is the predictions.jsonl line)
+    detector.predict(images)              -> per image, records with type, score and box, best first
+    attributes.predict(crops of them all) -> each record's readings: attribute probabilities and the type heads'
+                                             outputs (roles.AttributeOutput: p(garment), item-type probs, p_single)
+    the garment check                     -> records whose score x p(garment) is under conf are dropped
+    the photo kind, single-item rule      -> a single-item photo keeps its first record, typed by :func:`item_type`
+    attributes of each record             -> the keys its type carries
+    image-level answer per key            -> LabelSet.answering_garment, else a crop of the whole image
+    keypoints.predict(crops, types)       -> points in the crop frame -> CropTransform.to_image -> the record
+    -> one ImagePrediction per image (fashion2stage/results.py; its to_json() is the predictions.jsonl line, and the
+       only place where numbers are rounded)
 
 Any of the three models may be absent (``None``); without a detector no garment is found and every image-level
 answer comes from the whole image.
@@ -19,7 +24,7 @@ batch that raises is run again image by image, so that only the image that raise
 Single-item mode (catalogue and marketplace photos of one item) keeps one garment per photo, the best one the check
 leaves, and decides its type from the detector and the attribute model's item-type head together (:func:`item_type`;
 docs/OUTPUT.md). Which photos get it: those the attribute model's photo-kind head judges single-item, or all / none
-with ``single_item`` True / False (--single-item / --multi-item; fashion2stage/app/photo_kind.py).
+with ``single_item`` True / False (--single-item / --multi-item; :func:`judge`).
 """
 from __future__ import annotations
 
@@ -30,14 +35,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fashion2stage.app.photo_kind import judge, p_single_by_image
-from fashion2stage.choice import choose_garment
 from fashion2stage.geometry import box_iou, crop, pad_to_aspect
 from fashion2stage.images import MAX_SIDE, fitted_size
-from fashion2stage.records import Garment
-from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction
-from fashion2stage.roles import (ITEM_TYPE_KEY, NO_GARMENT, SINGLE_ITEM, TYPE_KEY, AttributeClassifier,
-                                 Detector, KeypointEstimator)
+from fashion2stage.labels import LabelSet
+from fashion2stage.results import AttributePrediction, GarmentPrediction, ImagePrediction, PhotoKind
+from fashion2stage.roles import (MULTI_ITEM, NO_GARMENT, SINGLE_ITEM, AttributeClassifier, Detector,
+                                 KeypointEstimator)
 
 # Faster R-CNN proposals scored per photo at inference, at most (BENCHMARKS.md, "Predict speed": the sweep this was
 # chosen from, and its price); the shipped detector was trained with 300
@@ -53,13 +56,13 @@ MAX_ASPECT = 20.0
 FAILURE_CHARS = 300  # an error record's message is cut here: ONNX Runtime's run messages are long
 
 
-def item_type(item: Garment, votes: list[Garment], classes: list[str], probs: np.ndarray) -> str:
+def item_type(item, votes: list, classes: list[str], probs: np.ndarray) -> str:
     """The type of a single-item photo's one ``item``: the detector proposes, the item-type head re-ranks. Every
     type the detector gave a box of ``votes`` overlapping the item by IoU >= SAME_ITEM_IOU scores its best such
     box's score x the head's probability of it (``probs``, in ``classes`` order); the highest wins. A type the
     detector did not propose cannot win, so a head that is sure and wrong on photos unlike its training photos
     cannot overrule a detector that is sure. An item of a type the head was not fitted on keeps it (the head
-    cannot weigh it)."""
+    cannot weigh it). ``item`` and ``votes`` are garments with ``type``, ``score`` and ``box_xyxy``."""
     if item.type not in classes:
         return item.type
     det = {item.type: float(item.score)}
@@ -70,6 +73,16 @@ def item_type(item: Garment, votes: list[Garment], classes: list[str], probs: np
                 det[v.type] = max(det.get(v.type, 0.0), float(v.score))
     fused = {t: s * float(probs[classes.index(t)]) for t, s in det.items() if t in classes}
     return max(fused, key=fused.get) if max(fused.values()) > 0 else item.type
+
+
+def judge(single_item: bool | None, p_single: float | None, threshold: float | None) -> PhotoKind:
+    """The kind of one photo (docs/OUTPUT.md, "Photo kind"): the flag when given, else the photo-kind head's
+    ``p_single`` against its ``threshold``, else multi-item (no head, no flag: as before the head existed)."""
+    if single_item is not None:
+        return PhotoKind(SINGLE_ITEM if single_item else MULTI_ITEM, p_single, "flag")
+    if p_single is None or threshold is None:
+        return PhotoKind(MULTI_ITEM, p_single, "default")
+    return PhotoKind(SINGLE_ITEM if p_single >= threshold else MULTI_ITEM, p_single, "model")
 
 
 @dataclass
@@ -89,14 +102,15 @@ class Pipeline:
     # wall seconds spent in each stage over all calls (crops included): where predict's time goes
     seconds: dict = field(default_factory=lambda: {"detector": 0.0, "attributes": 0.0, "keypoints": 0.0})
 
-    def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[list[Garment]]:
+    def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[list[GarmentPrediction]]:
         """Per image, the detector's garments scoring at least ``conf`` (default: the pipeline's), best first, at
-        most ``max_garments``."""
+        most ``max_garments``: new records, whatever the detector keeps of its own."""
         if self.detector is None:
             return [[] for _ in images]
         seen = [img if self.max_aspect is None else pad_to_aspect(img, self.max_aspect) for img in images]
         found = self.detector.predict(seen, conf=self.conf if conf is None else conf, batch_size=max(1, len(images)))
-        found = [gs if s is img else _inside(gs, img.shape) for gs, s, img in zip(found, seen, images)]
+        found = [[replace(g) for g in gs] if s is img else _inside(gs, img.shape)
+                 for gs, s, img in zip(found, seen, images)]
         return [sorted(g, key=lambda x: -x.score)[: self.max_garments] for g in found]
 
     def __call__(self, images: list[np.ndarray], names: list[str] | None = None,
@@ -129,141 +143,100 @@ class Pipeline:
         votes = None
         if self.single_item is not False:  # the boxes down to ITEM_VOTE_SCORE vote on an item's type; items >= conf
             votes = self.detect(images, min(self.conf, ITEM_VOTE_SCORE))
-            garments = [[g for g in gs if g.score >= self.conf] for gs in votes]
+            found = [[g for g in gs if g.score >= self.conf] for gs in votes]
         else:
-            garments = self.detect(images)
+            found = self.detect(images)
+        preds = [ImagePrediction(image=name, width=int(img.shape[1]), height=int(img.shape[0]), orig_img=img,
+                                 garments=gs) for name, img, gs in zip(names, images, found)]
         t1 = time.perf_counter()
-        out = [ImagePrediction(image=name, width=int(img.shape[1]), height=int(img.shape[0]), orig_img=img,
-                               garments=[GarmentPrediction(type=g.type, score=round(float(g.score), 4),
-                                                           box=[round(float(v), 2) for v in g.box_xyxy]) for g in gs])
-               for name, img, gs in zip(names, images, garments)]
-        owners = [(i, j) for i, gs in enumerate(garments) for j in range(len(gs))]
         if self.attributes is not None:
-            owners = self._attributes(images, garments, owners, out, votes)
+            self._attributes(preds, votes)
         else:  # no head to judge a photo by: the flag or multi-item; single: the detector's best garment, as typed
-            for o in out:
-                o.photo_kind = judge(self.single_item, None, None)
-            if self.single_item:
-                owners = self._keep_item(garments, out, {i: gs[0].type for i, gs in enumerate(garments) if gs})
+            for p in preds:
+                p.photo_kind = judge(self.single_item, None, None)
+                if self.single_item:
+                    p.garments = p.garments[:1]
         t2 = time.perf_counter()
-        if self.keypoints is not None and owners:
-            self._keypoints(images, garments, owners, out)
+        if self.keypoints is not None:
+            self._keypoints(preds)
         t3 = time.perf_counter()
         for stage, dt in (("detector", t1 - t0), ("attributes", t2 - t1), ("keypoints", t3 - t2)):
             self.seconds[stage] += dt
-        return out
+        return preds
 
-    def _attributes(self, images, garments, owners, out: list[ImagePrediction],
-                    votes: list[list[Garment]] | None = None) -> list[tuple[int, int]]:
-        """Attribute probabilities per garment and per image; with a type head, garments are first checked
-        (some dropped, in ``garments`` and ``out`` alike). Returns the garments' (image, index) after."""
-        labels = self.attributes.labels
-        spec = self.attributes.crop_spec
-        probs = {}
-        if owners:
-            probs = self.attributes.predict(np.stack([crop(images[i], garments[i][j].box_xyxy, spec)[0]
-                                                      for i, j in owners]), flip_tta=self.flip_tta)
-        p_single = p_single_by_image(probs, owners)  # judged on the top garment before the check
-        if owners and self.attributes.type_classes:
-            owners, rows = self._check_garments(garments, owners, probs[TYPE_KEY], out)
-            probs = {k: p[rows] for k, p in probs.items()}
-        threshold = getattr(self.attributes, "photo_kind_threshold", None)
-        for i in p_single:
-            out[i].photo_kind = judge(self.single_item, p_single[i], threshold)
-        singles = {i for i in range(len(images)) if self.single_item or (
-            out[i].photo_kind is not None and out[i].photo_kind.value == SINGLE_ITEM)}
-        if singles:
-            owners, rows = self._single_item(garments, owners, probs.get(ITEM_TYPE_KEY), out, votes, singles)
-            probs = {k: p[rows] for k, p in probs.items()}
-        row_of_garment = {owner: r for r, owner in enumerate(owners)}
-        for (i, j), r in row_of_garment.items():
-            out[i].garments[j].attributes = {
-                k: AttributePrediction.from_probs(labels.attributes[k], probs[k][r])
-                for k in labels.keys_for_type(garments[i][j].type)}
-        # an image-level key no garment answers is read from a crop of the whole image
-        whole_needed = [i for i, gs in enumerate(garments)
-                        if any(choose_garment(gs, k, labels) is None for k in labels.attributes)]
-        whole = {}
-        if whole_needed:
-            crops = [crop(images[i], [0.0, 0.0, float(images[i].shape[1]), float(images[i].shape[0])], spec)[0]
-                     for i in whole_needed]
-            whole = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
-        row_of_whole = {i: r for r, i in enumerate(whole_needed)}
-        whole_p = p_single_by_image(whole, [(i, 0) for i in whole_needed])
-        for i, o in enumerate(out):  # a photo without a detected garment is judged by the crop of the whole photo
-            if o.photo_kind is None:
-                o.photo_kind = judge(self.single_item, whole_p.get(i), threshold)
-        for i, gs in enumerate(garments):
-            for k in labels.attributes:
-                j = choose_garment(gs, k, labels)
-                p = whole[k][row_of_whole[i]] if j is None else probs[k][row_of_garment[(i, j)]]
-                out[i].attributes[k] = AttributePrediction.from_probs(labels.attributes[k], p, garment=j)
-        return owners
+    def _read(self, crops: list[np.ndarray], garments: list[GarmentPrediction]) -> None:
+        """The attribute model on one crop per record of ``garments``: each record gets its readings."""
+        out = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
+        for n, g in enumerate(garments):
+            g.probs = {k: p[n] for k, p in out.attributes.items()}
+            if out.type_probs is not None:
+                g.p_garment = 1.0 - float(out.type_probs[n][self.attributes.type_classes.index(NO_GARMENT)])
+            if out.item_type_probs is not None:
+                g.item_type_probs = out.item_type_probs[n]
+            if out.p_single is not None:
+                g.p_single = float(out.p_single[n])
 
-    def _check_garments(self, garments, owners, type_probs, out: list[ImagePrediction]):
-        """The type head's check of every garment (classifiers/type_head.py): a garment whose detector score times
-        the head's p(garment) = 1 - p(none) is under ``conf`` is dropped. The kept ones keep the detector's score
-        and order: on street crops the head ranks worse than the detector (BENCHMARKS.md, "Per domain"). Returns
-        the kept garments' (image, new index) and their rows of ``type_probs``."""
-        none = self.attributes.type_classes.index(NO_GARMENT)
-        kept: dict[int, list[tuple[int, int]]] = {}
-        for r, (i, j) in enumerate(owners):
-            if float(garments[i][j].score) * (1.0 - float(type_probs[r][none])) >= self.conf:
-                kept.setdefault(i, []).append((j, r))
-        new_owners, rows = [], []
-        for i in range(len(garments)):
-            js = kept.get(i, [])
-            out[i].garments = [out[i].garments[j] for j, _ in js]
-            garments[i][:] = [garments[i][j] for j, _ in js]
-            new_owners += [(i, n) for n in range(len(js))]
-            rows += [r for _, r in js]
-        return new_owners, np.asarray(rows, dtype=np.int64)
+    def _attributes(self, preds: list[ImagePrediction], votes: list[list[GarmentPrediction]] | None) -> None:
+        """Every record's readings, then per photo the photo kind, the garment check, the single-item rule, each
+        record's attributes and the image-level answers (module docstring)."""
+        heads, labels = self.attributes, self.attributes.labels
+        garments = [g for p in preds for g in p.garments]
+        if garments:
+            self._read([crop(p.orig_img, g.box, heads.crop_spec)[0] for p in preds for g in p.garments], garments)
+        # the whole image, read as one more record where no garment was detected (the photo is judged by it) or
+        # where the garments left after the check answer not every key
+        wholes: dict[int, GarmentPrediction] = {}
+        for n, p in enumerate(preds):
+            top = p.garments[0] if p.garments else None  # the photo is judged by its top garment, before the check
+            if top is not None:
+                p.photo_kind = judge(self.single_item, top.p_single, heads.photo_kind_threshold)
+                if heads.type_classes:
+                    p.garments = [g for g in p.garments if g.score * g.p_garment >= self.conf]
+                if p.photo_kind.value == SINGLE_ITEM and p.garments:
+                    item = p.garments[0]
+                    if heads.item_type_classes is not None and item.item_type_probs is not None:
+                        item.type = item_type(item, votes[n], heads.item_type_classes, item.item_type_probs)
+                    p.garments = [item]
+            for g in p.garments:
+                g.attributes = {k: AttributePrediction.from_probs(labels.attributes[k], g.probs[k])
+                                for k in labels.keys_for_type(g.type)}
+            if top is None or any(labels.answering_garment(p.garments, k) is None for k in labels.attributes):
+                wholes[n] = GarmentPrediction("", 1.0, [0.0, 0.0, float(p.width), float(p.height)])
+        if wholes and labels.attributes:
+            self._read([crop(preds[n].orig_img, w.box, heads.crop_spec)[0] for n, w in wholes.items()],
+                       list(wholes.values()))
+        for n, p in enumerate(preds):
+            whole = wholes.get(n)
+            if p.photo_kind is None:
+                p.photo_kind = judge(self.single_item, None if whole is None else whole.p_single,
+                                     heads.photo_kind_threshold)
+            p.attributes = {k: _answer(p.garments, k, labels, whole) for k in labels.attributes}
 
-    def _single_item(self, garments, owners, item_probs, out: list[ImagePrediction], votes, singles: set[int]):
-        """Single-item mode after the check, for the photos ``singles``: each keeps its best garment, typed by
-        :func:`item_type` from ``votes`` (the detector's boxes down to ITEM_VOTE_SCORE; by the detector alone when
-        the attribute model has no item-type head); the other photos keep theirs. Returns the kept garments'
-        (image, index) and their rows of the probabilities."""
-        classes = self.attributes.item_type_classes
-        row = {owner: r for r, owner in enumerate(owners)}
-        types = {}
-        for i in sorted(singles):
-            if not garments[i]:
-                continue
-            types[i] = garments[i][0].type if classes is None or item_probs is None else item_type(
-                garments[i][0], votes[i], classes, item_probs[row[(i, 0)]])
-        self._keep_item(garments, out, types)
-        kept = [(i, j) for i, j in owners if i not in singles or j == 0]
-        return kept, np.asarray([row[o] for o in kept], dtype=np.int64)
-
-    @staticmethod
-    def _keep_item(garments, out: list[ImagePrediction], types: dict[int, str]) -> list[tuple[int, int]]:
-        """Keep only each photo's first garment, with the type ``types`` gives it; returns the (image, 0) kept."""
-        for i, t in types.items():
-            garments[i][:] = [replace(garments[i][0], type=t)]
-            out[i].garments = [replace(out[i].garments[0], type=t)]
-        return [(i, 0) for i in sorted(types)]
-
-    def _keypoints(self, images, garments, owners, out: list[ImagePrediction]) -> None:
+    def _keypoints(self, preds: list[ImagePrediction]) -> None:
         labels = self.keypoints.labels
         spec = self.keypoints.crop_spec
-        # the type the attribute stage left (out[i].garments[j]), not the detector's: a type without landmarks in
-        # this label set (the shipped model's skirts and dresses) would only cost a pass that yields NaNs
-        owners = [(i, j) for i, j in owners if labels.keypoint_indices(out[i].garments[j].type)]
-        if not owners:
+        # the type the attribute stage left, not the detector's: a type without landmarks in this label set (the
+        # shipped model's skirts and dresses) would only cost a pass that yields NaNs
+        todo = [(p, g) for p in preds for g in p.garments if labels.keypoint_indices(g.type)]
+        if not todo:
             return
-        crops, transforms, types = [], [], []
-        for i, j in owners:
-            c, t = crop(images[i], garments[i][j].box_xyxy, spec)
-            crops.append(c)
-            transforms.append(t)
-            types.append(out[i].garments[j].type)
+        cut = [crop(p.orig_img, g.box, spec) for p, g in todo]
         # (N, K, 3) x, y, score; NaN outside a type's subset
-        pts_crop = self.keypoints.predict(np.stack(crops), types, flip_test=self.keypoint_flip)
-        for (i, j), t, p in zip(owners, transforms, pts_crop):
-            out[i].garments[j].keypoints = {
-                name: (round(float(x), 2), round(float(y), 2), round(float(s), 4))
-                for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
+        pts_crop = self.keypoints.predict(np.stack([c for c, _ in cut]), [g.type for _, g in todo],
+                                          flip_test=self.keypoint_flip)
+        for (_, g), (_, t), p in zip(todo, cut, pts_crop):
+            g.keypoints = {name: (float(x), float(y), float(s))
+                           for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
+
+
+def _answer(garments: list[GarmentPrediction], key: str, labels: LabelSet,
+            whole: GarmentPrediction | None) -> AttributePrediction:
+    """The image-level answer for ``key``: the answering garment's (its index in ``garments``), else the whole
+    image's reading."""
+    j = labels.answering_garment(garments, key)
+    if j is None:
+        return AttributePrediction.from_probs(labels.attributes[key], whole.probs[key])
+    return replace(garments[j].attributes[key], garment=j)
 
 
 def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
@@ -271,14 +244,14 @@ def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _inside(garments: list[Garment], shape: tuple[int, ...]) -> list[Garment]:
+def _inside(garments: list[GarmentPrediction], shape: tuple[int, ...]) -> list[GarmentPrediction]:
     """Boxes found on a padded image, clipped to the image itself; a box left without area is dropped."""
     h, w = shape[:2]
     out = []
     for g in garments:
-        box = np.clip(np.asarray(g.box_xyxy, np.float64), 0.0, [w, h, w, h])
+        box = np.clip(g.box_xyxy, 0.0, [w, h, w, h])
         if box[2] > box[0] and box[3] > box[1]:
-            out.append(replace(g, box_xyxy=box))
+            out.append(replace(g, box=box.tolist()))
     return out
 
 

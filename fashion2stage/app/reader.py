@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Union
 
@@ -83,7 +84,7 @@ def _expand(items: list) -> list:
     where it holds none)."""
     out = []
     for item in items:
-        if not isinstance(item, (str, Path)):
+        if not isinstance(item, (str, Path)) or _plain_file(item):
             out.append(item)
             continue
         try:
@@ -95,12 +96,19 @@ def _expand(items: list) -> list:
     return out
 
 
+def _plain_file(path: str | Path) -> bool:
+    """A file that stands for itself (sources.expand_source would say None), told without it: the common case."""
+    return os.path.isfile(path) and not str(path).lower().endswith(".txt")
+
+
 def _decode(item, n: int) -> tuple[str, Photo | None, str | None]:
     if isinstance(item, (str, Path)):
+        text = str(item)
+        name = text if text.isprintable() else safe_name(text)  # safe_name's own first test, without the call
         try:
-            return safe_name(str(item)), load_photo(item), None
+            return name, load_photo(item), None
         except ImageReadError as e:
-            return safe_name(str(item)), None, e.problem
+            return name, None, e.problem
     if isinstance(item, np.ndarray):  # scaled to the models' size by the pipeline
         return f"<image {n}>", Photo.of(_check_array(item, n)), None
     if hasattr(item, "mode") and hasattr(item, "getexif"):  # a PIL image, without importing PIL for the check

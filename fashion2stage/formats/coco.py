@@ -299,7 +299,7 @@ def detections_to_coco_results(records: list[ImageRecord], dataset: Dataset) -> 
         for g in rec.garments:
             r = {"image_id": ids[rec.file], "category_id": _category_id(dataset.labels, g.type, rec.file),
                  "bbox": _xywh(g.box_xyxy), "score": float(g.score)}
-            if g.keypoints is not None:
+            if isinstance(g.keypoints, np.ndarray):  # a records.Garment's (K, 3); a detector's garment has none
                 r["keypoints"] = [round(float(v), 3) for v in np.asarray(g.keypoints).reshape(-1)]
             results.append(r)
     return results
