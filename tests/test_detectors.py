@@ -13,7 +13,7 @@ from fashion2stage.sources import read_detection_data
 from detectors.train import evaluate
 from fashion2stage.errors import DataError
 from fashion2stage.labels import LabelSet
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 
 TYPES = ["blouse", "skirt"]
 
@@ -41,7 +41,7 @@ def write_coco(folder: Path, boxes_per_image: list[list[tuple[str, list[float]]]
 class FixedDetector:
     """A real (trivial) Detector: returns the boxes it was built with, image by image, filtered by ``conf``."""
 
-    def __init__(self, labels: LabelSet, answers: list[list[Garment]]):
+    def __init__(self, labels: LabelSet, answers: list[list[GarmentPrediction]]):
         self.labels, self.answers, self.calls = labels, answers, 0
 
     def predict(self, images, conf=0.25, batch_size=8):
@@ -51,7 +51,7 @@ class FixedDetector:
 
 
 def _g(t, box, score):
-    return Garment(type=t, box_xyxy=np.array(box, dtype=float), score=score)
+    return GarmentPrediction(type=t, box=[float(v) for v in box], score=score)
 
 
 def test_evaluate_known_map(tmp_path):
