@@ -26,7 +26,8 @@ from fashion2stage.images import load_image
 from fashion2stage.jitter import JitterSampler, match_detections
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.attributes import soft_targets
-from fashion2stage.records import Dataset, Garment
+from fashion2stage.records import Dataset
+from fashion2stage.results import GarmentPrediction
 
 CROP_MODES = ("two-stage", "whole")
 
@@ -56,7 +57,7 @@ def garment_samples(dataset: Dataset, labels: LabelSet) -> list[Sample]:
     return out
 
 
-def matched_garment_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list[Garment]],
+def matched_garment_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list[GarmentPrediction]],
                             iou_threshold: float = 0.5) -> tuple[list[Sample], int]:
     """Evaluation on detector crops: each labelled ground-truth garment is cut from the detection matched to it
     (COCO-style, same type, IoU >= ``iou_threshold``). Returns the samples and the number of garments the detector
@@ -80,7 +81,7 @@ def matched_garment_samples(dataset: Dataset, labels: LabelSet, detections: dict
     return out, missed
 
 
-def image_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list[Garment]] | None,
+def image_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list[GarmentPrediction]] | None,
                   crop_mode: str = "two-stage") -> list[Sample]:
     """Samples for image-level labels: per image, keys answered by the same garment share one crop of it.
 
@@ -106,7 +107,7 @@ def image_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list
     return out
 
 
-def build_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list[Garment]] | None = None,
+def build_samples(dataset: Dataset, labels: LabelSet, detections: dict[str, list[GarmentPrediction]] | None = None,
                   crop_mode: str = "two-stage", match_gt_to_detections: bool = False) -> tuple[list[Sample], int]:
     """All samples of a dataset: garment-level ones (ground-truth boxes; or, for evaluation on detector crops with
     ``match_gt_to_detections``, the matched detections) plus image-level ones. Returns samples and missed garments."""

@@ -24,11 +24,12 @@ from dataclasses import replace
 from fashion2stage.formats.tags import pinned_attributes, tagged_types
 from fashion2stage.labels import LabelSet
 from fashion2stage.records import Dataset, Garment
+from fashion2stage.results import GarmentPrediction
 
 DEFAULT_CONF = 0.7  # chosen on val (BENCHMARKS.md, "Weak labels: the teacher's threshold")
 
 
-def pseudo_label(dataset: Dataset, detections: dict[str, list[Garment]], conf: float = DEFAULT_CONF,
+def pseudo_label(dataset: Dataset, detections: dict[str, list[GarmentPrediction]], conf: float = DEFAULT_CONF,
                  labels: LabelSet | None = None, log=print) -> Dataset:
     """A copy of the tag ``dataset`` whose photos carry their kept teacher garments and ``ignore_types``;
     ``detections``: the teacher's garments per ``ImageRecord.file`` (e.g. :func:`fashion2stage.detections.detect_cached`

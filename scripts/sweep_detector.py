@@ -30,7 +30,7 @@ from fashion2stage.formats.coco import read_coco_detection  # noqa: E402
 from fashion2stage.formats.folders import read_class_folders  # noqa: E402
 from fashion2stage.images import load_image  # noqa: E402
 from fashion2stage.photo_loop import detect_photos  # noqa: E402
-from fashion2stage.results import GarmentPrediction, ImagePrediction  # noqa: E402
+from fashion2stage.results import ImagePrediction  # noqa: E402
 
 
 def load(run: Path, size: int, proposals: int, runtime: str, threads: int):
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def as_predictions(records, found) -> dict[str, ImagePrediction]:
     """The evaluator's input: detections only, one ImagePrediction per photo."""
-    return {rec.file: ImagePrediction(image=rec.file, garments=[
-        GarmentPrediction(type=g.type, score=float(g.score), box=[float(v) for v in g.box_xyxy]) for g in gs])
-        for rec, gs in zip(records, found)}
+    return {rec.file: ImagePrediction(image=rec.file, garments=gs) for rec, gs in zip(records, found)}
 
 
 def six_way(detector, products) -> float:

@@ -40,5 +40,5 @@ def set_threads(threads: int | None) -> None:
 
 def photo_kind_option():
     """``--single-item/--multi-item`` of predict, evaluate and serve: None (neither given) lets the attribute
-    model's photo-kind head judge each photo (fashion2stage/app/photo_kind.py)."""
+    model's photo-kind head judge each photo (fashion2stage/app/pipeline.py, ``judge``)."""
     return typer.Option(None, "--single-item/--multi-item", help="One item / several (default: judged).")
