@@ -288,12 +288,11 @@ def test_keypoints_run_only_for_types_with_landmarks_after_the_attribute_stage(m
         seen.extend(types)
         return real_predict(crops, types, **kw)
 
-    def relabelling(images, garments, owners, out, *votes):  # the real attribute stage, then every 2nd swaps type
-        owners = real_attributes(images, garments, owners, out, *votes)
-        for n, (i, j) in enumerate(owners):
+    def relabelling(preds, votes):  # the real attribute stage, then every 2nd garment record swaps type
+        real_attributes(preds, votes)
+        for n, g in enumerate(g for p in preds for g in p.garments):
             if n % 2:
-                out[i].garments[j].type = {"skirt": "blouse", "blouse": "skirt"}[out[i].garments[j].type]
-        return owners
+                g.type = {"skirt": "blouse", "blouse": "skirt"}[g.type]
 
     monkeypatch.setattr(pipe.keypoints, "predict", counting)
     monkeypatch.setattr(pipe, "_attributes", relabelling)

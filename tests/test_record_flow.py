@@ -22,7 +22,8 @@ from fashion2stage.results import GarmentPrediction
 from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY
 from fashion2stage.specs import Normalisation
 
-LABELS = LabelSet(garment_types=["blouse", "skirt"], attributes={"sleeve": ["short", "long"], "length": ["mini", "maxi"]},
+LABELS = LabelSet(garment_types=["blouse", "skirt"],
+                  attributes={"sleeve": ["short", "long"], "length": ["mini", "maxi"]},
                   attribute_types={"sleeve": ["blouse"], "length": ["skirt"]})
 TYPE_CLASSES = ["blouse", "skirt", NO_GARMENT]
 ITEM_CLASSES = ["blouse", "skirt"]

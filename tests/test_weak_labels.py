@@ -13,7 +13,7 @@ from fashion2stage.errors import DataError
 from fashion2stage.formats.tags import pinned_attributes, read_tags, tagged_types
 from fashion2stage.labels import LabelSet
 from fashion2stage.metrics.tags import tag_report
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 from fashion2stage.roles import Detector
 from fashion2stage.sources import read_source
 from fashion2stage.weak_labels import pseudo_label
@@ -121,7 +121,7 @@ class FixedTeacher:
     level), a fixed list; on a mirror image, the same garments mirrored (a perfectly consistent detector), or
     none with ``blind_to_mirrors``."""
 
-    def __init__(self, by_level: dict[int, list[Garment]], blind_to_mirrors: bool = False):
+    def __init__(self, by_level: dict[int, list[GarmentPrediction]], blind_to_mirrors: bool = False):
         self.labels = LABELS
         self.by_level, self.blind, self.calls = by_level, blind_to_mirrors, 0
 
@@ -135,14 +135,19 @@ class FixedTeacher:
                 gs = []
             elif mirrored:
                 w = im.shape[1]
-                gs = [Garment(g.type, np.array([w - g.box_xyxy[2], g.box_xyxy[1], w - g.box_xyxy[0], g.box_xyxy[3]]),
-                              score=g.score) for g in gs]
+                gs = [GarmentPrediction(g.type, box=[w - g.box[2], g.box[1], w - g.box[0], g.box[3]], score=g.score)
+                      for g in gs]
             out.append([g for g in gs if g.score >= conf])
         return out
 
 
 def box(x1, y1, x2, y2):
-    return np.array([x1, y1, x2, y2], dtype=np.float64)
+    return [float(x1), float(y1), float(x2), float(y2)]
+
+
+def _found(t, b, score):
+    """A garment as a detector returns it."""
+    return GarmentPrediction(type=t, score=score, box=b)
 
 
 def tagged_photos(tmp_path):
@@ -154,12 +159,12 @@ def tagged_photos(tmp_path):
         im[0, 0, 1] = 255  # the marker: tells the teacher a mirrored photo
         Image.fromarray(im).save(tmp_path / r.split(",")[0])
     teacher = FixedTeacher({
-        10: [Garment("outwear", box(5, 5, 50, 50), score=0.9), Garment("dress", box(5, 5, 55, 75), score=0.95),
-             Garment("trousers", box(10, 40, 50, 79), score=0.4)],   # coat + jeans tagged; no dress tag
-        20: [Garment("outwear", box(5, 5, 50, 50), score=0.8), Garment("skirt", box(10, 40, 50, 79), score=0.75),
-             Garment("outwear", box(0, 0, 58, 60), score=0.71)],
-        30: [Garment("blouse", box(5, 5, 50, 50), score=0.99)],   # no garment tag at all
-        40: [Garment("skirt", box(10, 40, 50, 79), score=0.3)],   # the tagged skirt is found, but weakly
+        10: [_found("outwear", box(5, 5, 50, 50), 0.9), _found("dress", box(5, 5, 55, 75), 0.95),
+             _found("trousers", box(10, 40, 50, 79), 0.4)],   # coat + jeans tagged; no dress tag
+        20: [_found("outwear", box(5, 5, 50, 50), 0.8), _found("skirt", box(10, 40, 50, 79), 0.75),
+             _found("outwear", box(0, 0, 58, 60), 0.71)],
+        30: [_found("blouse", box(5, 5, 50, 50), 0.99)],   # no garment tag at all
+        40: [_found("skirt", box(10, 40, 50, 79), 0.3)],   # the tagged skirt is found, but weakly
     })
     return read_tags(csv, m, LABELS), teacher
 
@@ -219,7 +224,7 @@ def test_flip_tta_keeps_what_both_views_agree_on(tmp_path):
     once = FlipTTA(FixedTeacher(teacher.by_level, blind_to_mirrors=True)).predict([photo], conf=0.3)[0]
     assert [(g.type, round(g.score, 3)) for g in once] == [("dress", 0.475), ("outwear", 0.45)]
     # fused by hand: two overlapping boxes of one type, score-weighted
-    fused = fuse_flipped([Garment("skirt", box(0, 0, 10, 10), score=0.6)], [Garment("skirt", box(0, 0, 10, 12), score=0.2)])
+    fused = fuse_flipped([_found("skirt", box(0, 0, 10, 10), 0.6)], [_found("skirt", box(0, 0, 10, 12), 0.2)])
     assert len(fused) == 1 and np.isclose(fused[0].score, 0.4) and np.allclose(fused[0].box_xyxy, [0, 0, 10, 10.5])
 
 

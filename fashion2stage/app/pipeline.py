@@ -164,10 +164,11 @@ class Pipeline:
             self.seconds[stage] += dt
         return preds
 
-    def _read(self, crops: list[np.ndarray], garments: list[GarmentPrediction]) -> None:
-        """The attribute model on one crop per record of ``garments``: each record gets its readings."""
-        out = self.attributes.predict(np.stack(crops), flip_tta=self.flip_tta)
-        for n, g in enumerate(garments):
+    def _read(self, items: list[tuple[np.ndarray, GarmentPrediction]]) -> None:
+        """The attribute model on the crop of each ``(image, record)``: each record gets its readings."""
+        crops = np.stack([crop(image, g.box, self.attributes.crop_spec)[0] for image, g in items])
+        out = self.attributes.predict(crops, flip_tta=self.flip_tta)
+        for n, (_, g) in enumerate(items):
             g.probs = {k: p[n] for k, p in out.attributes.items()}
             if out.type_probs is not None:
                 g.p_garment = 1.0 - float(out.type_probs[n][self.attributes.type_classes.index(NO_GARMENT)])
@@ -180,9 +181,9 @@ class Pipeline:
         """Every record's readings, then per photo the photo kind, the garment check, the single-item rule, each
         record's attributes and the image-level answers (module docstring)."""
         heads, labels = self.attributes, self.attributes.labels
-        garments = [g for p in preds for g in p.garments]
-        if garments:
-            self._read([crop(p.orig_img, g.box, heads.crop_spec)[0] for p in preds for g in p.garments], garments)
+        found = [(p.orig_img, g) for p in preds for g in p.garments]
+        if found:
+            self._read(found)
         # the whole image, read as one more record where no garment was detected (the photo is judged by it) or
         # where the garments left after the check answer not every key
         wholes: dict[int, GarmentPrediction] = {}
@@ -203,8 +204,7 @@ class Pipeline:
             if top is None or any(labels.answering_garment(p.garments, k) is None for k in labels.attributes):
                 wholes[n] = GarmentPrediction("", 1.0, [0.0, 0.0, float(p.width), float(p.height)])
         if wholes and labels.attributes:
-            self._read([crop(preds[n].orig_img, w.box, heads.crop_spec)[0] for n, w in wholes.items()],
-                       list(wholes.values()))
+            self._read([(preds[n].orig_img, w) for n, w in wholes.items()])
         for n, p in enumerate(preds):
             whole = wholes.get(n)
             if p.photo_kind is None:
@@ -213,6 +213,7 @@ class Pipeline:
             p.attributes = {k: _answer(p.garments, k, labels, whole) for k in labels.attributes}
 
     def _keypoints(self, preds: list[ImagePrediction]) -> None:
+        """Each record's landmarks, from the keypoint model on its crop, in image pixels."""
         labels = self.keypoints.labels
         spec = self.keypoints.crop_spec
         # the type the attribute stage left, not the detector's: a type without landmarks in this label set (the
@@ -236,7 +237,8 @@ def _answer(garments: list[GarmentPrediction], key: str, labels: LabelSet,
     j = labels.answering_garment(garments, key)
     if j is None:
         return AttributePrediction.from_probs(labels.attributes[key], whole.probs[key])
-    return replace(garments[j].attributes[key], garment=j)
+    answer = garments[j].attributes[key]
+    return replace(answer, garment=j, probs=list(answer.probs))
 
 
 def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
