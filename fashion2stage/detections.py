@@ -72,8 +72,8 @@ def fuse_flipped(plain: list[GarmentPrediction], flipped: list[GarmentPrediction
             box = (g.score * g.box_xyxy + f.score * f.box_xyxy) / (g.score + f.score)
             out.append(GarmentPrediction(type=g.type, box=box.tolist(), score=(g.score + f.score) / 2))
         else:
-            out.append(GarmentPrediction(type=g.type, box=list(g.box), score=g.score / 2))
-    out += [GarmentPrediction(type=f.type, box=list(f.box), score=f.score / 2)
+            out.append(GarmentPrediction(type=g.type, box=g.box_xyxy.tolist(), score=g.score / 2))
+    out += [GarmentPrediction(type=f.type, box=f.box_xyxy.tolist(), score=f.score / 2)
             for j, f in enumerate(flipped) if j not in used]
     return sorted(out, key=lambda g: -g.score)
 
@@ -102,8 +102,7 @@ class FlipTTA:
         out = []
         for im, a, b in zip(images, plain, mirrored):
             w = im.shape[1]
-            back = [GarmentPrediction(type=g.type, score=g.score,
-                            box=[w - g.box[2], g.box[1], w - g.box[0], g.box[3]])
-                    for g in b]
+            back = [GarmentPrediction(type=g.type, score=g.score, box=[w - x2, y1, w - x1, y2])
+                    for g in b for x1, y1, x2, y2 in [g.box_xyxy]]
             out.append([g for g in fuse_flipped(a, back) if g.score >= conf])
         return out

@@ -20,7 +20,8 @@ from fashion2stage.results import GarmentPrediction
 
 
 def detect_photos(paths: list[Path], detector, conf: float,
-                  finish: Callable[[int, np.ndarray, list[GarmentPrediction]], object], shelf: Shelf | None = None, keys: list[str] | None = None, batch_size: int = 8, log=print,
+                  finish: Callable[[int, np.ndarray, list[GarmentPrediction]], object], shelf: Shelf | None = None,
+                  keys: list[str] | None = None, batch_size: int = 8, log=print,
                   progress: Callable[[int], object] | None = None) -> tuple[list, int]:
     """``finish(i, image, garments)`` of every photo ``paths[i]``, and how many were read from ``shelf``.
 
