@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from detectors.load import load_detector
 from detectors.train import DetectTrainConfig, train_detector
 from fashion2stage.app.cli import app
-from fashion2stage.records import Garment
+from fashion2stage.results import GarmentPrediction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def _check_run(run: Path, val_json: Path) -> None:
     assert len(out) == 2
     for garments, w in zip(out, (96, 64)):
         for g in garments:
-            assert isinstance(g, Garment) and g.type in ("blouse", "skirt") and 0.0 <= g.score <= 1.0
+            assert isinstance(g, GarmentPrediction) and g.type in ("blouse", "skirt") and 0.0 <= g.score <= 1.0
             assert g.box_xyxy.shape == (4,) and -1 <= g.box_xyxy[0] < g.box_xyxy[2] <= w + 1
 
 
