@@ -5,7 +5,7 @@ Why: a product photo (catalogue, marketplace, a garment held flat) is read best 
 rule (one garment, typed by the detector and the item-type head), a street photo of people with the plain rule
 (every garment). The user should not have to know which photos are which. The attribute model already looks at the
 crop of every detected garment, so a head on its pooled features decides per photo from the crop of the detector's
-top garment, at no extra backbone pass (fashion2stage/app/photo_kind.py applies it; docs/OUTPUT.md).
+top garment, at no extra backbone pass (fashion2stage/app/pipeline.py, ``judge``, applies it; docs/OUTPUT.md).
 
 The head is a two-class logistic regression (scikit-learn, classifiers/type_head.py's ``fit``) on frozen features
 of crops cut exactly as at inference: per training photo, the crop of the detector's best box at the pipeline's

@@ -44,7 +44,7 @@ def test_the_profiler_sees_the_project_files_it_runs():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="passes once issue 26's runtime-at-load branch is merged")
+
 def test_one_image_runs_in_few_project_files():
     from fashion2stage import Reader
 
