@@ -44,7 +44,6 @@ def test_the_profiler_sees_the_project_files_it_runs():
 
 
 @pytest.mark.slow
-
 def test_one_image_runs_in_few_project_files():
     from fashion2stage import Reader
 
