@@ -18,6 +18,7 @@ from fashion2stage.app.outputs import PredictionWriters
 from fashion2stage.app.pipeline import Pipeline
 from fashion2stage.geometry import CropSpec, xyxy_to_xywh
 from fashion2stage.labels import LabelSet
+from fashion2stage.nets import TorchNet
 from fashion2stage.results import GarmentPrediction
 from fashion2stage.roles import ITEM_TYPE_KEY, NO_GARMENT, TYPE_KEY
 from fashion2stage.specs import Normalisation
@@ -51,8 +52,9 @@ def heads():
     model = AttributeModel("test_efficientnet", {"sleeve": 2, "length": 2}, pretrained=False).eval()
     _constant_head(model, TYPE_KEY, [0.25, 0.25, 0.5])  # p(garment) = 0.5 on every crop
     _constant_head(model, ITEM_TYPE_KEY, [0.1, 0.9])  # the item-type head says skirt
-    return AttributePredictor(model=model, labels=LABELS, crop_spec=CropSpec(width=48, height=48),
-                              device=torch.device("cpu"), normalisation=Normalisation.of_backbone("test_efficientnet"),
+    return AttributePredictor(net=TorchNet(model, outputs=tuple(model.keys)), heads=model.keys, labels=LABELS,
+                              crop_spec=CropSpec(width=48, height=48),
+                              normalisation=Normalisation.of_backbone("test_efficientnet"),
                               type_classes=TYPE_CLASSES, item_type_classes=ITEM_CLASSES)
 
 
