@@ -163,7 +163,8 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu", runtime: str 
     load_weights(run / spec.weights, model, torch.device(device))
     size, heads = (spec.crop.height, spec.crop.width), list(model.keys)
     net = load_net("attributes", run, model, tuple(heads), lambda path: export_onnx(model, size, path, heads),
-                   [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads)
+                   [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads,
+                   amp="auto")
     return AttributePredictor(net=net, heads=model.keys, labels=labels, crop_spec=spec.crop, normalisation=spec.norm,
                               type_classes=list(spec.type_head.classes) if spec.type_head else None,
                               item_type_classes=list(spec.item_type_head.classes) if spec.item_type_head else None,

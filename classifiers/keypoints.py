@@ -251,5 +251,6 @@ def load_keypoint_model(run_dir: str | Path, device: str = "cpu", runtime: str =
     load_weights(run / spec.weights, model, device)
     size = (spec.crop.height, spec.crop.width)
     net = load_net("keypoints", run, model, OUTPUTS, lambda path: export_onnx(model, size, path, list(OUTPUTS)),
-                   [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads)
+                   [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads,
+                   amp="auto")
     return KeypointPredictor(net, labels, spec.crop, spec.sigma, spec.norm.mean, spec.norm.std)

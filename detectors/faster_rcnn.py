@@ -166,7 +166,7 @@ class FasterRCNNDetector:
         load_weights(run / spec.weights, model)
         settings = set_inference(model, size, proposals)
         net = load_net("detector", run, OneImage(model), OUTPUTS, lambda path: export_onnx(model, path),
-                       [run / spec.weights, run / "config.json"], settings, runtime, device, threads)
+                       [run / spec.weights, run / "config.json"], settings, runtime, device, threads, amp="auto")
         return cls(net, labels, settings)
 
     def export_onnx(self, path: Path) -> Path:

@@ -11,7 +11,7 @@ from classifiers.keypoints import load_keypoint_model
 from detectors.load import load_detector
 from fashion2stage.app.pipeline import default_bundle
 from fashion2stage.errors import DataError
-from fashion2stage.nets import OnnxNet, TorchNet
+from fashion2stage.nets import OnnxNet, TorchNet, normalised
 from fashion2stage.cache import CACHE_ENV
 from fashion2stage.roles import AttributeClassifier, Detector, KeypointEstimator
 
@@ -68,3 +68,36 @@ def test_an_unknown_runtime_is_named_before_any_model_file_is_read(tmp_path):
     for load in LOADERS.values():
         with pytest.raises(ValueError, match="runtime 'tensorrt': expected one of auto, onnx, torch"):
             load(tmp_path / "no-such-run", runtime="tensorrt")
+
+
+def test_the_mixed_precision_path_of_every_shipped_model_runs_on_the_cpu():
+    """Each loader asks for autocast on CUDA (float16 there, and none on the CPU, where float32 is faster); the same
+    path, run here with bfloat16 on the shipped networks, gives the float32 answers within bfloat16's precision."""
+    import torch
+    from PIL import Image
+
+    from detectors.faster_rcnn import to_tensor
+    from fashion2stage.geometry import box_iou
+
+    photo = np.asarray(Image.open(default_bundle().parents[1] / "examples" / "images" / "ccp_0004.jpg").convert("RGB"))
+    for stage, loader in LOADERS.items():
+        model = loader(default_bundle() / stage, runtime="torch")
+        assert model.net.amp is None  # "auto" on the CPU
+        mixed = TorchNet(model.net.module, outputs=model.net.outputs, amp=torch.bfloat16)
+        if stage == "detector":
+            x = to_tensor(photo).numpy()
+            a, b = model.net(x), mixed(x)
+            assert np.isfinite(b["boxes"]).all() and len(b["scores"])
+            best_a, best_b = int(np.argmax(a["scores"])), int(np.argmax(b["scores"]))
+            assert a["labels"][best_a] == b["labels"][best_b]
+            assert box_iou(a["boxes"][best_a][None].astype(float), b["boxes"][best_b][None].astype(float))[0, 0] > 0.9
+            continue
+        rng = np.random.default_rng(0)
+        crops = rng.integers(0, 255, (2, model.crop_spec.height, model.crop_spec.width, 3), dtype=np.uint8)
+        norm = model.normalisation if stage == "attributes" else model
+        x = normalised(crops, norm.mean, norm.std)
+        a, b = model.net(x), mixed(x)
+        for k in a:
+            assert b[k].dtype == np.float32 and np.isfinite(b[k]).all()
+            scale = float(np.abs(a[k]).max()) + 1.0
+            np.testing.assert_allclose(b[k], a[k], atol=0.1 * scale)
