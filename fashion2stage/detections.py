@@ -49,10 +49,10 @@ def detect_cached(detector: Detector, records: list[ImageRecord], record: Path |
     keys = photo_keys(paths, "detections", FORMAT, scope, conf) if shelf is not None else None
     found, _ = detect_photos(paths, detector, conf, lambda i, image, gs: [_garment_to_json(g) for g in gs], shelf, keys,
                              batch_size, log, progress)
-    out = {r.file: [_garment_from_json(g) for g in gs] for r, gs in zip(records, found) if gs is not None}
-    if record is not None:
-        write_json_atomic(record, {"images": {f: [_garment_to_json(g) for g in gs] for f, gs in out.items()}})
-    return out
+    as_json = {r.file: gs for r, gs in zip(records, found) if gs is not None}
+    if record is not None:  # the entries as they are: no round trip through the records
+        write_json_atomic(record, {"images": as_json})
+    return {f: [_garment_from_json(g) for g in gs] for f, gs in as_json.items()}
 
 
 def fuse_flipped(plain: list[GarmentPrediction], flipped: list[GarmentPrediction],
