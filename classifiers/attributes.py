@@ -24,6 +24,9 @@ from fashion2stage.roles import ITEM_TYPE_KEY, PHOTO_KIND_KEY, PHOTO_KINDS, SING
 from fashion2stage.runs import config_errors, load_run, load_weights
 from fashion2stage.specs import AttributeSpec, Normalisation
 
+HEATMAPS = "heatmaps"  # the output of a keypoint head that shares the backbone (classifiers/crop_models.py)
+MIRRORED = "heatmaps_mirrored"
+
 
 class AttributeModel(nn.Module):
     """backbone.forward_features -> global average pooling -> dropout -> one Linear head per key."""
@@ -38,14 +41,29 @@ class AttributeModel(nn.Module):
         self.heads = nn.ModuleDict({_module_name(k): nn.Linear(self.backbone.num_features, n)
                                     for k, n in self.keys.items()})
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised crops -> the last block's map (N, C_blocks, H/32, W/32): what a keypoint head that
+        shares this backbone reads (classifiers/crop_models.py)."""
+        b = self.backbone
+        return b.blocks(b.bn1(b.conv_stem(x)))
+
+    def pool(self, trunk: torch.Tensor) -> torch.Tensor:
+        """The trunk's map -> (N, C) pooled features (timm's conv_head and bn2, then the spatial mean)."""
+        b = self.backbone
+        return b.bn2(b.conv_head(trunk)).mean(dim=(2, 3))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised crops -> (N, C) pooled features."""
-        return self.backbone.forward_features(x).mean(dim=(2, 3))
+        return self.pool(self.trunk(x))
+
+    def classify(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(N, C) pooled features -> {key: (N, n_values) logits}."""
+        f = self.dropout(pooled)
+        return {k: self.heads[_module_name(k)](f) for k in self.keys}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, 3, H, W) -> {key: (N, n_values) logits}."""
-        f = self.dropout(self.forward_features(x))
-        return {k: self.heads[_module_name(k)](f) for k in self.keys}
+        return self.classify(self.forward_features(x))
 
 
 def _module_name(key: str) -> str:
@@ -104,39 +122,55 @@ class AttributePredictor:
     item_type_classes: list[str] | None = None
     # the photo-kind head (classifiers/photo_kind.py): p(single item) from which a photo is judged single; None without
     photo_kind_threshold: float | None = None
+    # the network also returns a keypoint head's ``heatmaps`` from the same backbone pass (classifiers/crop_models.py)
+    heatmaps: bool = False
 
     @property
     def model(self) -> AttributeModel:
         """The torch network, for the trainers that fit heads on its features (loaded with runtime "torch")."""
         return self.net.module
 
-    def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32) -> AttributeOutput:
+    def predict(self, crops: np.ndarray, flip_tta: bool = False, batch_size: int = 32,
+                mirror_heatmaps: bool = False) -> AttributeOutput:
         """(N, H, W, 3) uint8 RGB crops -> every attribute key's (N, V) probabilities in the label set's value order,
         and the outputs of the type heads the model has (roles.AttributeOutput).
 
-        With ``flip_tta`` the probabilities are the mean over the crop and its mirror image.
+        With ``flip_tta`` the probabilities are the mean over the crop and its mirror image. A network that carries a
+        keypoint head on its backbone (``heatmaps``; classifiers/crop_models.py) also returns the heatmaps of the
+        same pass, and with ``mirror_heatmaps`` those of the mirror image, as the network gives them.
         """
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[-1] != 3:
             raise ValueError(f"crops must be (N, H, W, 3) uint8, got shape {crops.shape}")
         out: dict[str, list[np.ndarray]] = {k: [] for k in self.heads}
+        maps: dict[str, list[np.ndarray]] = {HEATMAPS: [], MIRRORED: []}
         for i in range(0, len(crops), batch_size):
             x = normalised(crops[i:i + batch_size], self.normalisation.mean, self.normalisation.std)
-            probs = _probs(self.net(x))
-            if flip_tta:
-                flipped = _probs(self.net(np.ascontiguousarray(x[..., ::-1])))
-                probs = {k: (probs[k] + flipped[k]) / 2 for k in probs}
+            raw = self.net(x)
+            probs = _probs(raw)
+            mirrored = self.heatmaps and mirror_heatmaps
+            if flip_tta or mirrored:
+                raw_flipped = self.net(np.ascontiguousarray(x[..., ::-1]))
+                if flip_tta:
+                    flipped = _probs(raw_flipped)
+                    probs = {k: (probs[k] + flipped[k]) / 2 for k in probs}
+                if mirrored:
+                    maps[MIRRORED].append(raw_flipped[HEATMAPS])
+            if self.heatmaps:
+                maps[HEATMAPS].append(raw[HEATMAPS])
             for k in out:
                 out[k].append(probs[k].numpy())
         probs = {k: (np.concatenate(v) if v else np.zeros((0, self.heads[k]))) for k, v in out.items()}
         # the type heads' keys name their layers in the network; they are outputs of their own, not attributes
         types, items, kind = (probs.pop(k, None) for k in (TYPE_KEY, ITEM_TYPE_KEY, PHOTO_KIND_KEY))
+        h, hm = (np.concatenate(maps[k]) if maps[k] else None for k in (HEATMAPS, MIRRORED))
         return AttributeOutput(attributes=probs, type_probs=types, item_type_probs=items,
-                               p_single=None if kind is None else kind[:, PHOTO_KINDS.index(SINGLE_ITEM)])
+                               p_single=None if kind is None else kind[:, PHOTO_KINDS.index(SINGLE_ITEM)],
+                               heatmaps=h, heatmaps_mirrored=hm)
 
 
 def _probs(logits: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.softmax(torch.from_numpy(z).float(), dim=1) for k, z in logits.items()}
+    return {k: torch.softmax(torch.from_numpy(z).float(), dim=1) for k, z in logits.items() if k != HEATMAPS}
 
 
 def head_sizes(spec: AttributeSpec, labels: LabelSet) -> dict[str, int]:
@@ -157,15 +191,28 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu", runtime: str 
     network on ``runtime`` (auto / onnx / torch, fashion2stage.nets.load_net; ``threads``: ONNX Runtime's)."""
     resolve_runtime(runtime, device)
     run = Path(run_dir)
-    spec, labels = load_run(run, "attributes")
-    with config_errors(run):  # what only building the network can tell: a backbone timm does not know
-        model = AttributeModel(spec.backbone, head_sizes(spec, labels), pretrained=False, dropout=spec.dropout)
-    load_weights(run / spec.weights, model, torch.device(device))
+    spec, labels, model = read_attribute_run(run, device)
     size, heads = (spec.crop.height, spec.crop.width), list(model.keys)
     net = load_net("attributes", run, model, tuple(heads), lambda path: export_onnx(model, size, path, heads),
                    [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads,
                    amp="auto")
+    return predictor_of(net, model, spec, labels)
+
+
+def read_attribute_run(run: Path, device: str = "cpu") -> tuple[AttributeSpec, LabelSet, AttributeModel]:
+    """An ``attributes`` run folder's checked spec, label set and torch network with its weights."""
+    spec, labels = load_run(run, "attributes")
+    with config_errors(run):  # what only building the network can tell: a backbone timm does not know
+        model = AttributeModel(spec.backbone, head_sizes(spec, labels), pretrained=False, dropout=spec.dropout)
+    load_weights(run / spec.weights, model, torch.device(device))
+    return spec, labels, model
+
+
+def predictor_of(net: Net, model: AttributeModel, spec: AttributeSpec, labels: LabelSet,
+                 heatmaps: bool = False) -> AttributePredictor:
+    """The predictor of ``net``, which runs ``model`` (or ``model`` with a keypoint head, ``heatmaps``)."""
     return AttributePredictor(net=net, heads=model.keys, labels=labels, crop_spec=spec.crop, normalisation=spec.norm,
                               type_classes=list(spec.type_head.classes) if spec.type_head else None,
                               item_type_classes=list(spec.item_type_head.classes) if spec.item_type_head else None,
-                              photo_kind_threshold=spec.photo_kind_head.threshold if spec.photo_kind_head else None)
+                              photo_kind_threshold=spec.photo_kind_head.threshold if spec.photo_kind_head else None,
+                              heatmaps=heatmaps)

@@ -188,6 +188,9 @@ class KeypointPredictor:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     batch_size: int = 32
+    # the heatmaps come from the attribute model's pass over the same crops (one backbone for both:
+    # classifiers/crop_models.py): the pipeline decodes those with ``points`` instead of calling ``predict``
+    shared: bool = False
     # the channel order of a mirrored crop's heatmaps, None where mirroring is unsafe (``can_flip``); set once
     flip: list[int] | None = field(init=False, repr=False)
 
@@ -201,13 +204,17 @@ class KeypointPredictor:
         for i in range(0, len(crops), self.batch_size):
             x = normalised(crops[i:i + self.batch_size], self.mean, self.std)
             h = self.net(x)["heatmaps"]
-            if flip_test and self.flip is not None:
-                # mirrored crop's maps, mirrored back, with left/right channels traded back
-                hf = self.net(np.ascontiguousarray(x[..., ::-1]))["heatmaps"][..., ::-1][:, self.flip]
-                h = (h + hf) / 2
-            out.append(h)
+            out.append(self.merged(h, self.net(np.ascontiguousarray(x[..., ::-1]))["heatmaps"]
+                                   if flip_test and self.flip is not None else None))
         k, (wh, hh) = len(self.labels.keypoints), heatmap_size(self.crop_spec)
         return np.concatenate(out) if out else np.zeros((0, k, hh, wh), np.float32)
+
+    def merged(self, heatmaps: np.ndarray, mirrored: np.ndarray | None) -> np.ndarray:
+        """The crops' heatmaps averaged with their mirror images' (as the network gives them: mirrored back here,
+        left/right channels traded back); ``heatmaps`` alone without those or where mirroring is unsafe."""
+        if mirrored is None or self.flip is None:
+            return heatmaps
+        return (heatmaps + mirrored[..., ::-1][:, self.flip]) / 2
 
     def predict(self, crops: np.ndarray, types: list[str], flip_test: bool = True) -> np.ndarray:
         """(N, H, W, 3) uint8 crops of garments of ``types`` -> (N, K_union, 3): x, y (crop frame), score.
@@ -220,7 +227,13 @@ class KeypointPredictor:
         if len(crops) and crops.shape[1:3] != (self.crop_spec.height, self.crop_spec.width):
             raise ValueError(f"crops are {crops.shape[2]}x{crops.shape[1]}, the model wants "
                              f"{self.crop_spec.width}x{self.crop_spec.height} (use its crop_spec)")
-        xy, scores = decode(self.heatmaps(crops, flip_test), (self.crop_spec.width, self.crop_spec.height), self.sigma)
+        return self.points(self.heatmaps(crops, flip_test), types)
+
+    def points(self, heatmaps: np.ndarray, types: list[str]) -> np.ndarray:
+        """(N, K, Hh, Wh) heatmaps of crops of garments of ``types`` -> (N, K_union, 3) points as ``predict``."""
+        if len(heatmaps) != len(types):
+            raise ValueError(f"{len(heatmaps)} heatmaps but {len(types)} garment types")
+        xy, scores = decode(heatmaps, (self.crop_spec.width, self.crop_spec.height), self.sigma)
         out = np.concatenate([xy, scores[..., None]], axis=-1)
         for i, t in enumerate(types):
             out[i, type_mask(self.labels, t) == 0] = np.nan
@@ -239,16 +252,22 @@ def torch_predictor(model: HeatmapModel, labels: LabelSet, spec: KeypointSpec,
                              spec.norm.std, batch_size)
 
 
+def read_keypoint_run(run: Path, device: str = "cpu") -> tuple[KeypointSpec, LabelSet, HeatmapModel]:
+    """A ``keypoints`` run folder's checked spec, label set and torch network with its weights."""
+    spec, labels = load_run(run, "keypoints")
+    with config_errors(run):  # what only building the network can tell: a backbone timm does not know
+        model = build_model(spec, pretrained=False)
+    load_weights(run / spec.weights, model, device)
+    return spec, labels, model
+
+
 def load_keypoint_model(run_dir: str | Path, device: str = "cpu", runtime: str = "torch",
                         threads: int = 0) -> KeypointPredictor:
     """A predictor from a keypoints run folder (config.json, labels.json and the weights it names), its network on
     ``runtime`` (auto / onnx / torch, fashion2stage.nets.load_net; ``threads``: ONNX Runtime's)."""
     resolve_runtime(runtime, device)
     run = Path(run_dir)
-    spec, labels = load_run(run, "keypoints")
-    with config_errors(run):  # what only building the network can tell: a backbone timm does not know
-        model = build_model(spec, pretrained=False)
-    load_weights(run / spec.weights, model, device)
+    spec, labels, model = read_keypoint_run(run, device)
     size = (spec.crop.height, spec.crop.width)
     net = load_net("keypoints", run, model, OUTPUTS, lambda path: export_onnx(model, size, path, list(OUTPUTS)),
                    [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads,

@@ -8,13 +8,15 @@ share; rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from classifiers.attributes import read_attribute_run
+from classifiers.crop_models import trunk_state
 from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
                                       read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size, torch_predictor
@@ -27,16 +29,20 @@ from fashion2stage.jitter import JitterSampler
 from fashion2stage.metrics import keypoint_report
 from fashion2stage.records import Dataset
 from fashion2stage.runs import load_spec, load_weights
-from fashion2stage.specs import KeypointSpec, Normalisation
+from fashion2stage.specs import AttributeSpec, KeypointSpec, Normalisation
 from fashion2stage.train_specs import KeypointTrainConfig
 
 
-def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler) -> KeypointSpec:
-    """What config.json records: everything ``load_keypoint_model`` needs, plus how the run was trained."""
-    spec = cfg.crop_spec()
-    return KeypointSpec(backbone=cfg.backbone, num_keypoints=num_keypoints, deconv_channels=tuple(cfg.deconv_channels),
-                        crop=spec, heatmap_size=heatmap_size(spec), sigma=cfg.sigma,
-                        normalisation=Normalisation.of_backbone(cfg.backbone), train=asdict(cfg),
+def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler,
+               trunk: AttributeSpec | None = None) -> KeypointSpec:
+    """What config.json records: everything ``load_keypoint_model`` needs, plus how the run was trained. With the
+    ``trunk`` attribute run's spec, its crops, backbone and input normalisation."""
+    spec = cfg.crop_spec() if trunk is None else trunk.crop
+    return KeypointSpec(backbone=cfg.backbone if trunk is None else trunk.backbone, num_keypoints=num_keypoints,
+                        deconv_channels=tuple(cfg.deconv_channels), crop=spec, heatmap_size=heatmap_size(spec),
+                        sigma=cfg.sigma,
+                        normalisation=Normalisation.of_backbone(cfg.backbone) if trunk is None else trunk.norm,
+                        train=asdict(cfg),
                         jitter=jitter.to_dict(), data={"train": cfg.data, "val": cfg.val, "box_errors": cfg.box_errors})
 
 
@@ -142,8 +148,12 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     if resumed is not None:
         cfg = engine.resumed_config(cfg, resumed, "keypoints")
     jitter = _jitter(cfg, resumed)
-    spec = cfg.crop_spec()
-    heatmap_size(spec)  # refuse a bad --image-size before reading any data
+    trunk = read_attribute_run(Path(cfg.trunk), "cpu") if cfg.trunk else None  # its spec, labels and network
+    if trunk is not None:  # the settings config.json records say what the run used
+        c = trunk[0].crop
+        cfg = replace(cfg, width=c.width, height=c.height, padding=c.padding, backbone=trunk[0].backbone)
+    spec = cfg.crop_spec() if trunk is None else trunk[0].crop
+    heatmap_size(spec)  # refuse a bad --image-size (or the trunk run's crop) before reading any data
     train_set, sizes = read_sources(cfg.data, cfg.images)
     val = read_keypoint_dataset(cfg.val, cfg.val_images) if cfg.val else None
     if val is not None and val.labels.keypoints != train_set.labels.keypoints:
@@ -152,7 +162,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     labels = train_set.labels if val is None else train_set.labels.merged(val.labels)
     labels = observed_subsets(Dataset(train_set.root, train_set.records, labels, train_set.source))
     train_set = Dataset(train_set.root, train_set.records, labels, train_set.source)
-    run_spec = run_config(cfg, len(labels.keypoints), jitter)
+    run_spec = run_config(cfg, len(labels.keypoints), jitter, trunk[0] if trunk else None)
     norm = run_spec.norm
     data = KeypointCrops(train_set, spec, heatmap_size(spec), cfg.sigma, jitter, Augment(), norm.mean, norm.std,
                          cfg.seed)
@@ -162,7 +172,11 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     loader = engine.make_loader(data, cfg.batch_size, ctx, seed=cfg.seed, sources=sizes, min_last_batch=2)
     log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
         f"{ctx.world_size} process(es)")
-    model = build_model(run_spec, cfg.pretrained).to(ctx.device)
+    model = build_model(run_spec, cfg.pretrained and trunk is None)
+    if trunk is not None:  # the attribute run's stem and blocks, kept as they are for the whole run
+        model.backbone.load_state_dict(trunk_state(trunk[2].backbone))
+        log(f"trunk: the backbone of {cfg.trunk}, frozen; crops {spec.width}x{spec.height}")
+    model = model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(loader)
     total = cfg.epochs * steps
@@ -174,7 +188,9 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
         return {"val_ne": report["ne"], "val_pck": report["pck@0.1"]}
     result = engine.fit(run, model, loader, optimizer, scheduler, _loss_fn(ctx.device), epochs=cfg.epochs, ctx=ctx,
                         log=log, settings=cfg, validate=validate if val is not None else None,
-                        best=engine.Best("val_ne", "min") if val is not None else None)
+                        best=engine.Best("val_ne", "min") if val is not None else None,
+                        backbone=model.backbone if trunk is not None else None,
+                        freeze_epochs=cfg.epochs if trunk is not None else 0)
     if ctx.is_main:
         engine.plot_results(run)
         predictor = torch_predictor(model, labels, run_spec, ctx.device, cfg.batch_size)

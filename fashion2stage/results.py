@@ -82,6 +82,10 @@ class GarmentPrediction:
     p_garment: float | None = field(default=None, repr=False, compare=False)  # the garment check: 1 - p(none)
     item_type_probs: np.ndarray | None = field(default=None, repr=False, compare=False)  # the item-type head's
     p_single: float | None = field(default=None, repr=False, compare=False)  # the photo-kind head's p(single item)
+    # where the keypoint model shares the attribute model's backbone (classifiers/crop_models.py): the heatmaps of the
+    # attribute pass over this garment's crop, and that crop's transform (geometry.CropTransform), until decoded
+    heatmaps: np.ndarray | None = field(default=None, repr=False, compare=False)
+    crop_transform: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def box_xyxy(self) -> np.ndarray:

@@ -41,6 +41,10 @@ class AttributeOutput:
     type_probs: np.ndarray | None = None  # (N, len(type_classes)): the garment check's type head
     item_type_probs: np.ndarray | None = None  # (N, len(item_type_classes)): the item-type head
     p_single: np.ndarray | None = None  # (N,): the photo-kind head's p(single item)
+    # (N, K, Hh, Wh): a keypoint head's heatmaps from the same backbone pass, where the two share it
+    # (classifiers/crop_models.py); the second those of each crop's mirror image, as the network returns them
+    heatmaps: np.ndarray | None = None
+    heatmaps_mirrored: np.ndarray | None = None
 
 
 @runtime_checkable

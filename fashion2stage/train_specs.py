@@ -102,6 +102,9 @@ class KeypointTrainConfig(FitSettings):
     val_images: str | None = None
     box_errors: str | None = None  # a detector's box_errors.json: crops jittered the way it errs
     jitter: str = "default"  # without box_errors: "default" (shift 0.1, scale 0.25) or "none"
+    # an attributes run folder: its backbone, frozen, under the heatmap head, and its crops (width, height, padding
+    # and backbone come from it), so that predict runs one backbone pass for both (classifiers/crop_models.py)
+    trunk: str | None = None
     width: int = 192
     height: int = 256
     padding: float = 1.25

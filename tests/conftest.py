@@ -58,3 +58,12 @@ def shipped_reader():
     """The Python API on the shipped model (conf 0.5), loaded once per test worker for the service's tests."""
     from fashion2stage import Reader
     return Reader(conf=0.5)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Tiny real detector, attribute and keypoint runs on synthetic garments (tests/tiny_models.py), trained once
+    per test worker: {"runs", "images", "val", "root"}."""
+    from tiny_models import train_models
+
+    return train_models(tmp_path_factory.mktemp("e2e"))

@@ -16,7 +16,7 @@ import pytest
 
 from classifiers.onnx_cache import CACHE_ENV
 
-from test_pipeline import _write_set  # tiny COCO set with boxes, attributes and keypoints
+from tiny_models import _write_set  # tiny COCO set with boxes, attributes and keypoints
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,9 @@ name says ``_crop``):
     attributes of each record             -> the keys its type carries
     image-level answer per key            -> LabelSet.answering_garment, else a crop of the whole image
     keypoints.predict(crops, types)       -> points in the crop frame -> CropTransform.to_image -> the record
+                                             (a keypoint model that shares the attribute model's backbone,
+                                             classifiers/crop_models.py, decodes the heatmaps of the attribute
+                                             pass instead: one backbone pass per garment)
     -> one ImagePrediction per image (fashion2stage/results.py; its to_json() is the predictions.jsonl line, and the
        only place where numbers are rounded)
 
@@ -166,9 +169,14 @@ class Pipeline:
 
     def _read(self, items: list[tuple[np.ndarray, GarmentPrediction]]) -> None:
         """The attribute model on the crop of each ``(image, record)``: each record gets its readings."""
-        crops = np.stack([crop(image, g.box, self.attributes.crop_spec)[0] for image, g in items])
-        out = self.attributes.predict(crops, flip_tta=self.flip_tta)
+        cut = [crop(image, g.box, self.attributes.crop_spec) for image, g in items]
+        shared = self.keypoints is not None and self.keypoints.shared
+        out = self.attributes.predict(np.stack([c for c, _ in cut]), flip_tta=self.flip_tta,
+                                      mirror_heatmaps=shared and self.keypoint_flip)
+        maps = self.keypoints.merged(out.heatmaps, out.heatmaps_mirrored) if shared else None
         for n, (_, g) in enumerate(items):
+            if maps is not None:  # the keypoint head read the same pass: its heatmaps wait for the keypoint stage
+                g.heatmaps, g.crop_transform = maps[n], cut[n][1]
             g.probs = {k: p[n] for k, p in out.attributes.items()}
             if out.type_probs is not None:
                 g.p_garment = 1.0 - float(out.type_probs[n][self.attributes.type_classes.index(NO_GARMENT)])
@@ -215,19 +223,31 @@ class Pipeline:
     def _keypoints(self, preds: list[ImagePrediction]) -> None:
         """Each record's landmarks, from the keypoint model on its crop, in image pixels."""
         labels = self.keypoints.labels
-        spec = self.keypoints.crop_spec
         # the type the attribute stage left, not the detector's: a type without landmarks in this label set (the
         # shipped model's skirts and dresses) would only cost a pass that yields NaNs
-        todo = [(p, g) for p in preds for g in p.garments if labels.keypoint_indices(g.type)]
-        if not todo:
-            return
-        cut = [crop(p.orig_img, g.box, spec) for p, g in todo]
-        # (N, K, 3) x, y, score; NaN outside a type's subset
-        pts_crop = self.keypoints.predict(np.stack([c for c, _ in cut]), [g.type for _, g in todo],
-                                          flip_test=self.keypoint_flip)
-        for (_, g), (_, t), p in zip(todo, cut, pts_crop):
+        todo = [g for p in preds for g in p.garments if labels.keypoint_indices(g.type)]
+        read = [g for g in todo if g.heatmaps is not None]  # read by the attribute pass (a shared backbone)
+        if read:
+            pts = self.keypoints.points(np.stack([g.heatmaps for g in read]), [g.type for g in read])
+            self._place(read, [g.crop_transform for g in read], pts)
+        images = {id(g): p.orig_img for p in preds for g in p.garments}
+        rest = [g for g in todo if g.heatmaps is None]
+        if rest:
+            cut = [crop(images[id(g)], g.box, self.keypoints.crop_spec) for g in rest]
+            pts = self.keypoints.predict(np.stack([c for c, _ in cut]), [g.type for g in rest],
+                                         flip_test=self.keypoint_flip)
+            self._place(rest, [t for _, t in cut], pts)
+        for p in preds:
+            for g in p.garments:
+                g.heatmaps = g.crop_transform = None
+
+    def _place(self, garments: list[GarmentPrediction], transforms: list, pts_crop: np.ndarray) -> None:
+        """Each garment's landmarks from its (K, 3) crop-frame points (NaN outside its type's subset), in image
+        pixels."""
+        for g, t, p in zip(garments, transforms, pts_crop):
             g.keypoints = {name: (float(x), float(y), float(s))
-                           for name, (x, y, s) in zip(labels.keypoints, t.to_image(p)) if np.isfinite(x)}
+                           for name, (x, y, s) in zip(self.keypoints.labels.keypoints, t.to_image(p))
+                           if np.isfinite(x)}
 
 
 def _answer(garments: list[GarmentPrediction], key: str, labels: LabelSet,
@@ -291,8 +311,7 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
     inference (default: the size it was validated at, detect-train's ``--image-size``, and at most
     :data:`PROPOSALS` proposals; smaller sizes are faster and cost street accuracy, BENCHMARKS.md "Predict speed").
     ``conf``, ``flip_tta``, ``max_garments``, ``keypoint_flip`` and ``single_item``: see Pipeline."""
-    from classifiers.attributes import load_attribute_model  # noqa: PLC0415  (heavy imports only when predicting)
-    from classifiers.keypoints import load_keypoint_model  # noqa: PLC0415
+    from classifiers.crop_models import load_crop_models  # noqa: PLC0415  (heavy imports only when predicting)
     from detectors.load import load_detector, trained_proposals  # noqa: PLC0415
     from fashion2stage.app.runtime import check_device  # noqa: PLC0415
     from fashion2stage.nets import resolve_runtime  # noqa: PLC0415
@@ -313,8 +332,8 @@ def load_pipeline(detector: str | Path | None = None, attributes: str | Path | N
         trained = trained_proposals(runs["detector"])
         det = load_detector(runs["detector"], device, runtime, threads, size=detector_size or None,
                             proposals=proposals or (min(PROPOSALS, trained) if trained else None))
+    # one network for both crop models where the keypoint run shares the attribute run's backbone
+    attrs, kps = load_crop_models(runs["attributes"], runs["keypoints"], device, runtime, threads)
     return Pipeline(
-        detector=det,
-        attributes=load_attribute_model(runs["attributes"], device, runtime, threads) if runs["attributes"] else None,
-        keypoints=load_keypoint_model(runs["keypoints"], device, runtime, threads) if runs["keypoints"] else None,
+        detector=det, attributes=attrs, keypoints=kps,
         conf=conf, flip_tta=flip_tta, max_garments=max_garments, keypoint_flip=keypoint_flip, single_item=single_item)

@@ -146,6 +146,7 @@ def keypoints_train(
     val_images: Optional[Path] = typer.Option(None, help="Image root of --val."),
     box_errors: Optional[Path] = typer.Option(None, help="box_errors.json: jitter like that detector."),
     jitter: str = typer.Option(K.jitter, help="Without --box-errors: default or none."),
+    trunk: Optional[Path] = typer.Option(None, help="Attribute run: share its backbone (frozen) and crops."),
     epochs: int = typer.Option(K.epochs, help="Passes over the training set."),
     image_size: str = typer.Option(f"{K.width}x{K.height}", help="Crop WIDTHxHEIGHT, multiples of 32."),
     batch_size: int = typer.Option(K.batch_size, help="Crops per batch (per process under torchrun)."),
@@ -179,7 +180,8 @@ def keypoints_train(
         typer.echo(f"fashion2stage: --head-channels must be three positive integers like 128,64,32, "
                    f"got {head_channels!r}", err=True)
         raise typer.Exit(code=2) from None
-    paths = {k: str(v) if v else None for k, v in dict(val=val, val_images=val_images, box_errors=box_errors).items()}
+    paths = {k: str(v) if v else None
+             for k, v in dict(val=val, val_images=val_images, box_errors=box_errors, trunk=trunk).items()}
     cfg = K(data=[str(d) for d in data] if len(data) > 1 else str(data[0]),
             images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
             **paths, jitter=jitter, width=width, height=height, epochs=epochs,
