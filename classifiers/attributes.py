@@ -41,11 +41,17 @@ class AttributeModel(nn.Module):
         self.heads = nn.ModuleDict({_module_name(k): nn.Linear(self.backbone.num_features, n)
                                     for k, n in self.keys.items()})
 
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised crops -> the last block's map (N, C_blocks, H/32, W/32): what a keypoint head that
-        shares this backbone reads (classifiers/crop_models.py)."""
+    def trunk(self, x: torch.Tensor, taps: tuple[int, ...] = ()) -> list[torch.Tensor]:
+        """(N, 3, H, W) normalised crops -> the outputs of the blocks numbered ``taps``, then the last block's map
+        (N, C_blocks, H/32, W/32): what a keypoint head that shares this backbone reads
+        (classifiers/crop_models.py)."""
         b = self.backbone
-        return b.blocks(b.bn1(b.conv_stem(x)))
+        x, maps = b.bn1(b.conv_stem(x)), []
+        for i, block in enumerate(b.blocks):
+            x = block(x)
+            if i in taps:
+                maps.append(x)
+        return [*maps, x]
 
     def pool(self, trunk: torch.Tensor) -> torch.Tensor:
         """The trunk's map -> (N, C) pooled features (timm's conv_head and bn2, then the spatial mean)."""
@@ -54,7 +60,7 @@ class AttributeModel(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised crops -> (N, C) pooled features."""
-        return self.pool(self.trunk(x))
+        return self.pool(self.trunk(x)[-1])
 
     def classify(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C) pooled features -> {key: (N, n_values) logits}."""

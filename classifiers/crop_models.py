@@ -20,7 +20,8 @@ from torch import nn
 from classifiers.attributes import (HEATMAPS, AttributeModel, AttributePredictor, load_attribute_model, predictor_of,
                                     read_attribute_run)
 from classifiers.export import export_onnx
-from classifiers.keypoints import HeatmapModel, KeypointPredictor, load_keypoint_model, read_keypoint_run
+from classifiers.keypoints import (HeatmapModel, KeypointPredictor, heatmap_head, load_keypoint_model,
+                                   read_keypoint_run)
 from fashion2stage.nets import TorchNet, load_net, resolve_runtime
 
 TRUNK_PREFIXES = ("conv_stem.", "bn1.", "blocks.")  # the backbone tensors both networks run (timm's names)
@@ -49,11 +50,14 @@ class SharedCropModel(nn.Module):
     def __init__(self, attributes: AttributeModel, keypoints: HeatmapModel):
         super().__init__()
         self.attributes = attributes
-        self.deconv, self.final = keypoints.deconv, keypoints.final
+        # the keypoint model's head alone (its backbone is the attribute model's); the blocks whose outputs it reads
+        # besides the last, from its backbone's feature stages ("blocks.2", ...)
+        self.deconv, self.lateral, self.final = keypoints.deconv, getattr(keypoints, "lateral", None), keypoints.final
+        self.taps = tuple(int(m.split(".")[1]) for m in keypoints.backbone.feature_info.module_name()[:-1])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.attributes.trunk(x)
-        return {**self.attributes.classify(self.attributes.pool(f)), HEATMAPS: self.final(self.deconv(f))}
+        maps = self.attributes.trunk(x, self.taps)
+        return {**self.attributes.classify(self.attributes.pool(maps[-1])), HEATMAPS: heatmap_head(self.deconv, self.lateral, self.final, maps)}
 
 
 def load_crop_models(attributes: str | Path | None, keypoints: str | Path | None, device: str = "cpu",

@@ -37,27 +37,50 @@ OUTPUTS = ("heatmaps",)  # the network's one output
 
 
 class HeatmapModel(nn.Module):
-    """(N, 3, H, W) normalised crops -> (N, K, H/4, W/4) heatmaps. H and W must be multiples of 32."""
+    """(N, 3, H, W) normalised crops -> (N, K, H/4, W/4) heatmaps. H and W must be multiples of 32.
+
+    SimpleBaseline's head: three stride-2 deconvolutions from the backbone's stride-32 map. With ``lateral`` the
+    stride-16 and stride-8 maps of the backbone are added after the first and second (a 1x1 projection each, as in
+    an FPN): finer positions where the backbone is a frozen classifier's (``keypoints-train --trunk``).
+    """
+
+    TAPS = (2, 3, 4)  # timm feature stages of the stride-8, -16 and -32 maps (blocks.2, blocks.4, blocks.6)
 
     def __init__(self, num_keypoints: int, backbone: str = "efficientnet_lite0", pretrained: bool = True,
-                 deconv_channels: tuple[int, ...] = (128, 128, 128)):
+                 deconv_channels: tuple[int, ...] = (128, 128, 128), lateral: bool = False):
         super().__init__()
         # the last stage's map (stride 32); features_only drops timm's 1x1 conv_head to 1280 channels, which
         # would only make the first deconvolution expensive
-        self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True, out_indices=(4,))
-        in_ch = self.backbone.feature_info.channels()[-1]
+        self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True,
+                                        out_indices=self.TAPS if lateral else self.TAPS[-1:])
+        channels = self.backbone.feature_info.channels()
+        in_ch = channels[-1]
         layers: list[nn.Module] = []
         for ch in deconv_channels:
             layers += [nn.ConvTranspose2d(in_ch, ch, kernel_size=4, stride=2, padding=1, bias=False),
                        nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
             in_ch = ch
         self.deconv = nn.Sequential(*layers)
+        if lateral:  # stride 16 into the first deconvolution's output, stride 8 into the second's
+            self.lateral = nn.ModuleList([nn.Conv2d(channels[1], deconv_channels[0], kernel_size=1),
+                                          nn.Conv2d(channels[0], deconv_channels[1], kernel_size=1)])
         self.final = nn.Conv2d(in_ch, num_keypoints, kernel_size=1)
         nn.init.normal_(self.final.weight, std=0.001)
         nn.init.zeros_(self.final.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final(self.deconv(self.backbone(x)[-1]))
+        return heatmap_head(self.deconv, getattr(self, "lateral", None), self.final, self.backbone(x))
+
+
+def heatmap_head(deconv: nn.Sequential, lateral: nn.ModuleList | None, final: nn.Conv2d,
+                 maps: list[torch.Tensor]) -> torch.Tensor:
+    """A HeatmapModel's head on its backbone's maps (stride 8, 16, 32 with ``lateral``, else stride 32 alone)."""
+    x = maps[-1]
+    for i in range(len(deconv) // 3):
+        x = deconv[3 * i:3 * i + 3](x)
+        if lateral is not None and i < len(lateral):
+            x = x + lateral[i](maps[-2 - i])
+    return final(x)
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -242,7 +265,7 @@ class KeypointPredictor:
 
 def build_model(spec: KeypointSpec, pretrained: bool) -> HeatmapModel:
     """The model a keypoints spec describes (``pretrained`` False when weights are loaded after)."""
-    return HeatmapModel(spec.num_keypoints, spec.backbone, pretrained, tuple(spec.deconv_channels))
+    return HeatmapModel(spec.num_keypoints, spec.backbone, pretrained, tuple(spec.deconv_channels), spec.lateral)
 
 
 def torch_predictor(model: HeatmapModel, labels: LabelSet, spec: KeypointSpec,

@@ -154,6 +154,7 @@ def keypoints_train(
     sigma: float = typer.Option(K.sigma, help="Target heatmaps' Gaussian sigma, heatmap px."),
     head_channels: str = typer.Option(",".join(map(str, default(K, "deconv_channels"))),
                                       help="Channels of the head's 3 deconvolutions."),
+    lateral: bool = typer.Option(K.lateral, "--lateral", help="Head also reads stride-16 and -8 maps."),
     pretrained: bool = typer.Option(K.pretrained, help="Start from ImageNet weights (offline)."),
     flip_test: bool = typer.Option(K.flip_test, help="Validate on the crop and its mirror image."),
     project: Path = typer.Option(Path(K.project), help="Folder that holds run folders."),
@@ -185,7 +186,7 @@ def keypoints_train(
     cfg = K(data=[str(d) for d in data] if len(data) > 1 else str(data[0]),
             images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
             **paths, jitter=jitter, width=width, height=height, epochs=epochs,
-            batch_size=batch_size, lr=lr, sigma=sigma, deconv_channels=deconv_channels,
+            batch_size=batch_size, lr=lr, sigma=sigma, deconv_channels=deconv_channels, lateral=lateral,
             pretrained=pretrained, flip_test=flip_test, seed=seed, device=device,
             threads=threads, project=str(project), name=name, resume=resume)
     try:
