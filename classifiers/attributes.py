@@ -41,17 +41,10 @@ class AttributeModel(nn.Module):
         self.heads = nn.ModuleDict({_module_name(k): nn.Linear(self.backbone.num_features, n)
                                     for k, n in self.keys.items()})
 
-    def trunk(self, x: torch.Tensor, taps: tuple[int, ...] = ()) -> list[torch.Tensor]:
-        """(N, 3, H, W) normalised crops -> the outputs of the blocks numbered ``taps``, then the last block's map
-        (N, C_blocks, H/32, W/32): what a keypoint head that shares this backbone reads
-        (classifiers/crop_models.py)."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised crops -> the last block's map (N, C_blocks, H/32, W/32)."""
         b = self.backbone
-        x, maps = b.bn1(b.conv_stem(x)), []
-        for i, block in enumerate(b.blocks):
-            x = block(x)
-            if i in taps:
-                maps.append(x)
-        return [*maps, x]
+        return b.blocks(b.bn1(b.conv_stem(x)))
 
     def pool(self, trunk: torch.Tensor) -> torch.Tensor:
         """The trunk's map -> (N, C) pooled features (timm's conv_head and bn2, then the spatial mean)."""
@@ -60,7 +53,7 @@ class AttributeModel(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised crops -> (N, C) pooled features."""
-        return self.pool(self.trunk(x)[-1])
+        return self.pool(self.trunk(x))
 
     def classify(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C) pooled features -> {key: (N, n_values) logits}."""

@@ -1,14 +1,15 @@
 """The two crop models loaded together, and one backbone pass for both where the keypoint model shares the attribute
 model's backbone.
 
-A keypoint run trained with ``keypoints-train --trunk ATTRIBUTE_RUN`` keeps that run's backbone frozen and learns
-only its heatmap head, on crops cut the attribute model's way. Its weights file still holds the whole network (the
-run loads and exports alone, like any keypoint run). When such a keypoint run is loaded beside an attribute run
-whose backbone is the same tensor for tensor (and whose crops and input normalisation are the same), the two run
-as one network: stem and blocks once per crop, then the attribute heads on the pooled features and the keypoint
-head on the blocks' map (:class:`SharedCropModel`; outputs the attribute heads and ``heatmaps``). Each garment then
-costs one backbone pass instead of two (BENCHMARKS.md, "One crop backbone"). The weights are compared, not a
-name or a hash in config.json: a keypoint head paired with another attribute model simply runs on its own.
+A keypoint run trained with ``keypoints-train --trunk ATTRIBUTE_RUN`` keeps that run's stem and its first
+``--trunk-blocks`` blocks (all seven by default) frozen, and learns the rest of its backbone and its heatmap head,
+on crops cut the attribute model's way. Its weights file still holds the whole network (the run loads and exports
+alone, like any keypoint run). When such a keypoint run is loaded beside an attribute run, the leading blocks whose
+tensors are equal in both (crops and input normalisation equal too) run once per crop: the attribute model's
+remaining blocks and heads then read their output, and so do the keypoint model's own remaining blocks and head
+(:class:`SharedCropModel`; one network, outputs the attribute heads and ``heatmaps``). BENCHMARKS.md, "One crop
+backbone", measures what that saves and costs. The weights are compared, not a name or a hash in config.json: a
+keypoint model paired with another attribute model simply runs on its own.
 """
 from __future__ import annotations
 
@@ -24,47 +25,76 @@ from classifiers.keypoints import (HeatmapModel, KeypointPredictor, heatmap_head
                                    read_keypoint_run)
 from fashion2stage.nets import TorchNet, load_net, resolve_runtime
 
-TRUNK_PREFIXES = ("conv_stem.", "bn1.", "blocks.")  # the backbone tensors both networks run (timm's names)
+STEM = ("conv_stem.", "bn1.")  # timm's names of the layers before the blocks
 
 
-def trunk_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
-    """The stem and block tensors of a timm EfficientNet backbone, by name (BatchNorm statistics included)."""
-    return {k: v for k, v in backbone.state_dict().items() if k.startswith(TRUNK_PREFIXES)}
+def trunk_state(backbone: nn.Module, blocks: int | None = None) -> dict[str, torch.Tensor]:
+    """The stem and the first ``blocks`` blocks' tensors (all blocks for None) of a timm EfficientNet backbone, by
+    name (BatchNorm statistics included)."""
+    n = len(backbone.blocks) if blocks is None else blocks
+    prefixes = STEM + tuple(f"blocks.{i}." for i in range(n))
+    return {k: v for k, v in backbone.state_dict().items() if k.startswith(prefixes)}
 
 
-def why_not_shared(attr: tuple, kp: tuple) -> str | None:
-    """Why the keypoint run ``kp`` cannot read the attribute run's backbone pass, or None when it can; each is
-    ``(spec, model)``."""
+def frozen_trunk(backbone: nn.Module, blocks: int) -> nn.ModuleList:
+    """The stem and the first ``blocks`` blocks of ``backbone``, as one module (what keypoints-train --trunk
+    freezes)."""
+    return nn.ModuleList([backbone.conv_stem, backbone.bn1, *backbone.blocks[:blocks]])
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def shared_blocks(attr: tuple, kp: tuple) -> int:
+    """How many leading backbone blocks the keypoint run can read from the attribute run's pass: those whose tensors
+    (and the stem's) are equal in both; 0 where none are, or where crops or input normalisation differ. Each
+    argument is ``(spec, model)``."""
     (a_spec, a_model), (k_spec, k_model) = attr, kp
-    if (a_spec.crop, a_spec.norm) != (k_spec.crop, k_spec.norm):
-        return "its crops or input normalisation differ from the attribute model's"
-    mine, theirs = trunk_state(k_model.backbone), trunk_state(a_model.backbone)
-    if mine.keys() != theirs.keys() or any(not torch.equal(v, theirs[k]) for k, v in mine.items()):
-        return "its backbone weights differ from the attribute model's"
-    return None
+    if (a_spec.crop, a_spec.norm) != (k_spec.crop, k_spec.norm) or a_spec.backbone != k_spec.backbone:
+        return 0
+    a, k = a_model.backbone, k_model.backbone
+    if not _equal(trunk_state(a, 0), trunk_state(k, 0)):
+        return 0
+    n = 0
+    while n < len(a.blocks) and _equal(a.blocks[n].state_dict(), k.blocks[n].state_dict()):
+        n += 1
+    return n
 
 
 class SharedCropModel(nn.Module):
-    """(N, 3, H, W) crops -> {attribute head: logits, ..., "heatmaps": (N, K, H/4, W/4)}: one backbone pass."""
+    """(N, 3, H, W) crops -> {attribute head: logits, ..., "heatmaps": (N, K, H/4, W/4)}: the stem and the first
+    ``split`` blocks once, then each model's remaining blocks and heads."""
 
-    def __init__(self, attributes: AttributeModel, keypoints: HeatmapModel):
+    def __init__(self, attributes: AttributeModel, keypoints: HeatmapModel, split: int):
         super().__init__()
-        self.attributes = attributes
-        # the keypoint model's head alone (its backbone is the attribute model's); the blocks whose outputs it reads
-        # besides the last, from its backbone's feature stages ("blocks.2", ...)
+        self.attributes, self.split = attributes, split
+        # the keypoint model's own part: its blocks after the split and its head (its shared blocks are the
+        # attribute model's); the blocks whose outputs the head reads besides the last ("blocks.2", ...)
+        self.branch = nn.ModuleList(keypoints.backbone.blocks[split:])
         self.deconv, self.lateral, self.final = keypoints.deconv, getattr(keypoints, "lateral", None), keypoints.final
         self.taps = tuple(int(m.split(".")[1]) for m in keypoints.backbone.feature_info.module_name()[:-1])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = self.attributes.trunk(x, self.taps)
-        return {**self.attributes.classify(self.attributes.pool(maps[-1])), HEATMAPS: heatmap_head(self.deconv, self.lateral, self.final, maps)}
+        b = self.attributes.backbone
+        x, maps = b.bn1(b.conv_stem(x)), []
+        for i, block in enumerate(b.blocks[:self.split]):
+            x = block(x)
+            if i in self.taps:
+                maps.append(x)
+        logits = self.attributes.classify(self.attributes.pool(b.blocks[self.split:](x)))
+        for i, block in enumerate(self.branch, start=self.split):
+            x = block(x)
+            if i in self.taps:
+                maps.append(x)
+        return {**logits, HEATMAPS: heatmap_head(self.deconv, self.lateral, self.final, [*maps, x])}
 
 
 def load_crop_models(attributes: str | Path | None, keypoints: str | Path | None, device: str = "cpu",
                      runtime: str = "torch", threads: int = 0) -> tuple[AttributePredictor | None,
                                                                         KeypointPredictor | None]:
     """The attribute and keypoint predictors of two run folders (either may be None), as one network where the
-    keypoint run shares the attribute run's backbone (module docstring), else each on its own."""
+    keypoint run shares backbone blocks with the attribute run (module docstring), else each on its own."""
     if attributes is None or keypoints is None:
         return (load_attribute_model(attributes, device, runtime, threads) if attributes else None,
                 load_keypoint_model(keypoints, device, runtime, threads) if keypoints else None)
@@ -72,10 +102,11 @@ def load_crop_models(attributes: str | Path | None, keypoints: str | Path | None
     a_run, k_run = Path(attributes), Path(keypoints)
     a_spec, labels, a_model = read_attribute_run(a_run, device)
     k_spec, k_labels, k_model = read_keypoint_run(k_run, device)
-    if why_not_shared((a_spec, a_model), (k_spec, k_model)) is not None:
+    split = shared_blocks((a_spec, a_model), (k_spec, k_model))
+    if split == 0:
         return (load_attribute_model(a_run, device, runtime, threads),
                 load_keypoint_model(k_run, device, runtime, threads))
-    model = SharedCropModel(a_model, k_model)
+    model = SharedCropModel(a_model, k_model, split)
     outputs = (*a_model.keys, HEATMAPS)
     size = (a_spec.crop.height, a_spec.crop.width)
     files = [a_run / a_spec.weights, a_run / "config.json", k_run / k_spec.weights, k_run / "config.json"]

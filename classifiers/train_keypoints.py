@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from classifiers.attributes import read_attribute_run
-from classifiers.crop_models import trunk_state
+from classifiers.crop_models import frozen_trunk, trunk_state
 from classifiers.keypoint_data import (Augment, KeypointCrops, garment_crop, keypoint_samples, observed_subsets,
                                       read_keypoint_dataset)
 from classifiers.keypoints import KeypointPredictor, build_model, heatmap_loss, heatmap_size, torch_predictor
@@ -31,6 +31,9 @@ from fashion2stage.records import Dataset
 from fashion2stage.runs import load_spec, load_weights
 from fashion2stage.specs import AttributeSpec, KeypointSpec, Normalisation
 from fashion2stage.train_specs import KeypointTrainConfig
+
+
+TRUNK_BLOCKS = 7  # an EfficientNet's blocks (timm's ``blocks``)
 
 
 def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampler,
@@ -153,6 +156,8 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
         c = trunk[0].crop
         cfg = replace(cfg, width=c.width, height=c.height, padding=c.padding, backbone=trunk[0].backbone)
     spec = cfg.crop_spec() if trunk is None else trunk[0].crop
+    if trunk is not None and cfg.trunk_blocks is not None and not 0 <= cfg.trunk_blocks <= TRUNK_BLOCKS:
+        raise ValueError(f"--trunk-blocks must be 0 to {TRUNK_BLOCKS}, got {cfg.trunk_blocks}")
     heatmap_size(spec)  # refuse a bad --image-size (or the trunk run's crop) before reading any data
     train_set, sizes = read_sources(cfg.data, cfg.images)
     val = read_keypoint_dataset(cfg.val, cfg.val_images) if cfg.val else None
@@ -173,9 +178,13 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     log(f"train: {len(data)} garments from {train_set.source}; val: {len(val) if val else 0} images; "
         f"{ctx.world_size} process(es)")
     model = build_model(run_spec, cfg.pretrained and trunk is None)
-    if trunk is not None:  # the attribute run's stem and blocks, kept as they are for the whole run
+    frozen = None
+    if trunk is not None:  # the attribute run's backbone; its stem and first trunk_blocks blocks stay as they are
+        blocks = len(model.backbone.blocks) if cfg.trunk_blocks is None else cfg.trunk_blocks
         model.backbone.load_state_dict(trunk_state(trunk[2].backbone))
-        log(f"trunk: the backbone of {cfg.trunk}, frozen; crops {spec.width}x{spec.height}")
+        frozen = frozen_trunk(model.backbone, blocks)
+        log(f"trunk: the backbone of {cfg.trunk}, its stem and first {blocks} blocks frozen; "
+            f"crops {spec.width}x{spec.height}")
     model = model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(loader)
@@ -189,8 +198,7 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     result = engine.fit(run, model, loader, optimizer, scheduler, _loss_fn(ctx.device), epochs=cfg.epochs, ctx=ctx,
                         log=log, settings=cfg, validate=validate if val is not None else None,
                         best=engine.Best("val_ne", "min") if val is not None else None,
-                        backbone=model.backbone if trunk is not None else None,
-                        freeze_epochs=cfg.epochs if trunk is not None else 0)
+                        backbone=frozen, freeze_epochs=cfg.epochs if frozen is not None else 0)
     if ctx.is_main:
         engine.plot_results(run)
         predictor = torch_predictor(model, labels, run_spec, ctx.device, cfg.batch_size)

@@ -105,6 +105,7 @@ class KeypointTrainConfig(FitSettings):
     # an attributes run folder: its backbone, frozen, under the heatmap head, and its crops (width, height, padding
     # and backbone come from it), so that predict runs one backbone pass for both (classifiers/crop_models.py)
     trunk: str | None = None
+    trunk_blocks: int | None = None  # with trunk: its blocks (of 7) that stay frozen and shared; None: all
     width: int = 192
     height: int = 256
     padding: float = 1.25

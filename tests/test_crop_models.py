@@ -35,6 +35,7 @@ def test_the_trunk_run_keeps_the_attribute_backbone_and_its_crops(models, trunk_
     mine, theirs = trunk_state(kp.net.module.backbone), trunk_state(attr.backbone)
     assert mine.keys() == theirs.keys() and len(mine) > 100
     assert all(torch.equal(v, theirs[k]) for k, v in mine.items())  # frozen: BatchNorm statistics included
+    assert _equal_blocks(attr, kp.net.module) == [True] * 7
     config = json.loads((trunk_run / "config.json").read_text())
     assert config["crop"] == json.loads((models["runs"] / "attr/config.json").read_text())["crop"]
     assert config["train"]["trunk"] == str(models["runs"] / "attr")
@@ -62,17 +63,47 @@ def test_one_pass_for_both_gives_the_landmarks_of_the_keypoint_run_alone(models,
 
 
 def test_a_keypoint_run_on_another_backbone_runs_on_its_own(models, trunk_run, tmp_path):
-    """Pairing is by the weights themselves: one changed backbone tensor and the two stay separate networks."""
+    """Pairing is by the weights themselves: the blocks before a changed one are shared, and a changed stem keeps the
+    two separate networks."""
     other = tmp_path / "kp-other"
     shutil.copytree(trunk_run, other)
     state = load_file(str(other / "weights.safetensors"))
-    key = next(k for k in state if k.startswith("backbone.blocks.") and k.endswith("weight"))
+    key = next(k for k in state if k.startswith("backbone.blocks.3.") and k.endswith("weight"))
     state[key] = state[key] * 1.01
+    save_file(state, str(other / "weights.safetensors"))
+    attrs, kps = load_crop_models(models["runs"] / "attr", other, runtime="torch")
+    assert attrs.net.module.split == int(key.split(".")[2]) and kps.shared  # the blocks before it are still shared
+    state = {k: v * 1.01 if k.startswith("backbone.conv_stem.") else v for k, v in state.items()}
     save_file(state, str(other / "weights.safetensors"))
     attrs, kps = load_crop_models(models["runs"] / "attr", other, runtime="torch")
     assert not attrs.heatmaps and not kps.shared
     attrs, kps = load_crop_models(models["runs"] / "attr", models["runs"] / "kp", runtime="torch")  # 64x64, own net
     assert not attrs.heatmaps and not kps.shared
+
+
+def test_a_head_with_its_own_last_blocks_shares_the_blocks_before(models, tmp_path):
+    """--trunk-blocks 5: blocks 0-4 stay the attribute model's and are run once; 5 and 6 learn, and run per model."""
+    r = models["runs"]
+    _cli("keypoints-train", "--data", models["root"] / "data/annotations/train.json", "--val", models["val"],
+         "--trunk", r / "attr", "--trunk-blocks", "5", "--lateral", "--batch-size", "3", "--epochs", "1",
+         "--project", tmp_path, "--name", "kp5")
+    _, _, attr = read_attribute_run(r / "attr")
+    kp = load_keypoint_model(tmp_path / "kp5", runtime="torch").net.module
+    assert _equal_blocks(attr, kp) == [True] * 5 + [False] * 2
+    attrs, kps = load_crop_models(r / "attr", tmp_path / "kp5", runtime="torch")
+    assert attrs.net.module.split == 5 and kps.shared
+    shared = load_pipeline(r / "det", r / "attr", tmp_path / "kp5", use_default=False, runtime="onnx", conf=CONF)
+    alone = load_pipeline(r / "det", r / "attr", tmp_path / "kp5", use_default=False, runtime="onnx", conf=CONF)
+    alone.attributes = load_attribute_model(r / "attr", runtime="onnx")
+    alone.keypoints = load_keypoint_model(tmp_path / "kp5", runtime="onnx")
+    images = [load_image(p) for p in sorted(models["images"].rglob("*.png"))]
+    _assert_same_predictions([p.to_dict() for p in shared(images)], [p.to_dict() for p in alone(images)],
+                             box_atol=1e-3, prob_atol=1e-4)
+
+
+def _equal_blocks(a, b) -> list[bool]:
+    return [all(torch.equal(v, y.state_dict()[k]) for k, v in x.state_dict().items())
+            for x, y in zip(a.backbone.blocks, b.backbone.blocks)]
 
 
 def test_the_shared_network_is_the_two_networks():
@@ -81,7 +112,7 @@ def test_the_shared_network_is_the_two_networks():
     kp.backbone.load_state_dict(trunk_state(attr.backbone))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        out, a, h = SharedCropModel(attr, kp)(x), attr(x), kp(x)
+        out, a, h = SharedCropModel(attr, kp, 7)(x), attr(x), kp(x)
     assert set(out) == {"a", "b", "heatmaps"}
     for k in a:
         np.testing.assert_allclose(out[k].numpy(), a[k].numpy(), atol=1e-5)
@@ -96,7 +127,7 @@ def test_the_shared_network_with_lateral_maps_is_the_two_networks():
     for m in kp.lateral:  # not the zero-effect start: the lateral maps must reach the heatmaps
         torch.nn.init.normal_(m.weight, std=0.5)
     x = torch.randn(2, 3, 64, 96)
-    shared = SharedCropModel(attr, kp)
+    shared = SharedCropModel(attr, kp, 7)
     assert shared.taps == (2, 4)
     with torch.no_grad():
         out, h = shared(x), kp(x)

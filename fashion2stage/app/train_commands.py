@@ -147,6 +147,7 @@ def keypoints_train(
     box_errors: Optional[Path] = typer.Option(None, help="box_errors.json: jitter like that detector."),
     jitter: str = typer.Option(K.jitter, help="Without --box-errors: default or none."),
     trunk: Optional[Path] = typer.Option(None, help="Attribute run: share its backbone (frozen) and crops."),
+    trunk_blocks: Optional[int] = typer.Option(None, help="With --trunk: its blocks kept (default all 7)."),
     epochs: int = typer.Option(K.epochs, help="Passes over the training set."),
     image_size: str = typer.Option(f"{K.width}x{K.height}", help="Crop WIDTHxHEIGHT, multiples of 32."),
     batch_size: int = typer.Option(K.batch_size, help="Crops per batch (per process under torchrun)."),
@@ -187,6 +188,7 @@ def keypoints_train(
             images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
             **paths, jitter=jitter, width=width, height=height, epochs=epochs,
             batch_size=batch_size, lr=lr, sigma=sigma, deconv_channels=deconv_channels, lateral=lateral,
+            trunk_blocks=trunk_blocks,
             pretrained=pretrained, flip_test=flip_test, seed=seed, device=device,
             threads=threads, project=str(project), name=name, resume=resume)
     try:
