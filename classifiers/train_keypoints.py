@@ -151,13 +151,13 @@ def _train(cfg: KeypointTrainConfig, ctx: Dist) -> Path:
     if resumed is not None:
         cfg = engine.resumed_config(cfg, resumed, "keypoints")
     jitter = _jitter(cfg, resumed)
+    if cfg.trunk_blocks is not None and not 0 <= cfg.trunk_blocks <= TRUNK_BLOCKS:
+        raise ValueError(f"--trunk-blocks must be 0 to {TRUNK_BLOCKS}, got {cfg.trunk_blocks}")
     trunk = read_attribute_run(Path(cfg.trunk), "cpu") if cfg.trunk else None  # its spec, labels and network
     if trunk is not None:  # the settings config.json records say what the run used
         c = trunk[0].crop
         cfg = replace(cfg, width=c.width, height=c.height, padding=c.padding, backbone=trunk[0].backbone)
     spec = cfg.crop_spec() if trunk is None else trunk[0].crop
-    if trunk is not None and cfg.trunk_blocks is not None and not 0 <= cfg.trunk_blocks <= TRUNK_BLOCKS:
-        raise ValueError(f"--trunk-blocks must be 0 to {TRUNK_BLOCKS}, got {cfg.trunk_blocks}")
     heatmap_size(spec)  # refuse a bad --image-size (or the trunk run's crop) before reading any data
     train_set, sizes = read_sources(cfg.data, cfg.images)
     val = read_keypoint_dataset(cfg.val, cfg.val_images) if cfg.val else None

@@ -132,3 +132,14 @@ def test_several_sources_are_one_dataset_with_their_sizes(tmp_path):
         read_sources([str(a), str(b)], None)
     with pytest.raises(ValueError, match="one --images per --data"):
         read_sources([str(a), str(b)], [str(tmp_path)])
+
+
+def test_a_bad_trunk_is_one_clear_line_before_any_run_folder(tmp_path):
+    train = _write_split(tmp_path, "train", 2, 0)
+    args = ["keypoints-train", "--data", str(train), "--project", str(tmp_path / "runs"), "--name", "kp",
+            "--trunk", str(tmp_path / "nowhere")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "nowhere" in result.output and len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, args + ["--trunk-blocks", "9"])
+    assert result.exit_code == 1 and "--trunk-blocks must be 0 to 7, got 9" in result.output
+    assert not (tmp_path / "runs" / "kp").exists()
