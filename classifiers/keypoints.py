@@ -39,15 +39,19 @@ OUTPUTS = ("heatmaps",)  # the network's one output
 class HeatmapModel(nn.Module):
     """(N, 3, H, W) normalised crops -> (N, K, H/4, W/4) heatmaps. H and W must be multiples of 32.
 
-    SimpleBaseline's head: three stride-2 deconvolutions from the backbone's stride-32 map. With ``lateral`` the
-    stride-16 and stride-8 maps of the backbone are added after the first and second (a 1x1 projection each, as in
-    an FPN): finer positions where the backbone is a frozen classifier's (``keypoints-train --trunk``).
+    SimpleBaseline's head: three stride-2 deconvolutions from the backbone's stride-32 map. ``upsampling``
+    "separable" makes each stage a nearest-neighbour x2, a depthwise 3x3 and a pointwise 1x1 convolution instead
+    (about 5x cheaper on ONNX Runtime, whose transposed convolutions are slow: BENCHMARKS.md, "One crop backbone").
+    With ``lateral`` the stride-16 and stride-8 maps of the backbone are added after the first and second stage (a
+    1x1 projection each, as in an FPN): finer positions where the backbone is a frozen classifier's
+    (``keypoints-train --trunk``).
     """
 
     TAPS = (2, 3, 4)  # timm feature stages of the stride-8, -16 and -32 maps (blocks.2, blocks.4, blocks.6)
 
     def __init__(self, num_keypoints: int, backbone: str = "efficientnet_lite0", pretrained: bool = True,
-                 deconv_channels: tuple[int, ...] = (128, 128, 128), lateral: bool = False):
+                 deconv_channels: tuple[int, ...] = (128, 128, 128), lateral: bool = False,
+                 upsampling: str = "deconv"):
         super().__init__()
         # the last stage's map (stride 32); features_only drops timm's 1x1 conv_head to 1280 channels, which
         # would only make the first deconvolution expensive
@@ -57,8 +61,7 @@ class HeatmapModel(nn.Module):
         in_ch = channels[-1]
         layers: list[nn.Module] = []
         for ch in deconv_channels:
-            layers += [nn.ConvTranspose2d(in_ch, ch, kernel_size=4, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
+            layers += _upsampling_stage(upsampling, in_ch, ch)
             in_ch = ch
         self.deconv = nn.Sequential(*layers)
         if lateral:  # stride 16 into the first deconvolution's output, stride 8 into the second's
@@ -72,12 +75,31 @@ class HeatmapModel(nn.Module):
         return heatmap_head(self.deconv, getattr(self, "lateral", None), self.final, self.backbone(x))
 
 
+UPSAMPLING = ("deconv", "separable")
+
+
+def _upsampling_stage(kind: str, in_ch: int, ch: int) -> list[nn.Module]:
+    """One x2 stage of the head: a 4x4 transposed convolution (SimpleBaseline), or nearest x2 then a depthwise 3x3
+    and a pointwise 1x1 convolution; BatchNorm and ReLU after either."""
+    if kind == "deconv":
+        up = [nn.ConvTranspose2d(in_ch, ch, kernel_size=4, stride=2, padding=1, bias=False)]
+    elif kind == "separable":
+        up = [nn.Upsample(scale_factor=2, mode="nearest"),
+              nn.Conv2d(in_ch, in_ch, kernel_size=3, padding=1, groups=in_ch, bias=False),
+              nn.Conv2d(in_ch, ch, kernel_size=1, bias=False)]
+    else:
+        raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, got {kind!r}")
+    return [*up, nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
+
+
 def heatmap_head(deconv: nn.Sequential, lateral: nn.ModuleList | None, final: nn.Conv2d,
                  maps: list[torch.Tensor]) -> torch.Tensor:
-    """A HeatmapModel's head on its backbone's maps (stride 8, 16, 32 with ``lateral``, else stride 32 alone)."""
+    """A HeatmapModel's head on its backbone's maps (stride 8, 16, 32 with ``lateral``, else stride 32 alone):
+    ``deconv`` holds its three stages' layers in a row, each stage ending with a ReLU."""
     x = maps[-1]
-    for i in range(len(deconv) // 3):
-        x = deconv[3 * i:3 * i + 3](x)
+    ends = [i + 1 for i, m in enumerate(deconv) if isinstance(m, nn.ReLU)]
+    for i, (start, end) in enumerate(zip([0, *ends[:-1]], ends)):
+        x = deconv[start:end](x)
         if lateral is not None and i < len(lateral):
             x = x + lateral[i](maps[-2 - i])
     return final(x)
@@ -265,7 +287,8 @@ class KeypointPredictor:
 
 def build_model(spec: KeypointSpec, pretrained: bool) -> HeatmapModel:
     """The model a keypoints spec describes (``pretrained`` False when weights are loaded after)."""
-    return HeatmapModel(spec.num_keypoints, spec.backbone, pretrained, tuple(spec.deconv_channels), spec.lateral)
+    return HeatmapModel(spec.num_keypoints, spec.backbone, pretrained, tuple(spec.deconv_channels), spec.lateral,
+                        spec.upsampling)
 
 
 def torch_predictor(model: HeatmapModel, labels: LabelSet, spec: KeypointSpec,

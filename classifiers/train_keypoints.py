@@ -42,7 +42,8 @@ def run_config(cfg: KeypointTrainConfig, num_keypoints: int, jitter: JitterSampl
     ``trunk`` attribute run's spec, its crops, backbone and input normalisation."""
     spec = cfg.crop_spec() if trunk is None else trunk.crop
     return KeypointSpec(backbone=cfg.backbone if trunk is None else trunk.backbone, num_keypoints=num_keypoints,
-                        deconv_channels=tuple(cfg.deconv_channels), lateral=cfg.lateral, crop=spec, heatmap_size=heatmap_size(spec),
+                        deconv_channels=tuple(cfg.deconv_channels), lateral=cfg.lateral,
+                        upsampling=cfg.upsampling, crop=spec, heatmap_size=heatmap_size(spec),
                         sigma=cfg.sigma,
                         normalisation=Normalisation.of_backbone(cfg.backbone) if trunk is None else trunk.norm,
                         train=asdict(cfg),

@@ -202,6 +202,7 @@ class KeypointSpec(_Normalised):
     num_keypoints: int = field(metadata=rule(gt=0))
     deconv_channels: tuple[int, ...] = field(default=(128, 128, 128), metadata=rule(length=3, gt=0, le=4096))
     lateral: bool = False  # the backbone's stride-16 and stride-8 maps join the head (keypoints.HeatmapModel)
+    upsampling: str = field(default="deconv", metadata=rule(choices=("deconv", "separable")))  # the head's x2 stages
     crop: CropSpec
     heatmap_size: tuple[int, ...] | None = field(default=None, metadata=rule(length=2))  # (w, h): crop / 4
     sigma: float = field(default=2.0, metadata=rule(gt=0.0, le=64.0))  # of the training heatmaps, heatmap pixels

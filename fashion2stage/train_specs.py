@@ -119,6 +119,7 @@ class KeypointTrainConfig(FitSettings):
     pretrained: bool = True
     deconv_channels: list[int] = field(default_factory=lambda: [128, 128, 128])
     lateral: bool = False  # the head also reads the backbone's stride-16 and stride-8 maps
+    upsampling: str = "deconv"  # the head's x2 stages: "deconv" (SimpleBaseline) or "separable" (cheaper)
     flip_test: bool = True
     seed: int = 0
     device: str = "cpu"  # under torchrun, "cuda" is cuda:LOCAL_RANK

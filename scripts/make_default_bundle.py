@@ -57,7 +57,7 @@ def relative_paths(value, root: Path):
 
 
 # settings that only say where the training run lived on the machine that made it
-MACHINE_KEYS = ("project", "name", "resume", "out", "cache", "classifier", "threads", "workers")
+MACHINE_KEYS = ("project", "name", "resume", "out", "cache", "classifier", "trunk", "threads", "workers")
 
 
 def dataset_name(value: str) -> str:

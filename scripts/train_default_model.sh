@@ -7,11 +7,11 @@
 #
 # Seven training steps in three phases, sized for 2 CPU cores (BENCHMARKS.md, "What the recipe costs"):
 #   phase 1, two lanes side by side on one torch thread each (nothing in one lane waits for the other):
-#     lane A: 1. the train-only detector -> 3. the attribute model (street) -> 4. the keypoint model
+#     lane A: 1. the train-only detector -> 3. the attribute model (street)
 #     lane B: 2. the train + val detector -> 5. that detector fine-tuned on street, held-flat and product photos
 #   phase 2, on both threads: 6. the attribute model fine-tuned with product photos (needs 3 and 5)
 #   phase 3, on both threads: 7. the garment check and the item-type head (needs 5 and 6), the photo-kind head,
-#   then the bundle
+#   4. the keypoint model on the final attribute model's backbone (needs 7), then the bundle
 # A step whose run folder has metrics.json (written when training ends) is skipped; one with only last.pt
 # (interrupted) continues with --resume. Each step's wall time is appended to WORK/logs/times.txt.
 #
@@ -68,12 +68,16 @@ attributes() {
         >> "$W/logs/attributes-trainval.log" 2>&1
 }
 
-# 4. the keypoint model (landmarks train + val; it needs no other step)
+# 4. the keypoint model (landmarks train + val) on the shipped attribute model's backbone: its stem and first 5
+# blocks frozen and shared, so that predict runs them once per garment for both models (classifiers/crop_models.py);
+# blocks 5-6 and the head (with the stride-16 and stride-8 maps: --lateral) learn. Crops are the attribute model's.
+# It needs the last attribute step (7), so it runs after it.
 keypoints() {
     done_ "$W/keypoints/keypoints-trainval" || fashion2stage keypoints-train \
         --data "$T/landmarks/annotations/keypoints_trainval.json" \
         --val "$B/landmarks/annotations/keypoints_val.json" --images "$B/landmarks/images" \
-        --epochs 30 --image-size 192x256 --jitter default --threads 1 \
+        --trunk "$W/attributes/attributes-kind" --trunk-blocks 5 --lateral \
+        --epochs 30 --jitter default --threads 2 \
         --project "$W/keypoints" --name keypoints-trainval $(resume "$W/keypoints/keypoints-trainval") \
         >> "$W/logs/keypoints-trainval.log" 2>&1
 }
@@ -131,7 +135,6 @@ photo_kind() {
 (
     timed "1 detector-train" detector detector-train "$B/ccp/annotations/instances_train.json"
     timed "3 attributes-trainval" attributes
-    timed "4 keypoints-trainval" keypoints
 ) &
 LANE_A=$!
 (
@@ -148,6 +151,7 @@ wait $LANE_B || failed=1
 timed "6 attributes-products" attributes_products
 timed "7 attributes-typed" type_heads
 timed "7 attributes-kind" photo_kind
+timed "4 keypoints-trainval" keypoints
 
 python scripts/make_default_bundle.py --detector "$W/detect/detector-multi" \
     --attributes "$W/attributes/attributes-kind" --keypoints "$W/keypoints/keypoints-trainval"

@@ -119,10 +119,11 @@ def test_the_shared_network_is_the_two_networks():
     np.testing.assert_allclose(out["heatmaps"].numpy(), h.numpy(), atol=1e-5)
 
 
-def test_the_shared_network_with_lateral_maps_is_the_two_networks():
+@pytest.mark.parametrize("upsampling", ["deconv", "separable"])
+def test_the_shared_network_with_lateral_maps_is_the_two_networks(upsampling):
     """With ``--lateral`` the head also reads the stride-16 and stride-8 maps: the shared pass taps the same blocks."""
     attr = AttributeModel("efficientnet_lite0", {"a": 3}, pretrained=False).eval()
-    kp = HeatmapModel(4, pretrained=False, deconv_channels=(16, 16, 16), lateral=True).eval()
+    kp = HeatmapModel(4, pretrained=False, deconv_channels=(16, 16, 16), lateral=True, upsampling=upsampling).eval()
     kp.backbone.load_state_dict(trunk_state(attr.backbone))
     for m in kp.lateral:  # not the zero-effect start: the lateral maps must reach the heatmaps
         torch.nn.init.normal_(m.weight, std=0.5)
@@ -134,4 +135,5 @@ def test_the_shared_network_with_lateral_maps_is_the_two_networks():
         kp.lateral = None
         plain = kp(x)
     np.testing.assert_allclose(out["heatmaps"].numpy(), h.numpy(), atol=1e-5)
+    assert out["heatmaps"].shape == (2, 4, 16, 24)  # 1/4 of the crop
     assert not np.allclose(h.numpy(), plain.numpy(), atol=1e-3)

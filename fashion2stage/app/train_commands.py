@@ -156,6 +156,7 @@ def keypoints_train(
     head_channels: str = typer.Option(",".join(map(str, default(K, "deconv_channels"))),
                                       help="Channels of the head's 3 deconvolutions."),
     lateral: bool = typer.Option(K.lateral, "--lateral", help="Head also reads stride-16 and -8 maps."),
+    upsampling: str = typer.Option(K.upsampling, help="Head stages: deconv or separable (cheaper)."),
     pretrained: bool = typer.Option(K.pretrained, help="Start from ImageNet weights (offline)."),
     flip_test: bool = typer.Option(K.flip_test, help="Validate on the crop and its mirror image."),
     project: Path = typer.Option(Path(K.project), help="Folder that holds run folders."),
@@ -182,12 +183,16 @@ def keypoints_train(
         typer.echo(f"fashion2stage: --head-channels must be three positive integers like 128,64,32, "
                    f"got {head_channels!r}", err=True)
         raise typer.Exit(code=2) from None
+    if upsampling not in ("deconv", "separable"):
+        typer.echo(f"fashion2stage: --upsampling must be deconv or separable, got {upsampling!r}", err=True)
+        raise typer.Exit(code=2)
     paths = {k: str(v) if v else None
              for k, v in dict(val=val, val_images=val_images, box_errors=box_errors, trunk=trunk).items()}
     cfg = K(data=[str(d) for d in data] if len(data) > 1 else str(data[0]),
             images=[str(i) for i in images] if len(images) > 1 else str(images[0]) if images else None,
             **paths, jitter=jitter, width=width, height=height, epochs=epochs,
             batch_size=batch_size, lr=lr, sigma=sigma, deconv_channels=deconv_channels, lateral=lateral,
+            upsampling=upsampling,
             trunk_blocks=trunk_blocks,
             pretrained=pretrained, flip_test=flip_test, seed=seed, device=device,
             threads=threads, project=str(project), name=name, resume=resume)
