@@ -121,7 +121,7 @@ CORRUPT_FIELDS = [
     ("keypoints", "two deconvolutions", _put("config.json", "deconv_channels", [128, 128]), "config.json",
      "'deconv_channels'", "it must be 3 long"),
     ("keypoints", "heatmap size disagrees with the crop", _put("config.json", "heatmap_size", [40, 64]), "config.json",
-     "field 'heatmap_size' is [40, 64]; the crop 192x256 gives [48, 64]"),
+     "field 'heatmap_size' is [40, 64]; the crop 192x192 gives [48, 48]"),
     ("keypoints", "zero std", _put("config.json", "normalisation.std", [0.5, 0, 0.5]), "config.json",
      "'normalisation.std'", "it must be > 0"),
     ("keypoints", "weights outside the run", _put("config.json", "weights", "../weights.safetensors"), "config.json",

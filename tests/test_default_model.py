@@ -69,7 +69,8 @@ def test_default_predict_follows_the_contract(predictions):
 
 # tests/data/golden/predictions.jsonl: `fashion2stage predict --images examples/images --runtime torch` on the
 # shipped bundle, written before the pipeline's redesign (issue 26) and kept since: any change to what predict
-# answers must be a deliberate one, shown by rewriting that file in the same commit
+# answers must be a deliberate one, shown by rewriting that file in the same commit (the last: the keypoint model on
+# the attribute model's backbone, issue 25, which changed the landmarks and nothing else)
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden" / "predictions.jsonl"
 
 

@@ -146,7 +146,7 @@ def keypoints_train(
     val_images: Optional[Path] = typer.Option(None, help="Image root of --val."),
     box_errors: Optional[Path] = typer.Option(None, help="box_errors.json: jitter like that detector."),
     jitter: str = typer.Option(K.jitter, help="Without --box-errors: default or none."),
-    trunk: Optional[Path] = typer.Option(None, help="Attribute run: share its backbone (frozen) and crops."),
+    trunk: Optional[Path] = typer.Option(None, help="Attribute run whose backbone to share."),
     trunk_blocks: Optional[int] = typer.Option(None, help="With --trunk: its blocks kept (default all 7)."),
     epochs: int = typer.Option(K.epochs, help="Passes over the training set."),
     image_size: str = typer.Option(f"{K.width}x{K.height}", help="Crop WIDTHxHEIGHT, multiples of 32."),
