@@ -23,7 +23,7 @@ from classifiers.attributes import (HEATMAPS, AttributeModel, AttributePredictor
 from classifiers.export import export_onnx
 from classifiers.keypoints import (HeatmapModel, KeypointPredictor, heatmap_head, load_keypoint_model,
                                    read_keypoint_run)
-from fashion2stage.nets import TorchNet, load_net, resolve_runtime
+from fashion2stage.nets import load_net, resolve_runtime
 
 STEM = ("conv_stem.", "bn1.")  # timm's names of the layers before the blocks
 
@@ -112,7 +112,8 @@ def load_crop_models(attributes: str | Path | None, keypoints: str | Path | None
     files = [a_run / a_spec.weights, a_run / "config.json", k_run / k_spec.weights, k_run / "config.json"]
     net = load_net("crops", a_run, model, outputs, lambda path: export_onnx(model, size, path, list(outputs)), files,
                    runtime=runtime, device=device, threads=threads, amp="auto")
-    # the keypoint predictor decodes the heatmaps of the shared pass; its own network serves direct calls
+    # the pipeline hands the keypoint predictor the heatmaps of the shared pass; called on crops directly
+    # (``predict``), it runs the same network, which returns heatmaps beside the attribute logits
     return (predictor_of(net, a_model, a_spec, labels, heatmaps=True),
-            KeypointPredictor(TorchNet(k_model, device, (HEATMAPS,)), k_labels, k_spec.crop, k_spec.sigma,
-                              k_spec.norm.mean, k_spec.norm.std, shared=True))
+            KeypointPredictor(net, k_labels, k_spec.crop, k_spec.sigma, k_spec.norm.mean, k_spec.norm.std,
+                              shared=True))

@@ -137,3 +137,15 @@ def test_the_shared_network_with_lateral_maps_is_the_two_networks(upsampling):
     np.testing.assert_allclose(out["heatmaps"].numpy(), h.numpy(), atol=1e-5)
     assert out["heatmaps"].shape == (2, 4, 16, 24)  # 1/4 of the crop
     assert not np.allclose(h.numpy(), plain.numpy(), atol=1e-3)
+
+
+def test_the_shared_keypoint_predictor_reads_crops_directly_on_the_shared_network(models, trunk_run):
+    """Called on crops (not through the pipeline), the shared keypoint predictor runs the one network, on the runtime
+    it was loaded with, and gives the keypoint run's own answer."""
+    from fashion2stage.nets import OnnxNet
+
+    attrs, kps = load_crop_models(models["runs"] / "attr", trunk_run, runtime="onnx")
+    assert kps.net is attrs.net and isinstance(kps.net, OnnxNet)
+    alone = load_keypoint_model(trunk_run, runtime="torch")
+    crops = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(kps.heatmaps(crops), alone.heatmaps(crops), atol=1e-4)
