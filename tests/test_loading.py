@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from classifiers.attributes import load_attribute_model
+from classifiers.crop_models import SharedCropModel, load_crop_models
 from classifiers.keypoints import load_keypoint_model
 from detectors.load import load_detector
 from fashion2stage.app.pipeline import default_bundle
@@ -92,12 +93,20 @@ def test_the_mixed_precision_path_of_every_shipped_model_runs_on_the_cpu():
             assert a["labels"][best_a] == b["labels"][best_b]
             assert box_iou(a["boxes"][best_a][None].astype(float), b["boxes"][best_b][None].astype(float))[0, 0] > 0.9
             continue
-        rng = np.random.default_rng(0)
-        crops = rng.integers(0, 255, (2, model.crop_spec.height, model.crop_spec.width, 3), dtype=np.uint8)
-        norm = model.normalisation if stage == "attributes" else model
-        x = normalised(crops, norm.mean, norm.std)
-        a, b = model.net(x), mixed(x)
-        for k in a:
-            assert b[k].dtype == np.float32 and np.isfinite(b[k]).all()
-            scale = float(np.abs(a[k]).max()) + 1.0
-            np.testing.assert_allclose(b[k], a[k], atol=0.1 * scale)
+        _same_within_bfloat16(model, mixed, model.normalisation if stage == "attributes" else model)
+    # and the one network the shipped crop models make together (their shared backbone, classifiers/crop_models.py)
+    attrs, _ = load_crop_models(default_bundle() / "attributes", default_bundle() / "keypoints", runtime="torch")
+    assert isinstance(attrs.net.module, SharedCropModel)
+    _same_within_bfloat16(attrs, TorchNet(attrs.net.module, outputs=attrs.net.outputs, amp=torch.bfloat16),
+                          attrs.normalisation)
+
+
+def _same_within_bfloat16(model, mixed, norm) -> None:
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (2, model.crop_spec.height, model.crop_spec.width, 3), dtype=np.uint8)
+    x = normalised(crops, norm.mean, norm.std)
+    a, b = model.net(x), mixed(x)
+    for k in a:
+        assert b[k].dtype == np.float32 and np.isfinite(b[k]).all()
+        scale = float(np.abs(a[k]).max()) + 1.0
+        np.testing.assert_allclose(b[k], a[k], atol=0.1 * scale)
