@@ -190,7 +190,12 @@ def load_attribute_model(run_dir: str | Path, device: str = "cpu", runtime: str 
     network on ``runtime`` (auto / onnx / torch, fashion2stage.nets.load_net; ``threads``: ONNX Runtime's)."""
     resolve_runtime(runtime, device)
     run = Path(run_dir)
-    spec, labels, model = read_attribute_run(run, device)
+    return attribute_predictor(run, read_attribute_run(run, device), device, runtime, threads)
+
+
+def attribute_predictor(run: Path, parts: tuple, device: str, runtime: str, threads: int) -> AttributePredictor:
+    """The predictor of a read run folder (``parts``: ``read_attribute_run``'s spec, label set and network)."""
+    spec, labels, model = parts
     size, heads = (spec.crop.height, spec.crop.width), list(model.keys)
     net = load_net("attributes", run, model, tuple(heads), lambda path: export_onnx(model, size, path, heads),
                    [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads,

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from classifiers.attributes import (HEATMAPS, AttributeModel, AttributePredictor, load_attribute_model, predictor_of,
-                                    read_attribute_run)
+from classifiers.attributes import (HEATMAPS, AttributeModel, AttributePredictor, attribute_predictor,
+                                    load_attribute_model, predictor_of, read_attribute_run)
 from classifiers.export import export_onnx
-from classifiers.keypoints import (HeatmapModel, KeypointPredictor, heatmap_head, load_keypoint_model,
-                                   read_keypoint_run)
+from classifiers.keypoints import (HeatmapModel, KeypointPredictor, heatmap_head, keypoint_predictor,
+                                   load_keypoint_model, read_keypoint_run)
 from fashion2stage.nets import load_net, resolve_runtime
 
 STEM = ("conv_stem.", "bn1.")  # timm's names of the layers before the blocks
@@ -100,12 +100,12 @@ def load_crop_models(attributes: str | Path | None, keypoints: str | Path | None
                 load_keypoint_model(keypoints, device, runtime, threads) if keypoints else None)
     resolve_runtime(runtime, device)
     a_run, k_run = Path(attributes), Path(keypoints)
-    a_spec, labels, a_model = read_attribute_run(a_run, device)
-    k_spec, k_labels, k_model = read_keypoint_run(k_run, device)
+    attr, kp = read_attribute_run(a_run, device), read_keypoint_run(k_run, device)
+    (a_spec, labels, a_model), (k_spec, k_labels, k_model) = attr, kp
     split = shared_blocks((a_spec, a_model), (k_spec, k_model))
-    if split == 0:
-        return (load_attribute_model(a_run, device, runtime, threads),
-                load_keypoint_model(k_run, device, runtime, threads))
+    if split == 0:  # each on its own network, from the files already read
+        return (attribute_predictor(a_run, attr, device, runtime, threads),
+                keypoint_predictor(k_run, kp, device, runtime, threads))
     model = SharedCropModel(a_model, k_model, split)
     outputs = (*a_model.keys, HEATMAPS)
     size = (a_spec.crop.height, a_spec.crop.width)

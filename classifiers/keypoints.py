@@ -313,7 +313,12 @@ def load_keypoint_model(run_dir: str | Path, device: str = "cpu", runtime: str =
     ``runtime`` (auto / onnx / torch, fashion2stage.nets.load_net; ``threads``: ONNX Runtime's)."""
     resolve_runtime(runtime, device)
     run = Path(run_dir)
-    spec, labels, model = read_keypoint_run(run, device)
+    return keypoint_predictor(run, read_keypoint_run(run, device), device, runtime, threads)
+
+
+def keypoint_predictor(run: Path, parts: tuple, device: str, runtime: str, threads: int) -> KeypointPredictor:
+    """The predictor of a read run folder (``parts``: ``read_keypoint_run``'s spec, label set and network)."""
+    spec, labels, model = parts
     size = (spec.crop.height, spec.crop.width)
     net = load_net("keypoints", run, model, OUTPUTS, lambda path: export_onnx(model, size, path, list(OUTPUTS)),
                    [run / spec.weights, run / "config.json"], runtime=runtime, device=device, threads=threads,
