@@ -143,11 +143,11 @@ class AttributePredictor:
             raise ValueError(f"crops must be (N, H, W, 3) uint8, got shape {crops.shape}")
         out: dict[str, list[np.ndarray]] = {k: [] for k in self.heads}
         maps: dict[str, list[np.ndarray]] = {HEATMAPS: [], MIRRORED: []}
+        mirrored = self.heatmaps and mirror_heatmaps
         for i in range(0, len(crops), batch_size):
             x = normalised(crops[i:i + batch_size], self.normalisation.mean, self.normalisation.std)
             raw = self.net(x)
             probs = _probs(raw)
-            mirrored = self.heatmaps and mirror_heatmaps
             if flip_tta or mirrored:
                 raw_flipped = self.net(np.ascontiguousarray(x[..., ::-1]))
                 if flip_tta:

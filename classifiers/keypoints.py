@@ -29,7 +29,7 @@ from fashion2stage.geometry import CropSpec
 from fashion2stage.labels import LabelSet
 from fashion2stage.nets import Net, TorchNet, load_net, normalised, resolve_runtime
 from fashion2stage.runs import config_errors, load_run, load_weights
-from fashion2stage.specs import KeypointSpec
+from fashion2stage.specs import UPSAMPLING, KeypointSpec
 
 HEATMAP_STRIDE = KeypointSpec.HEATMAP_STRIDE
 BACKBONE_STRIDE = KeypointSpec.BACKBONE_STRIDE
@@ -73,9 +73,6 @@ class HeatmapModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return heatmap_head(self.deconv, getattr(self, "lateral", None), self.final, self.backbone(x))
-
-
-UPSAMPLING = ("deconv", "separable")
 
 
 def _upsampling_stage(kind: str, in_ch: int, ch: int) -> list[nn.Module]:

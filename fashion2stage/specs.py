@@ -191,6 +191,9 @@ class AttributeSpec(_Normalised):
                 raise DataError(run / "config.json", f"field '{name}.classes' lacks {NO_GARMENT!r}")
 
 
+UPSAMPLING = ("deconv", "separable")  # the keypoint head's x2 stages (classifiers/keypoints.py)
+
+
 @dataclass(frozen=True, kw_only=True)
 class KeypointSpec(_Normalised):
     """A ``keypoints-train`` run: backbone -> 3 deconvolutions -> one heatmap per keypoint at 1/4 of the crop."""
@@ -202,7 +205,7 @@ class KeypointSpec(_Normalised):
     num_keypoints: int = field(metadata=rule(gt=0))
     deconv_channels: tuple[int, ...] = field(default=(128, 128, 128), metadata=rule(length=3, gt=0, le=4096))
     lateral: bool = False  # the backbone's stride-16 and stride-8 maps join the head (keypoints.HeatmapModel)
-    upsampling: str = field(default="deconv", metadata=rule(choices=("deconv", "separable")))  # the head's x2 stages
+    upsampling: str = field(default="deconv", metadata=rule(choices=UPSAMPLING))  # the head's x2 stages
     crop: CropSpec
     heatmap_size: tuple[int, ...] | None = field(default=None, metadata=rule(length=2))  # (w, h): crop / 4
     sigma: float = field(default=2.0, metadata=rule(gt=0.0, le=64.0))  # of the training heatmaps, heatmap pixels

@@ -230,9 +230,9 @@ class Pipeline:
         if read:
             pts = self.keypoints.points(np.stack([g.heatmaps for g in read]), [g.type for g in read])
             self._place(read, [g.crop_transform for g in read], pts)
-        images = {id(g): p.orig_img for p in preds for g in p.garments}
         rest = [g for g in todo if g.heatmaps is None]
         if rest:
+            images = {id(g): p.orig_img for p in preds for g in p.garments}
             cut = [crop(images[id(g)], g.box, self.keypoints.crop_spec) for g in rest]
             pts = self.keypoints.predict(np.stack([c for c, _ in cut]), [g.type for g in rest],
                                          flip_test=self.keypoint_flip)

@@ -183,8 +183,10 @@ def keypoints_train(
         typer.echo(f"fashion2stage: --head-channels must be three positive integers like 128,64,32, "
                    f"got {head_channels!r}", err=True)
         raise typer.Exit(code=2) from None
-    if upsampling not in ("deconv", "separable"):
-        typer.echo(f"fashion2stage: --upsampling must be deconv or separable, got {upsampling!r}", err=True)
+    from fashion2stage.specs import UPSAMPLING  # noqa: PLC0415
+
+    if upsampling not in UPSAMPLING:
+        typer.echo(f"fashion2stage: --upsampling must be {' or '.join(UPSAMPLING)}, got {upsampling!r}", err=True)
         raise typer.Exit(code=2)
     paths = {k: str(v) if v else None
              for k, v in dict(val=val, val_images=val_images, box_errors=box_errors, trunk=trunk).items()}
