@@ -143,3 +143,11 @@ def test_a_bad_trunk_is_one_clear_line_before_any_run_folder(tmp_path):
     result = CliRunner().invoke(app, args + ["--trunk-blocks", "9"])
     assert result.exit_code == 1 and "--trunk-blocks must be 0 to 7, got 9" in result.output
     assert not (tmp_path / "runs" / "kp").exists()
+
+
+def test_an_unknown_upsampling_is_one_clear_line(tmp_path):
+    train = _write_split(tmp_path, "train", 2, 0)
+    result = CliRunner().invoke(app, ["keypoints-train", "--data", str(train), "--upsampling", "bilinear",
+                                      "--project", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "--upsampling must be deconv or separable, got 'bilinear'" in result.output
