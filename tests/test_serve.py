@@ -243,7 +243,8 @@ def test_full_queue_answers_503_with_retry_after(shipped_reader):
             assert answers[key].json()["predictions"][0]["image"] == f"{key}0.png"
         health = client.get("/healthz").json()
         assert health["status"] == "ready" and health["queue"]["pending"] == 0
-        # three requests, two model calls: the two that waited together went in one batch (max_batch=2)
+        # three requests, two model calls of at most max_batch=2 images: a and b waited together, or a went alone
+        # (its batch closed after 5 ms) and b went with d
         assert (health["served"]["batches"], health["served"]["images"]) == (2, 3)
 
 
@@ -267,7 +268,9 @@ def test_an_image_the_models_cannot_take_costs_no_other_request_its_answer(shipp
     """A 20000 x 1 photo (issue 28: it made ONNX Runtime raise for its whole batch) in one batch with another
     request's good photo: the good one is answered 200, and the thin one gets a prediction or its own error line."""
     thin = png_of(Image.new("RGB", (20000, 1), (120, 120, 120)))
-    app = create_app(lambda: shipped_reader, Limits(max_files=2, queue_size=4, max_batch=4))
+    # max_batch 3 and a long max_wait: the batcher's first image waits for the other two however the requests'
+    # arrivals interleave (with the default 5 ms, the first request's images could leave as a batch of their own)
+    app = create_app(lambda: shipped_reader, Limits(max_files=2, queue_size=4, max_batch=3, max_wait_ms=600_000))
     with TestClient(app) as client:
         wait_ready(client)
         batcher = app.state.service.batcher
