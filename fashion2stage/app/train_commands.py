@@ -42,6 +42,7 @@ def detect_train(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
     trainable_stages: int = typer.Option(D.trainable_stages, help="Backbone blocks (of 7) that learn."),
     device: str = typer.Option(D.device, help="cpu or cuda; yolo: ultralytics' device (0,1)."),
+    seed: int = typer.Option(D.seed, help="Seed of shuffling, augmentation and new layers."),
 ) -> None:
     """Train a garment detector (YOLO or Faster R-CNN) on boxes from one or several sources; writes a run folder."""
     from detectors.train import train_detector
@@ -51,7 +52,7 @@ def detect_train(
             teacher=str(teacher) if teacher else None, teacher_conf=teacher_conf, teacher_tta=teacher_tta,
             epoch_size=epoch_size, balance_types=balance_types, detector=detector, weights=weights,
             epochs=epochs, batch=batch, image_size=image_size, lr=lr, trainable_stages=trainable_stages,
-            device=device, project=str(project), name=name, resume=resume, threads=threads)
+            device=device, project=str(project), name=name, resume=resume, threads=threads, seed=seed)
     try:
         run = train_detector(cfg)
     except (ValueError, FileExistsError, FileNotFoundError) as e:  # a DataError is a ValueError
