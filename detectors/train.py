@@ -227,6 +227,7 @@ def teacher_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: in
     ``run/teacher_<index>[_flip].json``), kept, dropped and ignored by the photo's tags
     (:func:`fashion2stage.weak_labels.pseudo_label`)."""
     from fashion2stage.detections import FlipTTA, detect_cached  # noqa: PLC0415
+    from fashion2stage.formats.tags import tagged_types  # noqa: PLC0415
     from fashion2stage.weak_labels import pseudo_label  # noqa: PLC0415
     if not cfg.teacher:
         raise DataError(ds.source, "a tag CSV source needs --teacher RUN (the detector whose garments the tags "
@@ -235,9 +236,10 @@ def teacher_boxes(ds: Dataset, cfg: DetectTrainConfig, run: Path, log, index: in
     if cfg.teacher_tta:
         teacher = FlipTTA(teacher)
     cache = run / f"teacher_{index}{'_flip' if cfg.teacher_tta else ''}.json"
-    log(f"teacher {cfg.teacher}{' with flip TTA' if cfg.teacher_tta else ''} on {len(ds)} photos of {ds.source} "
-        f"-> {cache.name}")
-    detections = detect_cached(teacher, ds.records, cache, conf=min(TEACHER_CACHE_CONF, cfg.teacher_conf),
+    tagged = [r for r in ds.records if tagged_types(r, ds.tags)]  # the rest teach nothing (weak_labels)
+    log(f"teacher {cfg.teacher}{' with flip TTA' if cfg.teacher_tta else ''} on the {len(tagged)} photos with a "
+        f"garment tag of {len(ds)} in {ds.source} -> {cache.name}")
+    detections = detect_cached(teacher, tagged, cache, conf=min(TEACHER_CACHE_CONF, cfg.teacher_conf),
                                batch_size=cfg.batch)
     out = pseudo_label(ds, detections, cfg.teacher_conf, log=log)
     if not out.records:

@@ -59,9 +59,11 @@ def load_mapping(path: str | Path) -> tuple[str, dict]:
     return text, data
 
 
-def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict[str, dict]:
+def read_class_mapping(path: str | Path, labels: LabelSet | None = None,
+                       fields: tuple[str, ...] = ()) -> dict[str, dict]:
     """``{class: {"type": str | None, "attributes": {key: value}}}`` from a mapping file, checked against
-    ``labels`` (default: the FashionAI taxonomy's garment types; attribute keys/values are checked when given)."""
+    ``labels`` (default: the FashionAI taxonomy's garment types; attribute keys/values are checked when given).
+    ``fields``: further per-class fields the caller's format allows; given ones are copied as they are."""
     path = Path(path)
     text, data = load_mapping(path)
     types = labels.garment_types if labels else list(taxonomy.GARMENT_TYPES)
@@ -72,9 +74,10 @@ def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict
             spec = {"type": spec}
         if not isinstance(spec, dict) or "type" not in spec:
             raise DataError(path, f"class {name!r}: expected {{type: <garment type or none>, attributes: {{...}}}}", line)
-        unknown = set(spec) - {"type", "attributes"}
+        unknown = set(spec) - {"type", "attributes", *fields}
         if unknown:
-            raise DataError(path, f"class {name!r}: unknown field(s) {sorted(unknown)} (known: type, attributes)", line)
+            raise DataError(path, f"class {name!r}: unknown field(s) {sorted(unknown)} (known: "
+                                  f"{', '.join(['type', 'attributes', *fields])})", line)
         t = taxonomy.canonical_name(spec["type"]) if isinstance(spec["type"], str) else spec["type"]
         if t is None or (isinstance(t, str) and t.lower() in NO_GARMENT):
             t = None
@@ -94,7 +97,7 @@ def read_class_mapping(path: str | Path, labels: LabelSet | None = None) -> dict
                 if v not in labels.attributes[k]:
                     raise DataError(path, f"class {name!r}: {k} has no value {v!r} "
                                           f"(values: {', '.join(labels.attributes[k])})", line)
-        out[str(name)] = {"type": t, "attributes": dict(attrs)}
+        out[str(name)] = {"type": t, "attributes": dict(attrs), **{f: spec[f] for f in fields if f in spec}}
     return out
 
 

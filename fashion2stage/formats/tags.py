@@ -8,10 +8,18 @@ plus one rule for tags it does not name::
 
     # tags.yaml
     unmapped: error        # or "ignore": tags not listed below are dropped, counted in one warning line
+    complete: true         # optional, default true: a photo's tags name every garment type it shows
     classes:
       coat:  {type: outwear, attributes: {fine_category: coat}}
       jeans: {type: trousers, attributes: {fine_category: jeans}}
       bag:   {type: none}  # not a garment of the taxonomy: says nothing about garments
+      catalogue_dress: {type: dress, complete: false}  # names one garment; others may be shown untagged
+
+**Complete and partial tags.** Street tags list what a photo shows (``complete: true``): a type no tag names is
+not there, and a teacher's box of it is a negative. A catalogue category or an attribute label names one garment
+(the product, the outer layer) and is silent on the rest (``complete: false``, for the whole file at the top or
+per tag): a photo with any such tag is *partially tagged*, and a type its tags do not name is unknown, never
+absent (:mod:`fashion2stage.weak_labels` keeps the teacher's confident boxes of it; tag scores do not count it).
 
 A photo becomes an :class:`ImageRecord` with no garments and ``tags`` = its mapped tags in file order; the
 dataset's ``tags`` holds the mapping. Boxes come later from a teacher detector (:mod:`fashion2stage.weak_labels`).
@@ -43,7 +51,16 @@ def read_tag_mapping(path: str | Path, labels: LabelSet | None = None) -> tuple[
     if rule not in UNMAPPED_RULES:
         raise DataError(path, f"a tag mapping needs a top-level 'unmapped:' rule, one of {', '.join(UNMAPPED_RULES)} "
                               f"(what to do with a tag it does not list), got {rule!r}", _line_of(text, "unmapped"))
-    return read_class_mapping(path, labels), rule
+    complete = data.get("complete", True)
+    if not isinstance(complete, bool):
+        raise DataError(path, f"'complete:' must be true or false, got {complete!r}", _line_of(text, "complete"))
+    tags = read_class_mapping(path, labels, fields=("complete",))
+    for name, spec in tags.items():
+        spec.setdefault("complete", complete)
+        if not isinstance(spec["complete"], bool):
+            raise DataError(path, f"class {name!r}: 'complete' must be true or false, got {spec['complete']!r}",
+                            _line_of(text, name))
+    return tags, rule
 
 
 def is_tag_csv(path: str | Path) -> bool:
@@ -96,6 +113,12 @@ def read_tags(csv_path: str | Path, mapping: str | Path, labels: LabelSet | None
 def tagged_types(record: ImageRecord, tags: dict[str, dict]) -> set[str]:
     """The garment types the photo's tags name (tags mapped to ``none`` name no type)."""
     return {tags[t]["type"] for t in record.tags or () if tags[t]["type"] is not None}
+
+
+def fully_tagged(record: ImageRecord, tags: dict[str, dict]) -> bool:
+    """True when the photo's tags name every garment type it shows: none of them is a ``complete: false`` tag.
+    (A photo with no tag at all counts as complete; the callers decide what such a photo teaches.)"""
+    return all(tags[t].get("complete", True) for t in record.tags or ())
 
 
 def pinned_attributes(record: ImageRecord, tags: dict[str, dict], garment_type: str) -> dict[str, str]:

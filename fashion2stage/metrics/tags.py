@@ -5,6 +5,8 @@ default, :data:`TAG_CONF`). Over every (photo, type) pair of the label set's typ
 the type is both tagged and shown, a false positive when shown only, a false negative when tagged only. Precision,
 recall and F1 are micro-averaged over all pairs, and given per type. Every photo of the tag file counts, those
 without a garment tag too (a garment shown there is a false positive), and an unpredicted photo shows nothing.
+On a partially tagged photo (a ``complete: false`` tag, :mod:`fashion2stage.formats.tags`) a type its tags do not
+name is unknown: showing it is no false positive, so such a photo adds true positives and false negatives only.
 """
 from __future__ import annotations
 
@@ -38,9 +40,10 @@ def score_tags(dataset, garments: dict[str, list], conf: float = TAG_CONF) -> di
     """:func:`tag_report` of a tag ``dataset`` (:func:`fashion2stage.formats.tags.read_tags`) against predicted
     ``garments`` per ``ImageRecord.file`` (anything with ``type`` and ``score``; a photo absent shows nothing),
     counting garments scoring at least ``conf``."""
-    from fashion2stage.formats.tags import tagged_types  # noqa: PLC0415
+    from fashion2stage.formats.tags import fully_tagged, tagged_types  # noqa: PLC0415
 
     tagged = [tagged_types(r, dataset.tags) for r in dataset.records]
     shown = [{g.type for g in garments.get(r.file, []) if g.score >= conf} for r in dataset.records]
+    shown = [s if fully_tagged(r, dataset.tags) else s & t for r, s, t in zip(dataset.records, shown, tagged)]
     return {"conf": conf, **tag_report(tagged, shown, dataset.labels.garment_types),
             "photos_without_prediction": sum(1 for r in dataset.records if r.file not in garments)}
