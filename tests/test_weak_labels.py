@@ -202,6 +202,50 @@ def test_teacher_boxes_are_kept_dropped_and_ignored_by_the_tags(tmp_path):
     assert low["images/1.png"].ignore_types == [] and len(low["images/1.png"].garments) == 2
 
 
+def test_partial_tags_rule_nothing_out(tmp_path):
+    """A ``complete: false`` tag (a catalogue category, cad's outer garment) names one garment and is silent on the
+    rest: on its photo the teacher's confident boxes of other types are kept, every type without a kept box is
+    ignored, and tag scores do not count an untagged type shown there as a false positive."""
+    from fashion2stage.formats.tags import fully_tagged
+    from fashion2stage.metrics.tags import score_tags
+
+    ds, teacher = tagged_photos(tmp_path)  # photo 1: "bag coat jeans", complete
+    (tmp_path / "m.yaml").write_text(MAPPING.format(rule="error") + "  outer_coat: {type: outwear, complete: false}\n")
+    (tmp_path / "tags.csv").write_text("image,tags\nimages/1.png,outer_coat\nimages/2.png,bag coat jeans\n")
+    part = read_tags(tmp_path / "tags.csv", tmp_path / "m.yaml", LABELS)
+    assert [fully_tagged(r, part.tags) for r in part.records] == [False, True]
+    detections = detect_cached(teacher, part.records, tmp_path / "teacher.json", conf=0.05)
+    lines = []
+    by_file = {r.file: r for r in pseudo_label(part, detections, conf=0.7, log=lines.append).records}
+    one = by_file["images/1.png"]  # the level-10 photo: outwear 0.9, dress 0.95, trousers 0.4
+    assert sorted((g.type, g.score) for g in one.garments) == [("dress", 0.95), ("outwear", 0.9)]
+    assert one.ignore_types == ["blouse", "skirt", "trousers"]  # unknown, not background; trousers under 0.7
+    assert [g.attributes for g in one.garments] == [{}, {}]  # outer_coat pins no fine category
+    # the same photo, fully tagged "bag coat jeans": the dress is dropped (a negative), only jeans are ignored
+    complete = {r.file: r for r in pseudo_label(ds, detect_cached(teacher, ds.records, tmp_path / "t2.json",
+                                                                  conf=0.05), conf=0.7, log=lambda _: None).records}
+    assert [g.type for g in complete["images/1.png"].garments] == ["outwear"]
+    assert complete["images/1.png"].ignore_types == ["trousers"]
+    assert "1 boxes of untagged types kept (partial tags)" in lines[0]
+    assert "3 untagged types without a box (ignored, partial tags)" in lines[0]
+    # scored: the partial photo shows outwear (tagged: a true positive) and a dress (unknown: not counted)
+    shown = {"images/1.png": [_found("outwear", box(0, 0, 9, 9), 0.9), _found("dress", box(0, 0, 9, 9), 0.9)],
+             "images/2.png": [_found("dress", box(0, 0, 9, 9), 0.9)]}
+    r = score_tags(part, shown)
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 1, 2)  # fp: photo 2's dress; fn: its coat and jeans
+    # the whole file at once, and a wrong value with its line
+    (tmp_path / "m.yaml").write_text(MAPPING.format(rule="error").replace("classes:", "complete: false\nclasses:")
+                                     + "  outer_coat: {type: outwear, complete: true}\n")
+    whole = read_tags(tmp_path / "tags.csv", tmp_path / "m.yaml")
+    assert [fully_tagged(r, whole.tags) for r in whole.records] == [True, False]  # a tag's own word wins
+    (tmp_path / "m.yaml").write_text(MAPPING.format(rule="error").replace("classes:", "complete: maybe\nclasses:"))
+    with pytest.raises(DataError, match=r"m.yaml:2: 'complete:' must be true or false, got 'maybe'"):
+        read_tags(tmp_path / "tags.csv", tmp_path / "m.yaml")
+    (tmp_path / "m.yaml").write_text(MAPPING.format(rule="error") + "  outer_coat: {type: outwear, complete: 0}\n")
+    with pytest.raises(DataError, match=r"class 'outer_coat': 'complete' must be true or false"):
+        read_tags(tmp_path / "tags.csv", tmp_path / "m.yaml")
+
+
 def test_attribute_crops_learn_the_fine_category_the_tags_pin(tmp_path):
     """classify-train's samples from a tag source: one per kept teacher box with a pinned fine category, cut from the
     teacher's box as it is (a real detector box: no jitter)."""
