@@ -37,6 +37,10 @@ def attribute_tags(labels_csv: Path, key: str, prefix: str, out: Path) -> Path:
     if key not in ds.labels.attributes:
         raise DataError(labels_csv, f"no attribute key {key!r} (keys: {', '.join(ds.labels.attributes)})")
     values = ds.labels.attributes[key]
+    spaced = [v for v in values if len((prefix + v).split()) != 1]
+    if spaced:  # tags are space-separated: such a value would read back as two tags
+        raise DataError(labels_csv, f"{key} value {spaced[0]!r} with prefix {prefix!r} is not one word: a tag "
+                                    "cannot hold a space")
     rows = []
     for r in ds.records:
         marks = r.attributes.get(key)

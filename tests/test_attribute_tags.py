@@ -38,3 +38,5 @@ def test_the_category_becomes_a_partial_tag_of_each_photo(tmp_path):
     assert not fully_tagged(ds.records[0], ds.tags)
     with pytest.raises(DataError, match="no attribute key 'collar'"):
         attribute_tags.attribute_tags(data / "labels.csv", "collar", "c_", out)
+    with pytest.raises(DataError, match="value 'shirt' with prefix 'c ' is not one word"):
+        attribute_tags.attribute_tags(data / "labels.csv", "category", "c ", out)
