@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from fashion2stage.errors import DataError  # noqa: E402
 from fashion2stage.formats.fashionai import read_attribute_csv  # noqa: E402
+from fashion2stage.formats.tags import HEADER  # noqa: E402
 from fashion2stage.io import write_text_atomic  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def attribute_tags(labels_csv: Path, key: str, prefix: str, out: Path) -> Path:
         link.symlink_to(target, target_is_directory=True)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", "tags"])
+    writer.writerow(HEADER)
     writer.writerows(rows)
     path = out / f"tags_{labels_csv.stem}.csv"
     write_text_atomic(path, buf.getvalue())
